@@ -1,0 +1,166 @@
+//! A minimal client of LiveKit's server API (Twirp over HTTP, JSON encoding):
+//! `RoomService.CreateRoom`, which is idempotent.
+
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use crate::access_token::{Claims, VideoGrant};
+use crate::secret::Secret;
+
+/// How long an empty room created by the service is kept before anyone joins (lk-jwt-service).
+pub const EMPTY_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+/// How long a room is kept after the last participant left (lk-jwt-service).
+pub const DEPARTURE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Why a LiveKit server API call failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RoomServiceError {
+    /// The LiveKit server could not be reached or did not answer in time.
+    #[error("LiveKit server API request failed: {0}")]
+    Transport(String),
+    /// The LiveKit server answered with an error status.
+    #[error("LiveKit server API answered HTTP {status}: {message}")]
+    Status {
+        /// The HTTP status.
+        status: u16,
+        /// The Twirp error message, if any.
+        message: String,
+    },
+    /// The answer could not be decoded.
+    #[error("LiveKit server API answer could not be decoded")]
+    InvalidResponse,
+}
+
+/// A room as returned by the server API (the fields this service uses).
+#[derive(Debug, Clone, Deserialize)]
+#[non_exhaustive]
+pub struct Room {
+    /// The server-assigned room id.
+    #[serde(default)]
+    pub sid: String,
+    /// The room name.
+    #[serde(default)]
+    pub name: String,
+}
+
+#[derive(Serialize)]
+struct CreateRoomRequest<'a> {
+    name: &'a str,
+    empty_timeout: u64,
+    departure_timeout: u64,
+    max_participants: u32,
+}
+
+/// A client of the LiveKit server API.
+#[derive(Debug, Clone)]
+pub struct RoomServiceClient {
+    http: reqwest::Client,
+    base: Url,
+    api_key: String,
+    api_secret: Secret,
+}
+
+impl RoomServiceClient {
+    /// A client for the LiveKit server at `livekit_url` (`ws(s)://` or `http(s)://`).
+    pub fn new(
+        livekit_url: &Url,
+        api_key: String,
+        api_secret: Secret,
+        timeout: Duration,
+    ) -> Result<Self, RoomServiceError> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .build()
+            .map_err(|e| RoomServiceError::Transport(e.to_string()))?;
+        Ok(Self { http, base: http_base(livekit_url), api_key, api_secret })
+    }
+
+    /// Creates the room `name`, or returns it if it exists already.
+    pub async fn create_room(&self, name: &str) -> Result<Room, RoomServiceError> {
+        let url = self
+            .base
+            .join("twirp/livekit.RoomService/CreateRoom")
+            .map_err(|e| RoomServiceError::Transport(e.to_string()))?;
+        let token = Claims::new(
+            self.api_key.clone(),
+            "",
+            VideoGrant::room_admin(),
+            SystemTime::now(),
+            Duration::from_secs(600),
+        )
+        .sign(&self.api_secret);
+        let body = CreateRoomRequest {
+            name,
+            empty_timeout: EMPTY_TIMEOUT.as_secs(),
+            departure_timeout: DEPARTURE_TIMEOUT.as_secs(),
+            max_participants: 0,
+        };
+        let response = self
+            .http
+            .post(url)
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| RoomServiceError::Transport(e.without_url().to_string()))?;
+        let status = response.status();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| RoomServiceError::Transport(e.without_url().to_string()))?;
+        if !status.is_success() {
+            #[derive(Deserialize)]
+            struct TwirpError {
+                #[serde(default)]
+                msg: String,
+            }
+            let message = serde_json::from_slice::<TwirpError>(&bytes).map(|e| e.msg).unwrap_or_default();
+            return Err(RoomServiceError::Status { status: status.as_u16(), message });
+        }
+        serde_json::from_slice(&bytes).map_err(|_| RoomServiceError::InvalidResponse)
+    }
+}
+
+/// The HTTP base URL of a LiveKit server, from its WebSocket URL (`ws`→`http`, `wss`→`https`),
+/// with a trailing slash so that relative paths append to any path prefix.
+pub fn http_base(livekit_url: &Url) -> Url {
+    let mut base = livekit_url.clone();
+    let scheme = match base.scheme() {
+        "ws" => Some("http"),
+        "wss" => Some("https"),
+        _ => None,
+    };
+    if let Some(scheme) = scheme {
+        // Switching between these special schemes always succeeds.
+        let _ = base.set_scheme(scheme);
+    }
+    base.set_query(None);
+    base.set_fragment(None);
+    if !base.path().ends_with('/') {
+        let path = format!("{}/", base.path());
+        base.set_path(&path);
+    }
+    base
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_base_keeps_host_port_and_prefix() {
+        let cases = [
+            ("ws://127.0.0.1:7880", "http://127.0.0.1:7880/"),
+            ("wss://sfu.example.org/livekit/sfu", "https://sfu.example.org/livekit/sfu/"),
+            ("https://sfu.example.org/", "https://sfu.example.org/"),
+            ("ws://h:1/p/?access_token=x", "http://h:1/p/"),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(http_base(&Url::parse(input).unwrap()).as_str(), expected);
+        }
+    }
+}

@@ -1,0 +1,218 @@
+//! The HTTP service: routes, CORS, body limits and the token handlers.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Serialize;
+use tracing::Instrument as _;
+
+use crate::access_token::{Claims, JOIN_TOKEN_VALIDITY, VideoGrant};
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::identity::{ROOM_CALL_SLOT, hashed_identity, legacy_identity, livekit_room_alias};
+use crate::openid::{OpenIdError, OpenIdVerifier};
+use crate::request::{DelayedLeave, LegacySfuRequest, OpenIdToken, SfuRequest};
+use crate::room_service::RoomServiceClient;
+
+/// The answer to a successful token request.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct SfuResponse {
+    /// The LiveKit WebSocket URL.
+    pub url: String,
+    /// The LiveKit access token.
+    pub jwt: String,
+}
+
+/// Shared state of the handlers.
+#[derive(Debug)]
+struct AppState {
+    config: Config,
+    openid: OpenIdVerifier,
+    rooms: RoomServiceClient,
+}
+
+/// Could not build the HTTP clients of the service.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot initialise the HTTP client: {0}")]
+#[non_exhaustive]
+pub struct ServiceInitError(String);
+
+/// Builds the service's router for `config`.
+pub fn router(config: Config) -> Result<Router, ServiceInitError> {
+    let openid = OpenIdVerifier::new(
+        config.outbound_timeout,
+        config.federation_overrides.clone(),
+        config.accept_invalid_certs,
+    )
+    .map_err(|e| ServiceInitError(e.to_string()))?;
+    let livekit_url =
+        url::Url::parse(&config.livekit_url).map_err(|e| ServiceInitError(e.to_string()))?;
+    let rooms = RoomServiceClient::new(
+        &livekit_url,
+        config.livekit_key.clone(),
+        config.livekit_secret.clone(),
+        config.outbound_timeout,
+    )
+    .map_err(|e| ServiceInitError(e.to_string()))?;
+    let max_body = config.max_body_bytes;
+    let state = Arc::new(AppState { config, openid, rooms });
+
+    Ok(Router::new()
+        .route("/sfu/get", post(sfu_get).fallback(method_not_allowed))
+        .route("/get_token", post(get_token).fallback(method_not_allowed))
+        .route("/healthz", get(healthz).head(healthz).fallback(method_not_allowed))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(middleware::from_fn(cors))
+        .with_state(state))
+}
+
+/// CORS exactly as lk-jwt-service answers browsers: every response carries the headers and a
+/// preflight `OPTIONS` gets `200` without reaching a handler.
+async fn cors(request: Request, next: Next) -> Response {
+    let mut response = if request.method() == Method::OPTIONS {
+        StatusCode::OK.into_response()
+    } else {
+        next.run(request).await
+    };
+    let headers = response.headers_mut();
+    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    headers.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("POST"));
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("Accept, Content-Type, Content-Length, Accept-Encoding, X-CSRF-Token"),
+    );
+    response
+}
+
+async fn healthz() -> StatusCode {
+    StatusCode::OK
+}
+
+async fn not_found() -> ApiError {
+    ApiError::unrecognized()
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::method_not_allowed()
+}
+
+fn body_or_error(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<Bytes, ApiError> {
+    body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::too_large(limit)
+        } else {
+            ApiError::not_json()
+        }
+    })
+}
+
+async fn sfu_get(
+    State(state): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<axum::Json<SfuResponse>, ApiError> {
+    let request = LegacySfuRequest::parse(&body_or_error(body, state.config.max_body_bytes)?)?;
+    let span = tracing::info_span!("sfu_get", room = %request.room, device = %request.device_id);
+    async move {
+        let user_id = state.verify(&request.openid_token, None).await?;
+        let identity = legacy_identity(&user_id, &request.device_id);
+        let alias = livekit_room_alias(&request.room, ROOM_CALL_SLOT);
+        state.issue(&request.openid_token, &user_id, identity, alias, request.delayed_leave.as_ref()).await
+    }
+    .instrument(span)
+    .await
+}
+
+async fn get_token(
+    State(state): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<axum::Json<SfuResponse>, ApiError> {
+    let request = SfuRequest::parse(&body_or_error(body, state.config.max_body_bytes)?)?;
+    let span = tracing::info_span!(
+        "get_token",
+        room = %request.room_id,
+        slot = %request.slot_id,
+        device = %request.member.claimed_device_id,
+    );
+    async move {
+        let user_id = state.verify(&request.openid_token, Some(&request.member.claimed_user_id)).await?;
+        let identity = hashed_identity(&user_id, &request.member.claimed_device_id, &request.member.id);
+        let alias = livekit_room_alias(&request.room_id, &request.slot_id);
+        state.issue(&request.openid_token, &user_id, identity, alias, request.delayed_leave.as_ref()).await
+    }
+    .instrument(span)
+    .await
+}
+
+impl AppState {
+    /// Verifies the OpenID token and, when given, that it belongs to `claimed_user_id`.
+    async fn verify(&self, token: &OpenIdToken, claimed_user_id: Option<&str>) -> Result<String, ApiError> {
+        let user_id = self.openid.verify(token).await.map_err(|error| {
+            tracing::warn!(server_name = %token.matrix_server_name, %error, "OpenID verification failed");
+            match error {
+                OpenIdError::Unreachable(_) | OpenIdError::HomeserverError(_) => ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "M_UNKNOWN",
+                    "The homeserver could not verify the OpenID token",
+                ),
+                OpenIdError::Timeout(_) => ApiError::new(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "M_UNKNOWN",
+                    "The homeserver did not answer in time",
+                ),
+                _ => ApiError::unauthorized(),
+            }
+        })?;
+        if let Some(claimed) = claimed_user_id.filter(|claimed| *claimed != user_id) {
+            tracing::warn!(%user_id, claimed_user_id = %claimed, "claimed user id does not match the OpenID token");
+            return Err(ApiError::unauthorized());
+        }
+        Ok(user_id)
+    }
+
+    /// Creates the LiveKit room for full-access users and mints the join token.
+    async fn issue(
+        &self,
+        token: &OpenIdToken,
+        user_id: &str,
+        identity: String,
+        alias: String,
+        delayed_leave: Option<&DelayedLeave>,
+    ) -> Result<axum::Json<SfuResponse>, ApiError> {
+        let full_access = self.config.full_access.allows(&token.matrix_server_name);
+        if let Some(delayed_leave) = delayed_leave {
+            tracing::debug!(
+                delay_timeout_ms = delayed_leave.delay_timeout_ms,
+                "delegated delayed leave requested; not supported by this version, ignored"
+            );
+        }
+        if full_access {
+            match self.rooms.create_room(&alias).await {
+                Ok(room) => tracing::debug!(room = %alias, sid = %room.sid, "LiveKit room ready"),
+                Err(error) => {
+                    tracing::error!(room = %alias, %error, "cannot create the LiveKit room");
+                    return Err(ApiError::internal("Unable to create room on SFU"));
+                }
+            }
+        }
+        let jwt = Claims::new(
+            self.config.livekit_key.clone(),
+            identity.clone(),
+            VideoGrant::participant(alias.clone()),
+            SystemTime::now(),
+            JOIN_TOKEN_VALIDITY,
+        )
+        .sign(&self.config.livekit_secret);
+        tracing::info!(%user_id, lk_identity = %identity, lk_room = %alias, full_access, "issued LiveKit token");
+        Ok(axum::Json(SfuResponse { url: self.config.livekit_url.clone(), jwt }))
+    }
+}

@@ -1,0 +1,59 @@
+//! Test support for the local MatrixRTC stack started by `cargo xtask devstack up`.
+//!
+//! * [`StackInfo`]: the stack description file that the stack writes and tests read. A test that
+//!   needs the stack calls [`StackInfo::require`], which fails loudly, naming the command to run,
+//!   when the stack is not running.
+//! * [`Homeserver`]: register users with the shared-secret registration API, log in with a chosen
+//!   device id, create rooms whose power levels let members send call memberships (as Element Web
+//!   creates them), join rooms, request OpenID tokens.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), rtc_test_support::Error> {
+//! use rtc_test_support::{Homeserver, StackInfo};
+//!
+//! let stack = StackInfo::require();
+//! let hs = Homeserver::new(&stack);
+//! let alice = hs.register_unique("alice").await?;
+//! let bob = hs.register_unique("bob").await?;
+//! let room_id = hs.create_call_room(&alice, &[&bob]).await?;
+//! hs.join(&bob, &room_id).await?;
+//! # Ok(()) }
+//! ```
+
+mod homeserver;
+mod stack;
+
+pub use homeserver::{Homeserver, User, unique_name};
+pub use stack::{STACK_FILE_ENV, StackInfo, default_stack_file};
+
+/// Errors of the test-support helpers.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The stack description file could not be read or parsed.
+    #[error("cannot read the stack description {path}: {reason}")]
+    StackFile {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// An HTTP request failed before an answer arrived.
+    #[error("request to {what} failed: {reason}")]
+    Transport {
+        /// The operation.
+        what: &'static str,
+        /// What went wrong (URLs removed: they may carry tokens).
+        reason: String,
+    },
+    /// The homeserver answered with an error.
+    #[error("{what} failed: HTTP {status}: {body}")]
+    Status {
+        /// The operation.
+        what: &'static str,
+        /// The HTTP status.
+        status: u16,
+        /// The response body.
+        body: String,
+    },
+}
