@@ -12,7 +12,7 @@ pub const STACK_FILE_ENV: &str = "MATRIXRTC_DEVSTACK_FILE";
 /// What the local stack runs and where: written by `cargo xtask devstack up`, read by tests and
 /// the demo. Everything listens on 127.0.0.1.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[non_exhaustive]
+
 pub struct StackInfo {
     /// The homeserver's client-server API base URL, such as `http://127.0.0.1:41234`.
     pub homeserver_url: String,

@@ -1,0 +1,141 @@
+//! Idempotent installation of the stack's programs into `.devstack/`.
+//!
+//! * Synapse from PyPI into a virtualenv (`.devstack/venv`), pinned;
+//! * the LiveKit server with `go install` into `.devstack/bin`, pinned;
+//! * matrixrtc-auth built from this workspace.
+//!
+//! Each step checks what is there first, so a second `up` installs nothing.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context as _, bail};
+
+use super::{LIVEKIT_VERSION, Layout, SYNAPSE_VERSION};
+
+/// Paths of the installed programs.
+#[derive(Debug, Clone)]
+pub(crate) struct Tools {
+    /// The virtualenv's Python (an absolute path, so that the process id is Synapse's own).
+    pub(crate) python: PathBuf,
+    pub(crate) livekit_server: PathBuf,
+    pub(crate) matrixrtc_auth: PathBuf,
+}
+
+pub(crate) async fn ensure_installed(layout: &Layout) -> anyhow::Result<Tools> {
+    let layout_a = layout.clone();
+    let layout_b = layout.clone();
+    let layout_c = layout.clone();
+    // The three installs are independent: run them side by side.
+    let synapse = tokio::task::spawn_blocking(move || ensure_synapse(&layout_a));
+    let livekit = tokio::task::spawn_blocking(move || ensure_livekit(&layout_b));
+    let auth = tokio::task::spawn_blocking(move || build_auth(&layout_c));
+    let python = synapse.await??;
+    let livekit_server = livekit.await??;
+    let matrixrtc_auth = auth.await??;
+    Ok(Tools { python, livekit_server, matrixrtc_auth })
+}
+
+fn run(command: &mut Command, what: &str) -> anyhow::Result<String> {
+    let output = command.output().with_context(|| format!("{what}: cannot start {:?}", command.get_program()))?;
+    if !output.status.success() {
+        bail!(
+            "{what} failed ({}):\n{}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+fn ensure_synapse(layout: &Layout) -> anyhow::Result<PathBuf> {
+    let venv = layout.root.join("venv");
+    let python = venv.join("bin/python");
+    let stamp = venv.join(format!(".matrix-synapse-{SYNAPSE_VERSION}"));
+    if stamp.exists() && python.exists() {
+        return Ok(python);
+    }
+    eprintln!("installing Synapse {SYNAPSE_VERSION} from PyPI into {}", venv.display());
+    if !python.exists() {
+        let system_python = find_python()?;
+        run(Command::new(&system_python).args(["-m", "venv"]).arg(&venv), "creating the Synapse virtualenv")?;
+    }
+    run(
+        Command::new(venv.join("bin/pip")).args([
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            &format!("matrix-synapse=={SYNAPSE_VERSION}"),
+        ]),
+        "pip install matrix-synapse",
+    )?;
+    std::fs::write(&stamp, b"")?;
+    Ok(python)
+}
+
+/// A Python 3.10+ interpreter to create the virtualenv with.
+fn find_python() -> anyhow::Result<PathBuf> {
+    for candidate in ["python3", "python3.13", "python3.12", "python3.11", "python3.10"] {
+        let Ok(out) = Command::new(candidate)
+            .args(["-c", "import sys, venv; print(sys.version_info >= (3, 10))"])
+            .output()
+        else {
+            continue;
+        };
+        if out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "True" {
+            return Ok(PathBuf::from(candidate));
+        }
+    }
+    bail!("Synapse needs Python 3.10 or newer with the venv module (Debian: apt-get install python3 python3-venv)")
+}
+
+fn ensure_livekit(layout: &Layout) -> anyhow::Result<PathBuf> {
+    let bin = layout.bin();
+    let binary = bin.join("livekit-server");
+    if binary.exists() {
+        if let Ok(out) = Command::new(&binary).arg("--version").output() {
+            if String::from_utf8_lossy(&out.stdout).contains(LIVEKIT_VERSION) {
+                return Ok(binary);
+            }
+        }
+    }
+    eprintln!("installing the LiveKit server {LIVEKIT_VERSION} with go install into {}", bin.display());
+    std::fs::create_dir_all(&bin)?;
+    let go = which("go").context(
+        "the LiveKit server is built with Go, which is not on PATH; install a current Go toolchain",
+    )?;
+    run(
+        Command::new(go)
+            .args(["install", &format!("github.com/livekit/livekit-server/cmd/server@v{LIVEKIT_VERSION}")])
+            .env("GOBIN", &bin)
+            .env("CGO_ENABLED", "0"),
+        "go install livekit-server",
+    )?;
+    // Go names the binary after its package directory.
+    std::fs::rename(bin.join("server"), &binary)?;
+    Ok(binary)
+}
+
+fn build_auth(layout: &Layout) -> anyhow::Result<PathBuf> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    run(
+        Command::new(cargo).current_dir(&layout.workspace).args(["build", "--quiet", "-p", "matrixrtc-auth"]),
+        "building matrixrtc-auth",
+    )?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| layout.workspace.join("target"));
+    let target = if target.is_absolute() { target } else { layout.workspace.join(target) };
+    Ok(target.join("debug/matrixrtc-auth"))
+}
+
+fn which(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|dir| dir.join(program)).find(|p| is_executable(p))
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt as _;
+    path.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}

@@ -1,0 +1,56 @@
+//! The LiveKit server on loopback: fixed dev keys, one UDP port for all media (UDP mux), rooms
+//! created only through the server API (as with a real MatrixRTC deployment).
+
+use std::process::Command;
+
+use rtc_test_support::StackInfo;
+
+use super::install::Tools;
+use super::{Layout, process};
+
+/// Writes the configuration and starts the LiveKit server; returns its process id.
+pub(crate) fn start(
+    layout: &Layout,
+    tools: &Tools,
+    stack: &StackInfo,
+    port: u16,
+    udp_port: u16,
+) -> anyhow::Result<u32> {
+    let dir = layout.service_dir("livekit");
+    std::fs::create_dir_all(&dir)?;
+    let config = dir.join("livekit.yaml");
+    let log = dir.join("livekit.log");
+    let _ = std::fs::remove_file(&log);
+    let key = &stack.livekit_api_key;
+    let secret = &stack.livekit_api_secret;
+    std::fs::write(
+        &config,
+        format!(
+            r#"# Written by `cargo xtask devstack up`; rewritten at every start.
+port: {port}
+bind_addresses: ["127.0.0.1"]
+keys:
+  {key}: {secret}
+logging:
+  level: info
+room:
+  # As in MatrixRTC deployments: only the authorization service creates rooms.
+  auto_create: false
+rtc:
+  udp_port: {udp_port}
+  # No ICE over TCP: the server would listen on every interface for it.
+  tcp_port: 0
+  node_ip: 127.0.0.1
+  use_external_ip: false
+  enable_loopback_candidate: true
+  interfaces:
+    includes: [lo]
+turn:
+  enabled: false
+"#
+        ),
+    )?;
+    let mut command = Command::new(&tools.livekit_server);
+    command.arg("--config").arg(&config).current_dir(&dir);
+    process::spawn_detached(command, &log)
+}

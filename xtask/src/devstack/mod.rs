@@ -1,0 +1,262 @@
+//! The local MatrixRTC stack: Synapse, the LiveKit server and matrixrtc-auth on 127.0.0.1.
+//!
+//! Everything lives in `.devstack/` at the workspace root (git-ignored): the Synapse virtualenv,
+//! the LiveKit server binary, each service's configuration, data and log, and `stack.json`, the
+//! description that tests and the demo read.
+
+mod install;
+mod livekit;
+mod process;
+mod synapse;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use rtc_test_support::StackInfo;
+
+/// The Synapse version installed from PyPI.
+pub(crate) const SYNAPSE_VERSION: &str = "1.163.2";
+/// The LiveKit server version installed with `go install`.
+pub(crate) const LIVEKIT_VERSION: &str = "1.13.5";
+/// The LiveKit API key of the stack.
+const LIVEKIT_API_KEY: &str = "devkey";
+/// The LiveKit API secret of the stack (32 characters or more, as the server wants).
+const LIVEKIT_API_SECRET: &str = "devstack-secret-not-for-production-use";
+/// Synapse's shared registration secret.
+const REGISTRATION_SECRET: &str = "devstack-registration-shared-secret";
+/// The homeserver's server name.
+const SERVER_NAME: &str = "localhost";
+
+/// Folders of the stack.
+#[derive(Debug, Clone)]
+pub(crate) struct Layout {
+    pub(crate) root: PathBuf,
+    pub(crate) workspace: PathBuf,
+}
+
+impl Layout {
+    pub(crate) fn new() -> Self {
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("xtask lives in the workspace")
+            .to_path_buf();
+        Self { root: workspace.join(".devstack"), workspace }
+    }
+
+    pub(crate) fn stack_file(&self) -> PathBuf {
+        self.root.join("stack.json")
+    }
+
+    pub(crate) fn bin(&self) -> PathBuf {
+        self.root.join("bin")
+    }
+
+    pub(crate) fn service_dir(&self, name: &str) -> PathBuf {
+        self.root.join(name)
+    }
+}
+
+/// Ports of one run of the stack.
+#[derive(Debug, Clone, Copy)]
+struct Ports {
+    synapse: u16,
+    auth: u16,
+    livekit: u16,
+    livekit_udp: u16,
+}
+
+/// Starts the stack unless it is running already; returns its description.
+pub(crate) async fn up() -> anyhow::Result<StackInfo> {
+    let layout = Layout::new();
+    if let Some(stack) = running_stack(&layout).await {
+        eprintln!("the local stack is already running");
+        return Ok(stack);
+    }
+    // A half-started or crashed stack: stop whatever is left before starting anew.
+    stop_recorded(&layout)?;
+    std::fs::create_dir_all(&layout.root)?;
+
+    let started = Instant::now();
+    let tools = install::ensure_installed(&layout).await?;
+    eprintln!("installed in {:.1} s", started.elapsed().as_secs_f64());
+
+    let started = Instant::now();
+    let ports = Ports {
+        synapse: process::free_tcp_port()?,
+        auth: process::free_tcp_port()?,
+        livekit: process::free_tcp_port()?,
+        livekit_udp: process::free_udp_port()?,
+    };
+    let homeserver_url = format!("http://127.0.0.1:{}", ports.synapse);
+    let auth_url = format!("http://127.0.0.1:{}", ports.auth);
+    let livekit_url = format!("ws://127.0.0.1:{}", ports.livekit);
+    let mut stack = StackInfo {
+        homeserver_url: homeserver_url.clone(),
+        server_name: SERVER_NAME.to_owned(),
+        registration_shared_secret: REGISTRATION_SECRET.to_owned(),
+        livekit_url: livekit_url.clone(),
+        livekit_api_key: LIVEKIT_API_KEY.to_owned(),
+        livekit_api_secret: LIVEKIT_API_SECRET.to_owned(),
+        livekit_udp_port: ports.livekit_udp,
+        auth_service_url: auth_url.clone(),
+        state_dir: layout.root.clone(),
+        pids: Default::default(),
+    };
+
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build()?;
+    let result = async {
+        // Synapse and LiveKit start in parallel; matrixrtc-auth needs neither to start.
+        let synapse = synapse::start(&layout, &tools, &stack, ports.synapse)?;
+        stack.pids.insert("synapse".into(), synapse);
+        write_stack(&layout, &stack)?;
+        let livekit = livekit::start(&layout, &tools, &stack, ports.livekit, ports.livekit_udp)?;
+        stack.pids.insert("livekit".into(), livekit);
+        write_stack(&layout, &stack)?;
+        let auth = start_auth(&layout, &tools, &stack, ports.auth)?;
+        stack.pids.insert("matrixrtc-auth".into(), auth);
+        write_stack(&layout, &stack)?;
+
+        let deadline = Duration::from_secs(90);
+        let versions = format!("{homeserver_url}/_matrix/client/versions");
+        let livekit_http = format!("http://127.0.0.1:{}/", ports.livekit);
+        let healthz = format!("{auth_url}/healthz");
+        let synapse_log = layout.service_dir("synapse").join("homeserver.log");
+        let livekit_log = layout.service_dir("livekit").join("livekit.log");
+        let auth_log = layout.service_dir("matrixrtc-auth").join("matrixrtc-auth.log");
+        let (s, l, a) = tokio::join!(
+            process::wait_until_ready(&http, "synapse", &versions, synapse, deadline, &synapse_log),
+            process::wait_until_ready(&http, "livekit", &livekit_http, livekit, deadline, &livekit_log),
+            process::wait_until_ready(&http, "matrixrtc-auth", &healthz, auth, deadline, &auth_log),
+        );
+        s?;
+        l?;
+        a?;
+        anyhow::Ok(())
+    }
+    .await;
+    if let Err(error) = result {
+        let _ = stop_recorded(&layout);
+        return Err(error.context("the local stack did not start"));
+    }
+    eprintln!("started in {:.1} s", started.elapsed().as_secs_f64());
+    Ok(stack)
+}
+
+fn start_auth(
+    layout: &Layout,
+    tools: &install::Tools,
+    stack: &StackInfo,
+    port: u16,
+) -> anyhow::Result<u32> {
+    let dir = layout.service_dir("matrixrtc-auth");
+    std::fs::create_dir_all(&dir)?;
+    let mut command = std::process::Command::new(&tools.matrixrtc_auth);
+    command
+        .env("LIVEKIT_URL", &stack.livekit_url)
+        .env("LIVEKIT_KEY", &stack.livekit_api_key)
+        .env("LIVEKIT_SECRET", &stack.livekit_api_secret)
+        .env("LIVEKIT_FULL_ACCESS_HOMESERVERS", &stack.server_name)
+        .env("LIVEKIT_JWT_BIND", format!("127.0.0.1:{port}"))
+        .env(
+            "MATRIXRTC_AUTH_FEDERATION_OVERRIDES",
+            format!("{}={}", stack.server_name, stack.homeserver_url),
+        )
+        .env("RUST_LOG", "matrixrtc_auth=debug,info");
+    process::spawn_detached(command, &dir.join("matrixrtc-auth.log"))
+}
+
+fn write_stack(layout: &Layout, stack: &StackInfo) -> anyhow::Result<()> {
+    let path = layout.stack_file();
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(stack)?)?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(())
+}
+
+fn read_stack(layout: &Layout) -> Option<StackInfo> {
+    let text = std::fs::read_to_string(layout.stack_file()).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// Whether the recorded stack runs and answers.
+pub(crate) async fn is_running(layout: &Layout) -> bool {
+    running_stack(layout).await.is_some()
+}
+
+/// The recorded stack, if every one of its services is alive and answers.
+async fn running_stack(layout: &Layout) -> Option<StackInfo> {
+    let stack = read_stack(layout)?;
+    let expected = ["synapse", "livekit", "matrixrtc-auth"];
+    if !expected.iter().all(|name| stack.pids.get(*name).is_some_and(|pid| process::is_alive(*pid))) {
+        return None;
+    }
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(3)).build().ok()?;
+    let checks = [
+        format!("{}/_matrix/client/versions", stack.homeserver_url),
+        stack.livekit_url.replacen("ws://", "http://", 1),
+        format!("{}/healthz", stack.auth_service_url),
+    ];
+    for url in checks {
+        if !http.get(&url).send().await.is_ok_and(|r| r.status().is_success()) {
+            return None;
+        }
+    }
+    Some(stack)
+}
+
+/// Stops the services recorded in `stack.json` and removes it.
+fn stop_recorded(layout: &Layout) -> anyhow::Result<()> {
+    let Some(stack) = read_stack(layout) else {
+        return Ok(());
+    };
+    let mut failures = Vec::new();
+    for (name, pid) in &stack.pids {
+        match process::stop(*pid, Duration::from_secs(15)) {
+            Ok(true) => eprintln!("stopped {name} (pid {pid})"),
+            Ok(false) => {}
+            Err(error) => failures.push(format!("{name} (pid {pid}): {error:#}")),
+        }
+    }
+    std::fs::remove_file(layout.stack_file()).context("removing stack.json")?;
+    if !failures.is_empty() {
+        bail!("could not stop: {}", failures.join("; "));
+    }
+    Ok(())
+}
+
+/// `devstack down`.
+pub(crate) fn down() -> anyhow::Result<()> {
+    let layout = Layout::new();
+    if read_stack(&layout).is_none() {
+        eprintln!("the local stack is not running");
+        return Ok(());
+    }
+    stop_recorded(&layout)
+}
+
+/// `devstack status`.
+pub(crate) async fn status() -> anyhow::Result<()> {
+    let layout = Layout::new();
+    match running_stack(&layout).await {
+        Some(stack) => {
+            print_status(&stack);
+            Ok(())
+        }
+        None if read_stack(&layout).is_some() => {
+            bail!("the local stack is recorded in {} but not every service answers; run `cargo xtask devstack down` then `up`", layout.stack_file().display())
+        }
+        None => bail!("the local stack is not running; start it with `cargo xtask devstack up`"),
+    }
+}
+
+/// Prints what runs and where.
+pub(crate) fn print_status(stack: &StackInfo) {
+    let pid = |name: &str| stack.pids.get(name).map_or_else(|| "-".to_owned(), u32::to_string);
+    println!("local MatrixRTC stack (all on 127.0.0.1):");
+    println!("  Synapse {SYNAPSE_VERSION:<9} {:<32} pid {}  server name {}", stack.homeserver_url, pid("synapse"), stack.server_name);
+    println!("  LiveKit {LIVEKIT_VERSION:<9} {:<32} pid {}  media UDP port {}", stack.livekit_url, pid("livekit"), stack.livekit_udp_port);
+    println!("  matrixrtc-auth    {:<32} pid {}", stack.auth_service_url, pid("matrixrtc-auth"));
+    println!("  description: {}", Layout::new().stack_file().display());
+    println!("  logs:        {}/<service>/", stack.state_dir.display());
+}

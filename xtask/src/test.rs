@@ -1,0 +1,33 @@
+//! `cargo xtask test`: every test of the workspace against the local stack.
+
+use std::process::Command;
+
+use anyhow::bail;
+
+use crate::devstack;
+
+/// Starts the stack (unless it runs already), runs `cargo test --workspace`, and stops the stack
+/// again if this command started it.
+pub(crate) async fn run(cargo_args: &[String]) -> anyhow::Result<()> {
+    let layout = devstack::Layout::new();
+    let was_running = devstack::is_running(&layout).await;
+    let stack = devstack::up().await?;
+    devstack::print_status(&stack);
+
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(&layout.workspace)
+        .args(["test", "--workspace"])
+        .args(cargo_args)
+        .env(rtc_test_support::STACK_FILE_ENV, layout.stack_file())
+        .status();
+
+    if !was_running {
+        devstack::down()?;
+    }
+    match status {
+        Ok(status) if status.success() => Ok(()),
+        Ok(status) => bail!("cargo test failed ({status})"),
+        Err(error) => bail!("cannot run cargo test: {error}"),
+    }
+}
