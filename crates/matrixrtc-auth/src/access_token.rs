@@ -91,7 +91,13 @@ impl Claims {
         validity: Duration,
     ) -> Self {
         let nbf = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
-        Self { iss: api_key.into(), sub: identity.into(), nbf, exp: nbf + validity.as_secs(), video: grant }
+        Self {
+            iss: api_key.into(),
+            sub: identity.into(),
+            nbf,
+            exp: nbf + validity.as_secs(),
+            video: grant,
+        }
     }
 
     /// Signs the claims with HS256 and the API secret; returns the compact JWT.
@@ -115,7 +121,13 @@ mod tests {
     #[test]
     fn signs_a_verifiable_hs256_token() {
         let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        let claims = Claims::new("devkey", "@a:x:DEV", VideoGrant::participant("room1"), now, JOIN_TOKEN_VALIDITY);
+        let claims = Claims::new(
+            "devkey",
+            "@a:x:DEV",
+            VideoGrant::participant("room1"),
+            now,
+            JOIN_TOKEN_VALIDITY,
+        );
         let jwt = claims.sign(&Secret::new("secret"));
         let parts: Vec<&str> = jwt.split('.').collect();
         assert_eq!(parts.len(), 3);
@@ -142,8 +154,12 @@ mod tests {
 
     #[test]
     fn admin_token_has_no_subject_and_only_room_create() {
-        let claims = Claims::new("k", "", VideoGrant::room_admin(), UNIX_EPOCH, Duration::from_secs(60));
+        let claims =
+            Claims::new("k", "", VideoGrant::room_admin(), UNIX_EPOCH, Duration::from_secs(60));
         let json = serde_json::to_value(&claims).unwrap();
-        assert_eq!(json, serde_json::json!({"iss": "k", "nbf": 0, "exp": 60, "video": {"roomCreate": true}}));
+        assert_eq!(
+            json,
+            serde_json::json!({"iss": "k", "nbf": 0, "exp": 60, "video": {"roomCreate": true}})
+        );
     }
 }

@@ -45,7 +45,11 @@ pub struct RawConfig {
     pub port: Option<u16>,
     /// Federation base URL overrides, `server_name=url`, comma-separated (or repeat the flag),
     /// for homeservers that server discovery cannot reach (loopback, private DNS).
-    #[arg(long = "federation-override", env = "MATRIXRTC_AUTH_FEDERATION_OVERRIDES", value_delimiter = ',')]
+    #[arg(
+        long = "federation-override",
+        env = "MATRIXRTC_AUTH_FEDERATION_OVERRIDES",
+        value_delimiter = ','
+    )]
     pub federation_overrides: Vec<String>,
     /// Timeout of every outbound request (homeserver, LiveKit), in milliseconds.
     #[arg(long, env = "MATRIXRTC_AUTH_OUTBOUND_TIMEOUT_MS", default_value_t = 10_000)]
@@ -133,7 +137,11 @@ fn invalid(name: &'static str, reason: impl Into<String>) -> ConfigError {
 }
 
 fn read_file(name: &'static str, path: &PathBuf) -> Result<String, ConfigError> {
-    std::fs::read_to_string(path).map_err(|source| ConfigError::File { name, path: path.clone(), source })
+    std::fs::read_to_string(path).map_err(|source| ConfigError::File {
+        name,
+        path: path.clone(),
+        source,
+    })
 }
 
 fn non_empty(value: Option<String>) -> Option<String> {
@@ -189,7 +197,10 @@ impl Config {
 
         let bind = match (non_empty(raw.bind), raw.port) {
             (Some(_), Some(_)) => {
-                return Err(invalid("LIVEKIT_JWT_BIND", "must not be set together with LIVEKIT_JWT_PORT"));
+                return Err(invalid(
+                    "LIVEKIT_JWT_BIND",
+                    "must not be set together with LIVEKIT_JWT_PORT",
+                ));
             }
             (Some(bind), None) => parse_bind(&bind)?,
             (None, Some(port)) => {
@@ -206,8 +217,11 @@ impl Config {
                 .split_once('=')
                 .map(|(s, u)| (s.trim(), u.trim()))
                 .filter(|(s, u)| !s.is_empty() && !u.is_empty())
-                .ok_or_else(|| invalid(name, format!("entry {entry:?}: expected server_name=url")))?;
-            let url = Url::parse(url).map_err(|e| invalid(name, format!("entry {entry:?}: {e}")))?;
+                .ok_or_else(|| {
+                    invalid(name, format!("entry {entry:?}: expected server_name=url"))
+                })?;
+            let url =
+                Url::parse(url).map_err(|e| invalid(name, format!("entry {entry:?}: {e}")))?;
             if !matches!(url.scheme(), "http" | "https") {
                 return Err(invalid(name, format!("entry {entry:?}: the URL must be http(s)")));
             }
@@ -288,12 +302,16 @@ mod tests {
 
     #[test]
     fn reads_key_file() {
-        let dir = std::env::temp_dir().join(format!("matrixrtc-auth-config-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("matrixrtc-auth-config-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("keys");
         std::fs::write(&path, "filekey:filesecret\n").unwrap();
         let config = Config::from_raw(RawConfig { livekit_key_file: Some(path), ..raw() }).unwrap();
-        assert_eq!((config.livekit_key.as_str(), config.livekit_secret.expose()), ("filekey", "filesecret"));
+        assert_eq!(
+            (config.livekit_key.as_str(), config.livekit_secret.expose()),
+            ("filekey", "filesecret")
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 
@@ -301,14 +319,32 @@ mod tests {
     fn errors_name_the_setting() {
         let cases: Vec<(RawConfig, &str)> = vec![
             (RawConfig { livekit_url: None, ..raw() }, "LIVEKIT_URL must be set"),
-            (RawConfig { livekit_secret: Some(Secret::new("  ")), ..raw() }, "LIVEKIT_SECRET must be set"),
-            (RawConfig { full_access_homeservers: None, ..raw() }, "LIVEKIT_FULL_ACCESS_HOMESERVERS must be set"),
-            (RawConfig { full_access_homeservers: Some("*,a".into()), ..raw() }, "LIVEKIT_FULL_ACCESS_HOMESERVERS is invalid"),
+            (
+                RawConfig { livekit_secret: Some(Secret::new("  ")), ..raw() },
+                "LIVEKIT_SECRET must be set",
+            ),
+            (
+                RawConfig { full_access_homeservers: None, ..raw() },
+                "LIVEKIT_FULL_ACCESS_HOMESERVERS must be set",
+            ),
+            (
+                RawConfig { full_access_homeservers: Some("*,a".into()), ..raw() },
+                "LIVEKIT_FULL_ACCESS_HOMESERVERS is invalid",
+            ),
             (RawConfig { livekit_url: Some("ftp://x".into()), ..raw() }, "LIVEKIT_URL is invalid"),
             (RawConfig { bind: Some("nope".into()), ..raw() }, "LIVEKIT_JWT_BIND is invalid"),
-            (RawConfig { bind: Some(":1".into()), port: Some(2), ..raw() }, "LIVEKIT_JWT_BIND is invalid"),
-            (RawConfig { federation_overrides: vec!["x".into()], ..raw() }, "MATRIXRTC_AUTH_FEDERATION_OVERRIDES is invalid"),
-            (RawConfig { livekit_key_file: Some("/nonexistent/k".into()), ..raw() }, "cannot read LIVEKIT_KEY_FILE"),
+            (
+                RawConfig { bind: Some(":1".into()), port: Some(2), ..raw() },
+                "LIVEKIT_JWT_BIND is invalid",
+            ),
+            (
+                RawConfig { federation_overrides: vec!["x".into()], ..raw() },
+                "MATRIXRTC_AUTH_FEDERATION_OVERRIDES is invalid",
+            ),
+            (
+                RawConfig { livekit_key_file: Some("/nonexistent/k".into()), ..raw() },
+                "cannot read LIVEKIT_KEY_FILE",
+            ),
         ];
         for (raw, expected) in cases {
             let error = Config::from_raw(raw).unwrap_err().to_string();

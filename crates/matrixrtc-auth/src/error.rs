@@ -23,7 +23,11 @@ pub struct ApiError {
 
 impl ApiError {
     /// A new error.
-    pub fn new(status: StatusCode, errcode: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
+    pub fn new(
+        status: StatusCode,
+        errcode: &'static str,
+        message: impl Into<Cow<'static, str>>,
+    ) -> Self {
         Self { status, errcode, message: message.into() }
     }
 
@@ -40,7 +44,11 @@ impl ApiError {
 
     /// `401 M_UNAUTHORIZED`: the OpenID token could not be verified or names another user.
     pub fn unauthorized() -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "M_UNAUTHORIZED", "The request could not be authorised.")
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "M_UNAUTHORIZED",
+            "The request could not be authorised.",
+        )
     }
 
     /// `413 M_TOO_LARGE`: the request body exceeds the configured limit.

@@ -131,7 +131,12 @@ mod tests {
     #[test]
     fn escapes_like_go_encoding_json() {
         assert_eq!(
-            go_json_string_array(&["a<b>&c", "q\"\\", "\u{1}\u{8}\u{c}\n\r\t", "\u{2028}\u{2029}é"]),
+            go_json_string_array(&[
+                "a<b>&c",
+                "q\"\\",
+                "\u{1}\u{8}\u{c}\n\r\t",
+                "\u{2028}\u{2029}é"
+            ]),
             r#"["a\u003cb\u003e\u0026c","q\"\\","\u0001\b\f\n\r\t","\u2028\u2029é"]"#
         );
     }

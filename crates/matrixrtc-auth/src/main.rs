@@ -36,7 +36,9 @@ async fn main() -> std::process::ExitCode {
         }
     };
     if config.accept_invalid_certs {
-        tracing::warn!("LIVEKIT_INSECURE_SKIP_VERIFY_TLS: TLS certificates are NOT checked; use only for testing");
+        tracing::warn!(
+            "LIVEKIT_INSECURE_SKIP_VERIFY_TLS: TLS certificates are NOT checked; use only for testing"
+        );
     }
     let listener = match tokio::net::TcpListener::bind(config.bind).await {
         Ok(listener) => listener,

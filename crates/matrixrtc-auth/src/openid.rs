@@ -112,15 +112,18 @@ impl OpenIdVerifier {
 
         let response = self.http.get(url).send().await.map_err(|e| self.transport_error(e))?;
         let status = response.status();
-        if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::NOT_FOUND)
-        {
+        if matches!(
+            status,
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::NOT_FOUND
+        ) {
             return Err(OpenIdError::Rejected(status));
         }
         if !status.is_success() {
             return Err(OpenIdError::HomeserverError(status));
         }
         let body = self.read_limited(response).await?;
-        let info: UserInfo = serde_json::from_slice(&body).map_err(|_| OpenIdError::InvalidResponse)?;
+        let info: UserInfo =
+            serde_json::from_slice(&body).map_err(|_| OpenIdError::InvalidResponse)?;
         match info.sub.strip_prefix('@').and_then(|rest| rest.split_once(':')) {
             Some((local, server)) if !local.is_empty() && server == token.matrix_server_name => {
                 Ok(info.sub)
@@ -134,7 +137,11 @@ impl OpenIdVerifier {
     }
 
     /// The base URL of the federation API of `server_name` (with a trailing slash).
-    async fn federation_base(&self, raw: &str, server_name: &ServerName) -> Result<Url, OpenIdError> {
+    async fn federation_base(
+        &self,
+        raw: &str,
+        server_name: &ServerName,
+    ) -> Result<Url, OpenIdError> {
         if let Some(base) = self.overrides.get(raw) {
             return Ok(with_trailing_slash(base.clone()));
         }
@@ -242,7 +249,10 @@ mod tests {
         let v = verifier(&[]);
         for name in ["evil.org/x?", "a@b", "", "h:0x1"] {
             let token = OpenIdToken::new(crate::secret::Secret::new("t"), name);
-            assert!(matches!(v.verify(&token).await, Err(OpenIdError::InvalidServerName)), "{name}");
+            assert!(
+                matches!(v.verify(&token).await, Err(OpenIdError::InvalidServerName)),
+                "{name}"
+            );
         }
     }
 }

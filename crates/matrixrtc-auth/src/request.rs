@@ -146,8 +146,12 @@ struct SfuWire {
 
 /// Decodes `body` as `T`, requiring JSON objects where `T` has structs (serde would also accept
 /// arrays for structs; Go's decoder, and so lk-jwt-service, does not).
-fn decode<T: serde::de::DeserializeOwned>(body: &[u8], nested_objects: &[&str]) -> Result<T, ApiError> {
-    let value: serde_json::Value = serde_json::from_slice(body).map_err(|_| ApiError::not_json())?;
+fn decode<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+    nested_objects: &[&str],
+) -> Result<T, ApiError> {
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|_| ApiError::not_json())?;
     let object = value.as_object().ok_or_else(ApiError::not_json)?;
     for key in nested_objects {
         if object.get(*key).is_some_and(|v| !v.is_object()) {
@@ -164,10 +168,9 @@ fn missing_token() -> OpenIdToken {
 fn delayed_leave(delay_id: String, delay_timeout: i64) -> Result<Option<DelayedLeave>, ApiError> {
     match (delay_id.is_empty(), delay_timeout > 0) {
         (true, false) => Ok(None),
-        (false, true) => Ok(Some(DelayedLeave {
-            delay_id,
-            delay_timeout_ms: delay_timeout.unsigned_abs(),
-        })),
+        (false, true) => {
+            Ok(Some(DelayedLeave { delay_id, delay_timeout_ms: delay_timeout.unsigned_abs() }))
+        }
         _ => Err(ApiError::bad_json("The request body is missing `delay_id` or `delay_timeout`")),
     }
 }
@@ -240,7 +243,10 @@ mod tests {
 
     #[test]
     fn parses_what_element_call_sends() {
-        let r = legacy(&format!(r#"{{"room":"!r:example.org","openid_token":{TOKEN},"device_id":"DEV"}}"#)).unwrap();
+        let r = legacy(&format!(
+            r#"{{"room":"!r:example.org","openid_token":{TOKEN},"device_id":"DEV"}}"#
+        ))
+        .unwrap();
         assert_eq!((r.room.as_str(), r.device_id.as_str()), ("!r:example.org", "DEV"));
         assert_eq!(r.openid_token.access_token.expose(), "tok");
         assert_eq!(r.delayed_leave, None);
@@ -274,7 +280,10 @@ mod tests {
         ] {
             assert_eq!(legacy(body).unwrap_err(), ApiError::not_json(), "{body}");
         }
-        assert_eq!(get_token(r#"{"member":{"id":"x","bad":true}}"#).unwrap_err(), ApiError::not_json());
+        assert_eq!(
+            get_token(r#"{"member":{"id":"x","bad":true}}"#).unwrap_err(),
+            ApiError::not_json()
+        );
         assert_eq!(get_token(r#"{"member":["x","@a:x","D"]}"#).unwrap_err(), ApiError::not_json());
     }
 
@@ -286,7 +295,9 @@ mod tests {
             r#"{"room":"!r:x","openid_token":{"access_token":"t"},"device_id":"D"}"#.to_owned(),
             format!(r#"{{"room":"!r:x","openid_token":{TOKEN}}}"#),
             format!(r#"{{"room":"!r:x","openid_token":{TOKEN},"device_id":"D","delay_id":"x"}}"#),
-            format!(r#"{{"room":"!r:x","openid_token":{TOKEN},"device_id":"D","delay_timeout":5}}"#),
+            format!(
+                r#"{{"room":"!r:x","openid_token":{TOKEN},"device_id":"D","delay_timeout":5}}"#
+            ),
         ];
         for body in &cases {
             assert_eq!(legacy(body).unwrap_err().errcode, "M_BAD_JSON", "{body}");
@@ -305,7 +316,8 @@ mod tests {
 
     #[test]
     fn debug_output_hides_the_token() {
-        let r = legacy(&format!(r#"{{"room":"!r:x","openid_token":{TOKEN},"device_id":"D"}}"#)).unwrap();
+        let r = legacy(&format!(r#"{{"room":"!r:x","openid_token":{TOKEN},"device_id":"D"}}"#))
+            .unwrap();
         let printed = format!("{r:?}");
         assert!(!printed.contains("\"tok\""), "{printed}");
         assert!(printed.contains("[redacted]"));

@@ -118,7 +118,8 @@ impl RoomServiceClient {
                 #[serde(default)]
                 msg: String,
             }
-            let message = serde_json::from_slice::<TwirpError>(&bytes).map(|e| e.msg).unwrap_or_default();
+            let message =
+                serde_json::from_slice::<TwirpError>(&bytes).map(|e| e.msg).unwrap_or_default();
             return Err(RoomServiceError::Status { status: status.as_u16(), message });
         }
         serde_json::from_slice(&bytes).map_err(|_| RoomServiceError::InvalidResponse)

@@ -37,6 +37,14 @@ impl<'de> serde::Deserialize<'de> for Secret {
     }
 }
 
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self::new(s))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::Secret;
@@ -46,13 +54,5 @@ mod tests {
         let s = Secret::new("hunter2");
         assert_eq!(format!("{s} {s:?} {:?}", Some(&s)), "[redacted] [redacted] Some([redacted])");
         assert_eq!(s.expose(), "hunter2");
-    }
-}
-
-impl std::str::FromStr for Secret {
-    type Err = std::convert::Infallible;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(Self::new(s))
     }
 }

@@ -89,7 +89,9 @@ async fn cors(request: Request, next: Next) -> Response {
     headers.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("POST"));
     headers.insert(
         header::ACCESS_CONTROL_ALLOW_HEADERS,
-        HeaderValue::from_static("Accept, Content-Type, Content-Length, Accept-Encoding, X-CSRF-Token"),
+        HeaderValue::from_static(
+            "Accept, Content-Type, Content-Length, Accept-Encoding, X-CSRF-Token",
+        ),
     );
     response
 }
@@ -126,7 +128,9 @@ async fn sfu_get(
         let user_id = state.verify(&request.openid_token, None).await?;
         let identity = legacy_identity(&user_id, &request.device_id);
         let alias = livekit_room_alias(&request.room, ROOM_CALL_SLOT);
-        state.issue(&request.openid_token, &user_id, identity, alias, request.delayed_leave.as_ref()).await
+        state
+            .issue(&request.openid_token, &user_id, identity, alias, request.delayed_leave.as_ref())
+            .await
     }
     .instrument(span)
     .await
@@ -144,10 +148,14 @@ async fn get_token(
         device = %request.member.claimed_device_id,
     );
     async move {
-        let user_id = state.verify(&request.openid_token, Some(&request.member.claimed_user_id)).await?;
-        let identity = hashed_identity(&user_id, &request.member.claimed_device_id, &request.member.id);
+        let user_id =
+            state.verify(&request.openid_token, Some(&request.member.claimed_user_id)).await?;
+        let identity =
+            hashed_identity(&user_id, &request.member.claimed_device_id, &request.member.id);
         let alias = livekit_room_alias(&request.room_id, &request.slot_id);
-        state.issue(&request.openid_token, &user_id, identity, alias, request.delayed_leave.as_ref()).await
+        state
+            .issue(&request.openid_token, &user_id, identity, alias, request.delayed_leave.as_ref())
+            .await
     }
     .instrument(span)
     .await
@@ -155,7 +163,11 @@ async fn get_token(
 
 impl AppState {
     /// Verifies the OpenID token and, when given, that it belongs to `claimed_user_id`.
-    async fn verify(&self, token: &OpenIdToken, claimed_user_id: Option<&str>) -> Result<String, ApiError> {
+    async fn verify(
+        &self,
+        token: &OpenIdToken,
+        claimed_user_id: Option<&str>,
+    ) -> Result<String, ApiError> {
         let user_id = self.openid.verify(token).await.map_err(|error| {
             tracing::warn!(server_name = %token.matrix_server_name, %error, "OpenID verification failed");
             match error {

@@ -88,7 +88,12 @@ impl Homeserver {
 
     /// Registers `username` with the shared-secret registration API
     /// (`/_synapse/admin/v1/register`, HMAC-SHA1 over `nonce NUL user NUL password NUL admin`).
-    pub async fn register(&self, username: &str, password: &str, admin: bool) -> Result<User, Error> {
+    pub async fn register(
+        &self,
+        username: &str,
+        password: &str,
+        admin: bool,
+    ) -> Result<User, Error> {
         let url = format!("{}/_synapse/admin/v1/register", self.base);
         let nonce = self.call("registration nonce", self.http.get(&url)).await?;
         let nonce = nonce["nonce"].as_str().unwrap_or_default().to_owned();
@@ -117,7 +122,12 @@ impl Homeserver {
     }
 
     /// Logs `username` in with a chosen device id.
-    pub async fn login(&self, username: &str, password: &str, device_id: &str) -> Result<User, Error> {
+    pub async fn login(
+        &self,
+        username: &str,
+        password: &str,
+        device_id: &str,
+    ) -> Result<User, Error> {
         let body = json!({
             "type": "m.login.password",
             "identifier": {"type": "m.id.user", "user": username},
@@ -126,7 +136,8 @@ impl Homeserver {
         });
         let url = format!("{}/_matrix/client/v3/login", self.base);
         let user = self.call("login", self.http.post(url).json(&body)).await?;
-        serde_json::from_value(user).map_err(|e| Error::Transport { what: "login", reason: e.to_string() })
+        serde_json::from_value(user)
+            .map_err(|e| Error::Transport { what: "login", reason: e.to_string() })
     }
 
     /// Creates a private room as `creator`, inviting `invite`, with power levels that let every
@@ -134,7 +145,11 @@ impl Homeserver {
     ///
     /// `power_level_content_override.events` replaces the server's whole default map, so the
     /// defaults are restated here.
-    pub async fn create_call_room(&self, creator: &User, invite: &[&User]) -> Result<String, Error> {
+    pub async fn create_call_room(
+        &self,
+        creator: &User,
+        invite: &[&User],
+    ) -> Result<String, Error> {
         let body = json!({
             "name": "MatrixRTC test call",
             "preset": "private_chat",
@@ -151,7 +166,10 @@ impl Homeserver {
         });
         let url = format!("{}/_matrix/client/v3/createRoom", self.base);
         let room = self
-            .call("room creation", self.http.post(url).bearer_auth(&creator.access_token).json(&body))
+            .call(
+                "room creation",
+                self.http.post(url).bearer_auth(&creator.access_token).json(&body),
+            )
             .await?;
         room["room_id"].as_str().map(str::to_owned).ok_or_else(|| Error::Transport {
             what: "room creation",
@@ -162,7 +180,8 @@ impl Homeserver {
     /// Joins `room_id` as `user`.
     pub async fn join(&self, user: &User, room_id: &str) -> Result<(), Error> {
         let url = format!("{}/_matrix/client/v3/join/{}", self.base, encode(room_id));
-        self.call("join", self.http.post(url).bearer_auth(&user.access_token).json(&json!({}))).await?;
+        self.call("join", self.http.post(url).bearer_auth(&user.access_token).json(&json!({})))
+            .await?;
         Ok(())
     }
 
@@ -174,8 +193,11 @@ impl Homeserver {
             self.base,
             encode(&user.user_id)
         );
-        self.call("OpenID token", self.http.post(url).bearer_auth(&user.access_token).json(&json!({})))
-            .await
+        self.call(
+            "OpenID token",
+            self.http.post(url).bearer_auth(&user.access_token).json(&json!({})),
+        )
+        .await
     }
 
     /// `GET` an authenticated client-server API path (such as
@@ -205,7 +227,10 @@ mod tests {
         let a = unique_name("Alice");
         let b = unique_name("Alice");
         assert_ne!(a, b);
-        assert!(a.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-'), "{a}");
+        assert!(
+            a.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-'),
+            "{a}"
+        );
     }
 
     #[test]
@@ -216,7 +241,11 @@ mod tests {
 
     #[test]
     fn debug_hides_the_access_token() {
-        let user = User { user_id: "@a:x".into(), device_id: "D".into(), access_token: "syt_secret".into() };
+        let user = User {
+            user_id: "@a:x".into(),
+            device_id: "D".into(),
+            access_token: "syt_secret".into(),
+        };
         assert!(!format!("{user:?}").contains("syt_secret"));
     }
 }

@@ -44,13 +44,16 @@ pub fn default_stack_file() -> PathBuf {
 impl StackInfo {
     /// Loads the stack description from `$MATRIXRTC_DEVSTACK_FILE` or the default location.
     pub fn load() -> Result<Self, Error> {
-        let path = std::env::var_os(STACK_FILE_ENV).map(PathBuf::from).unwrap_or_else(default_stack_file);
+        let path =
+            std::env::var_os(STACK_FILE_ENV).map(PathBuf::from).unwrap_or_else(default_stack_file);
         let text = std::fs::read_to_string(&path).map_err(|e| Error::StackFile {
             path: path.display().to_string(),
             reason: e.to_string(),
         })?;
-        serde_json::from_str(&text)
-            .map_err(|e| Error::StackFile { path: path.display().to_string(), reason: e.to_string() })
+        serde_json::from_str(&text).map_err(|e| Error::StackFile {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })
     }
 
     /// Loads the stack description and panics with instructions when the stack is not running.

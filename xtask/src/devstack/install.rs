@@ -37,7 +37,9 @@ pub(crate) async fn ensure_installed(layout: &Layout) -> anyhow::Result<Tools> {
 }
 
 fn run(command: &mut Command, what: &str) -> anyhow::Result<String> {
-    let output = command.output().with_context(|| format!("{what}: cannot start {:?}", command.get_program()))?;
+    let output = command
+        .output()
+        .with_context(|| format!("{what}: cannot start {:?}", command.get_program()))?;
     if !output.status.success() {
         bail!(
             "{what} failed ({}):\n{}{}",
@@ -59,7 +61,10 @@ fn ensure_synapse(layout: &Layout) -> anyhow::Result<PathBuf> {
     eprintln!("installing Synapse {SYNAPSE_VERSION} from PyPI into {}", venv.display());
     if !python.exists() {
         let system_python = find_python()?;
-        run(Command::new(&system_python).args(["-m", "venv"]).arg(&venv), "creating the Synapse virtualenv")?;
+        run(
+            Command::new(&system_python).args(["-m", "venv"]).arg(&venv),
+            "creating the Synapse virtualenv",
+        )?;
     }
     run(
         Command::new(venv.join("bin/pip")).args([
@@ -87,27 +92,35 @@ fn find_python() -> anyhow::Result<PathBuf> {
             return Ok(PathBuf::from(candidate));
         }
     }
-    bail!("Synapse needs Python 3.10 or newer with the venv module (Debian: apt-get install python3 python3-venv)")
+    bail!(
+        "Synapse needs Python 3.10 or newer with the venv module (Debian: apt-get install python3 python3-venv)"
+    )
 }
 
 fn ensure_livekit(layout: &Layout) -> anyhow::Result<PathBuf> {
     let bin = layout.bin();
     let binary = bin.join("livekit-server");
-    if binary.exists() {
-        if let Ok(out) = Command::new(&binary).arg("--version").output() {
-            if String::from_utf8_lossy(&out.stdout).contains(LIVEKIT_VERSION) {
-                return Ok(binary);
-            }
-        }
+    let installed = Command::new(&binary)
+        .arg("--version")
+        .output()
+        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains(LIVEKIT_VERSION));
+    if installed {
+        return Ok(binary);
     }
-    eprintln!("installing the LiveKit server {LIVEKIT_VERSION} with go install into {}", bin.display());
+    eprintln!(
+        "installing the LiveKit server {LIVEKIT_VERSION} with go install into {}",
+        bin.display()
+    );
     std::fs::create_dir_all(&bin)?;
     let go = which("go").context(
         "the LiveKit server is built with Go, which is not on PATH; install a current Go toolchain",
     )?;
     run(
         Command::new(go)
-            .args(["install", &format!("github.com/livekit/livekit-server/cmd/server@v{LIVEKIT_VERSION}")])
+            .args([
+                "install",
+                &format!("github.com/livekit/livekit-server/cmd/server@v{LIVEKIT_VERSION}"),
+            ])
             .env("GOBIN", &bin)
             .env("CGO_ENABLED", "0"),
         "go install livekit-server",
@@ -120,7 +133,12 @@ fn ensure_livekit(layout: &Layout) -> anyhow::Result<PathBuf> {
 fn build_auth(layout: &Layout) -> anyhow::Result<PathBuf> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     run(
-        Command::new(cargo).current_dir(&layout.workspace).args(["build", "--quiet", "-p", "matrixrtc-auth"]),
+        Command::new(cargo).current_dir(&layout.workspace).args([
+            "build",
+            "--quiet",
+            "-p",
+            "matrixrtc-auth",
+        ]),
         "building matrixrtc-auth",
     )?;
     let target = std::env::var_os("CARGO_TARGET_DIR")

@@ -126,7 +126,14 @@ pub(crate) async fn up() -> anyhow::Result<StackInfo> {
         let auth_log = layout.service_dir("matrixrtc-auth").join("matrixrtc-auth.log");
         let (s, l, a) = tokio::join!(
             process::wait_until_ready(&http, "synapse", &versions, synapse, deadline, &synapse_log),
-            process::wait_until_ready(&http, "livekit", &livekit_http, livekit, deadline, &livekit_log),
+            process::wait_until_ready(
+                &http,
+                "livekit",
+                &livekit_http,
+                livekit,
+                deadline,
+                &livekit_log
+            ),
             process::wait_until_ready(&http, "matrixrtc-auth", &healthz, auth, deadline, &auth_log),
         );
         s?;
@@ -188,7 +195,8 @@ pub(crate) async fn is_running(layout: &Layout) -> bool {
 async fn running_stack(layout: &Layout) -> Option<StackInfo> {
     let stack = read_stack(layout)?;
     let expected = ["synapse", "livekit", "matrixrtc-auth"];
-    if !expected.iter().all(|name| stack.pids.get(*name).is_some_and(|pid| process::is_alive(*pid))) {
+    if !expected.iter().all(|name| stack.pids.get(*name).is_some_and(|pid| process::is_alive(*pid)))
+    {
         return None;
     }
     let http = reqwest::Client::builder().timeout(Duration::from_secs(3)).build().ok()?;
@@ -244,7 +252,10 @@ pub(crate) async fn status() -> anyhow::Result<()> {
             Ok(())
         }
         None if read_stack(&layout).is_some() => {
-            bail!("the local stack is recorded in {} but not every service answers; run `cargo xtask devstack down` then `up`", layout.stack_file().display())
+            bail!(
+                "the local stack is recorded in {} but not every service answers; run `cargo xtask devstack down` then `up`",
+                layout.stack_file().display()
+            )
         }
         None => bail!("the local stack is not running; start it with `cargo xtask devstack up`"),
     }
@@ -254,8 +265,18 @@ pub(crate) async fn status() -> anyhow::Result<()> {
 pub(crate) fn print_status(stack: &StackInfo) {
     let pid = |name: &str| stack.pids.get(name).map_or_else(|| "-".to_owned(), u32::to_string);
     println!("local MatrixRTC stack (all on 127.0.0.1):");
-    println!("  Synapse {SYNAPSE_VERSION:<9} {:<32} pid {}  server name {}", stack.homeserver_url, pid("synapse"), stack.server_name);
-    println!("  LiveKit {LIVEKIT_VERSION:<9} {:<32} pid {}  media UDP port {}", stack.livekit_url, pid("livekit"), stack.livekit_udp_port);
+    println!(
+        "  Synapse {SYNAPSE_VERSION:<9} {:<32} pid {}  server name {}",
+        stack.homeserver_url,
+        pid("synapse"),
+        stack.server_name
+    );
+    println!(
+        "  LiveKit {LIVEKIT_VERSION:<9} {:<32} pid {}  media UDP port {}",
+        stack.livekit_url,
+        pid("livekit"),
+        stack.livekit_udp_port
+    );
     println!("  matrixrtc-auth    {:<32} pid {}", stack.auth_service_url, pid("matrixrtc-auth"));
     println!("  description: {}", Layout::new().stack_file().display());
     println!("  logs:        {}/<service>/", stack.state_dir.display());

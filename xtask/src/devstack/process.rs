@@ -24,7 +24,11 @@ pub(crate) fn free_udp_port() -> anyhow::Result<u16> {
 /// Starts `command` in its own process group (so that a Ctrl-C in the terminal does not reach
 /// it), output appended to `log`; returns its process id.
 pub(crate) fn spawn_detached(mut command: Command, log: &Path) -> anyhow::Result<u32> {
-    let out = File::options().create(true).append(true).open(log).with_context(|| format!("opening {}", log.display()))?;
+    let out = File::options()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("opening {}", log.display()))?;
     let err = out.try_clone()?;
     let child = command
         .stdin(Stdio::null())
@@ -46,7 +50,9 @@ pub(crate) fn is_alive(pid: u32) -> bool {
     reap(pid);
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         // The state follows the parenthesised command name.
-        Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X'])),
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X'])),
         Err(_) => false,
     }
 }
@@ -99,10 +105,18 @@ pub(crate) async fn wait_until_ready(
             return Ok(());
         }
         if !is_alive(pid) {
-            bail!("{name} exited during start-up; the end of {}:\n{}", log.display(), log_tail(log, 40));
+            bail!(
+                "{name} exited during start-up; the end of {}:\n{}",
+                log.display(),
+                log_tail(log, 40)
+            );
         }
         if started.elapsed() > deadline {
-            bail!("{name} did not answer {url} within {deadline:?}; the end of {}:\n{}", log.display(), log_tail(log, 40));
+            bail!(
+                "{name} did not answer {url} within {deadline:?}; the end of {}:\n{}",
+                log.display(),
+                log_tail(log, 40)
+            );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

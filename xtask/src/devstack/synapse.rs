@@ -9,7 +9,12 @@ use super::install::Tools;
 use super::{Layout, process};
 
 /// Writes the configuration and starts Synapse on `port`; returns its process id.
-pub(crate) fn start(layout: &Layout, tools: &Tools, stack: &StackInfo, port: u16) -> anyhow::Result<u32> {
+pub(crate) fn start(
+    layout: &Layout,
+    tools: &Tools,
+    stack: &StackInfo,
+    port: u16,
+) -> anyhow::Result<u32> {
     let dir = layout.service_dir("synapse");
     let data = dir.join("data");
     // A fresh database every start: tests and the demo begin from an empty homeserver.
@@ -32,7 +37,10 @@ pub(crate) fn start(layout: &Layout, tools: &Tools, stack: &StackInfo, port: u16
         .output()
         .context("generating the Synapse signing key")?;
     if !output.status.success() {
-        anyhow::bail!("generating the Synapse signing key failed: {}", String::from_utf8_lossy(&output.stderr));
+        anyhow::bail!(
+            "generating the Synapse signing key failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
 
     let mut command = Command::new(&tools.python);
