@@ -37,7 +37,6 @@
 pub mod access_token;
 pub mod config;
 pub mod error;
-pub mod identity;
 pub mod openid;
 pub mod request;
 pub mod room_service;
@@ -46,6 +45,9 @@ pub mod server_name;
 pub mod service;
 
 use std::future::Future;
+
+/// LiveKit room names and identities (re-exported from `matrixrtc-identity`).
+pub use matrixrtc_identity as identity;
 
 pub use config::Config;
 pub use error::ApiError;

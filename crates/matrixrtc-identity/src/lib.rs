@@ -1,4 +1,5 @@
-//! LiveKit room names and participant identities derived from Matrix identifiers.
+//! LiveKit room names and participant identities of MatrixRTC members, derived from Matrix
+//! identifiers (MSC4195).
 //!
 //! These derivations must be byte-for-byte identical to what element-hq/lk-jwt-service and
 //! matrix-js-sdk compute, or Element Call cannot match LiveKit participants to call members:
@@ -21,7 +22,7 @@ pub const ROOM_CALL_SLOT: &str = "m.call#ROOM";
 /// The LiveKit room name for a MatrixRTC slot of a Matrix room.
 ///
 /// ```
-/// use matrixrtc_auth::identity::livekit_room_alias;
+/// use matrixrtc_identity::livekit_room_alias;
 /// assert_eq!(
 ///     livekit_room_alias("!roomid:example.com", "m.call#ROOM"),
 ///     "F4oOprKFBq6JHqy2qYpq6UQQmR7hCvxkQQoUrd0+SbI",
@@ -34,7 +35,7 @@ pub fn livekit_room_alias(room_id: &str, slot_id: &str) -> String {
 /// The hashed LiveKit identity used by `/get_token` (MSC4195) and by sticky memberships.
 ///
 /// ```
-/// use matrixrtc_auth::identity::hashed_identity;
+/// use matrixrtc_identity::hashed_identity;
 /// assert_eq!(
 ///     hashed_identity("@alice:example.com", "DEVICE123", "memberABC"),
 ///     "J+T45tGruxc+HrUOqJJlyQSV33m728Cme4+vt8/SWrU",

@@ -1,0 +1,434 @@
+//! The sans-IO core of our own membership: a state machine that takes time and the outcomes of
+//! requests, and says which request to make next and when to wake up.
+//!
+//! The cadence follows matrix-js-sdk's `MembershipManager` (with a 10 s delayed leave restarted
+//! every 5 s, each restart bounded by a 2 s timeout): the server sends our leave by itself 10 s
+//! after the last successful restart, so a crashed or killed process leaves no ghost.
+//!
+//! One request is in flight at a time. The shell runs [`OwnMembershipCore::poll_command`], executes
+//! the command within its timeout, feeds the [`Outcome`] back with
+//! [`OwnMembershipCore::handle_outcome`], and sleeps until [`OwnMembershipCore::poll_timeout`].
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::membership::{DEFAULT_EXPIRES_MS, SessionMembershipContent};
+
+/// Timing of the membership lifecycle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MembershipTimings {
+    /// Delay of the delayed leave event (MSC4140). Default 10 s.
+    pub delayed_leave_delay: Duration,
+    /// How often the delayed leave is restarted. Default 5 s.
+    pub restart_interval: Duration,
+    /// Local timeout of every request. Default 2 s.
+    pub request_timeout: Duration,
+    /// Wait before retrying after a network or server error. Default 1 s.
+    pub retry_interval: Duration,
+    /// `expires` of the membership. Default 4 h.
+    pub expires: Duration,
+    /// How often the membership is re-sent with a longer `expires`. Default 1 h.
+    pub refresh_interval: Duration,
+    /// `expires` used when the homeserver has no delayed events: a crash leaves a ghost for at
+    /// most this long. Default 2 min, refreshed every half of it.
+    pub fallback_expires: Duration,
+}
+
+impl Default for MembershipTimings {
+    fn default() -> Self {
+        Self {
+            delayed_leave_delay: Duration::from_secs(10),
+            restart_interval: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(2),
+            retry_interval: Duration::from_secs(1),
+            expires: Duration::from_millis(DEFAULT_EXPIRES_MS),
+            refresh_interval: Duration::from_secs(3600),
+            fallback_expires: Duration::from_secs(120),
+        }
+    }
+}
+
+/// A request for the shell to make.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Request {
+    /// Schedule the delayed leave (`{}` in our slot after `delay`); answer [`Outcome::DelayId`].
+    ScheduleDelayedLeave {
+        /// The delay.
+        delay: Duration,
+    },
+    /// Send our membership with this content.
+    SendMembership {
+        /// The content.
+        content: Value,
+    },
+    /// Restart the delayed leave's timer.
+    RestartDelayedLeave {
+        /// Its id.
+        delay_id: String,
+    },
+    /// Send the delayed leave now.
+    SendDelayedLeaveNow {
+        /// Its id.
+        delay_id: String,
+    },
+    /// Send the leave (`{}`) directly.
+    SendLeave,
+}
+
+/// A request with its id and the time it may take.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Command {
+    /// Echoed in [`OwnMembershipCore::handle_outcome`].
+    pub id: u64,
+    /// What to do.
+    pub request: Request,
+    /// Give up after this long and report [`Outcome::TimedOut`].
+    pub timeout: Duration,
+}
+
+/// How a request ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// Done.
+    Ok,
+    /// The delayed leave was scheduled with this id.
+    DelayId(String),
+    /// The server does not know the delayed event (404): it fired, was cancelled, or the server
+    /// lost it.
+    NotFound,
+    /// The server does not support delayed events.
+    Unsupported,
+    /// A network or server error.
+    Failed(String),
+    /// No answer within the command's timeout.
+    TimedOut,
+}
+
+/// Where our membership stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MembershipStatus {
+    /// Not joined.
+    Idle,
+    /// Joining: the membership has not been sent yet.
+    Joining,
+    /// Joined, with a working dead-man's switch (or the fallback expiry).
+    Joined,
+    /// Joined, but restarts have failed for longer than the delay: the server has probably sent
+    /// our leave already. Cleared when a request succeeds again.
+    ProbablyLeft,
+    /// Leaving.
+    Leaving,
+    /// Left.
+    Left,
+}
+
+/// Who we are in the call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberIdentity {
+    /// Our user id.
+    pub user_id: String,
+    /// Our device id.
+    pub device_id: String,
+    /// The room id.
+    pub room_id: String,
+    /// The authorization service we publish through.
+    pub service_url: String,
+}
+
+/// The membership lifecycle state machine.
+#[derive(Debug)]
+pub struct OwnMembershipCore {
+    me: MemberIdentity,
+    timings: MembershipTimings,
+    delayed_events: bool,
+    status: MembershipStatus,
+    want_joined: bool,
+    next_id: u64,
+    in_flight: Option<(u64, Request)>,
+    delay_id: Option<String>,
+    membership_sent: bool,
+    /// Unix ms of our first join (the `created_ts` of updates).
+    first_join_ms: Option<u64>,
+    send_membership_at: Option<Instant>,
+    arm_at: Option<Instant>,
+    restart_at: Option<Instant>,
+    refresh_at: Option<Instant>,
+    last_confirmed: Option<Instant>,
+    leave_step: LeaveStep,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LeaveStep {
+    None,
+    SendDelayed,
+    SendDirect,
+}
+
+impl OwnMembershipCore {
+    /// A core for `me`. `delayed_events` says whether the homeserver supports MSC4140.
+    pub fn new(me: MemberIdentity, timings: MembershipTimings, delayed_events: bool) -> Self {
+        Self {
+            me,
+            timings,
+            delayed_events,
+            status: MembershipStatus::Idle,
+            want_joined: false,
+            next_id: 0,
+            in_flight: None,
+            delay_id: None,
+            membership_sent: false,
+            first_join_ms: None,
+            send_membership_at: None,
+            arm_at: None,
+            restart_at: None,
+            refresh_at: None,
+            last_confirmed: None,
+            leave_step: LeaveStep::None,
+        }
+    }
+
+    /// The current status.
+    pub fn status(&self) -> MembershipStatus {
+        self.status
+    }
+
+    /// Whether delayed events are in use (false after the server turned out not to have them).
+    pub fn uses_delayed_events(&self) -> bool {
+        self.delayed_events
+    }
+
+    /// The current delayed leave, if one is scheduled.
+    pub fn delay_id(&self) -> Option<&str> {
+        self.delay_id.as_deref()
+    }
+
+    /// Starts joining.
+    pub fn join(&mut self, now: Instant) {
+        if self.want_joined {
+            return;
+        }
+        self.want_joined = true;
+        self.status = MembershipStatus::Joining;
+        self.leave_step = LeaveStep::None;
+        if self.delayed_events {
+            self.arm_at = Some(now);
+        } else {
+            self.send_membership_at = Some(now);
+        }
+    }
+
+    /// Starts leaving.
+    pub fn leave(&mut self, _now: Instant) {
+        if !self.want_joined && matches!(self.status, MembershipStatus::Leaving | MembershipStatus::Left) {
+            return;
+        }
+        self.want_joined = false;
+        self.status = MembershipStatus::Leaving;
+        self.send_membership_at = None;
+        self.arm_at = None;
+        self.restart_at = None;
+        self.refresh_at = None;
+        self.leave_step = if self.delay_id.is_some() { LeaveStep::SendDelayed } else { LeaveStep::SendDirect };
+    }
+
+    /// Our membership is no longer in the room state while we are joined (another client cleared
+    /// it, or the server sent our delayed leave): send it again.
+    pub fn membership_vanished(&mut self, now: Instant) {
+        if self.want_joined && self.membership_sent && self.in_flight.is_none() {
+            tracing::info!("own membership vanished from the room; sending it again");
+            if self.delayed_events && self.delay_id.is_none() {
+                self.arm_at = Some(now);
+            } else {
+                self.send_membership_at = Some(now);
+            }
+        }
+    }
+
+    /// The next request to make, if one is due and none is in flight. `now_unix_ms` is the wall
+    /// clock, used for the `expires` of membership contents.
+    pub fn poll_command(&mut self, now: Instant, now_unix_ms: u64) -> Option<Command> {
+        if self.in_flight.is_some() {
+            return None;
+        }
+        let request = if !self.want_joined {
+            match self.leave_step {
+                LeaveStep::SendDelayed => match self.delay_id.clone() {
+                    Some(delay_id) => Request::SendDelayedLeaveNow { delay_id },
+                    None => Request::SendLeave,
+                },
+                LeaveStep::SendDirect => Request::SendLeave,
+                LeaveStep::None => return None,
+            }
+        } else if due(self.arm_at, now) {
+            Request::ScheduleDelayedLeave { delay: self.timings.delayed_leave_delay }
+        } else if due(self.send_membership_at, now) || due(self.refresh_at, now) {
+            Request::SendMembership { content: self.membership_content(now_unix_ms) }
+        } else if due(self.restart_at, now) {
+            Request::RestartDelayedLeave { delay_id: self.delay_id.clone()? }
+        } else {
+            return None;
+        };
+        self.next_id += 1;
+        let timeout = match &request {
+            // Never wait past the moment the server would send our leave.
+            Request::RestartDelayedLeave { .. } => {
+                let left = self
+                    .last_confirmed
+                    .map(|t| (t + self.timings.delayed_leave_delay).saturating_duration_since(now))
+                    .unwrap_or(self.timings.request_timeout);
+                self.timings.request_timeout.min(left.max(Duration::from_millis(100)))
+            }
+            _ => self.timings.request_timeout,
+        };
+        self.in_flight = Some((self.next_id, request.clone()));
+        Some(Command { id: self.next_id, request, timeout })
+    }
+
+    /// When to call [`Self::poll_command`] next, if nothing else happens.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.in_flight.is_some() || !self.want_joined {
+            return None;
+        }
+        [self.arm_at, self.send_membership_at, self.refresh_at, self.restart_at].into_iter().flatten().min()
+    }
+
+    /// Feeds back how command `id` ended. `now_unix_ms` is the wall clock (for `created_ts`).
+    pub fn handle_outcome(&mut self, id: u64, outcome: Outcome, now: Instant, now_unix_ms: u64) {
+        let Some((expected, request)) = self.in_flight.take() else {
+            return;
+        };
+        if expected != id {
+            self.in_flight = Some((expected, request));
+            return;
+        }
+        let retry = |now: Instant, outcome: &Outcome| match outcome {
+            Outcome::TimedOut => now,
+            _ => now + self.timings.retry_interval,
+        };
+        match request {
+            Request::ScheduleDelayedLeave { .. } => match outcome {
+                Outcome::DelayId(delay_id) => {
+                    self.delay_id = Some(delay_id);
+                    self.arm_at = None;
+                    self.last_confirmed = Some(now);
+                    // Join, or re-join after the server lost or sent our delayed leave.
+                    self.send_membership_at = Some(now);
+                    if !self.want_joined {
+                        self.leave_step = LeaveStep::SendDelayed;
+                    }
+                }
+                Outcome::Unsupported => {
+                    tracing::warn!(
+                        "the homeserver does not support delayed events (MSC4140): joining with a {:?} expiry instead; \
+                         a crash leaves a ghost membership for up to that long",
+                        self.timings.fallback_expires
+                    );
+                    self.delayed_events = false;
+                    self.arm_at = None;
+                    self.send_membership_at = Some(now);
+                }
+                ref failure => {
+                    tracing::warn!(?failure, "scheduling the delayed leave failed; retrying");
+                    self.arm_at = Some(retry(now, failure));
+                }
+            },
+            Request::SendMembership { .. } => match outcome {
+                Outcome::Ok => {
+                    self.membership_sent = true;
+                    self.first_join_ms.get_or_insert(now_unix_ms);
+                    self.send_membership_at = None;
+                    self.status = MembershipStatus::Joined;
+                    let refresh = if self.delayed_events {
+                        self.timings.refresh_interval
+                    } else {
+                        self.timings.fallback_expires / 2
+                    };
+                    self.refresh_at = Some(now + refresh);
+                    if self.delay_id.is_some() {
+                        // Restart at once: finds servers that cancel our own delayed event on a
+                        // state update (Synapse before 1.127).
+                        self.restart_at = Some(now);
+                    }
+                }
+                ref failure => {
+                    tracing::warn!(?failure, "sending the membership failed; retrying");
+                    let at = retry(now, failure);
+                    if self.send_membership_at.is_none() {
+                        self.refresh_at = Some(at);
+                    } else {
+                        self.send_membership_at = Some(at);
+                    }
+                }
+            },
+            Request::RestartDelayedLeave { .. } => match outcome {
+                Outcome::Ok => {
+                    self.last_confirmed = Some(now);
+                    self.restart_at = Some(now + self.timings.restart_interval);
+                    if self.status == MembershipStatus::ProbablyLeft {
+                        self.status = MembershipStatus::Joined;
+                    }
+                }
+                Outcome::NotFound => {
+                    tracing::info!("the delayed leave is gone (404); scheduling a new one and re-joining");
+                    self.delay_id = None;
+                    self.restart_at = None;
+                    self.arm_at = Some(now);
+                }
+                ref failure => {
+                    self.restart_at = Some(retry(now, failure));
+                    let deadline = self.last_confirmed.map(|t| t + self.timings.delayed_leave_delay);
+                    if deadline.is_some_and(|d| now >= d) && self.status == MembershipStatus::Joined {
+                        tracing::warn!(?failure, "restarting the delayed leave keeps failing; the server has probably sent our leave");
+                        self.status = MembershipStatus::ProbablyLeft;
+                    }
+                }
+            },
+            Request::SendDelayedLeaveNow { .. } => match outcome {
+                Outcome::Ok => self.finish_leave(),
+                _ => self.leave_step = LeaveStep::SendDirect,
+            },
+            Request::SendLeave => {
+                if let Outcome::Failed(error) = &outcome {
+                    tracing::warn!(%error, "sending the leave failed; the membership stays until it expires");
+                } else if outcome == Outcome::TimedOut {
+                    tracing::warn!("sending the leave timed out");
+                }
+                self.finish_leave();
+            }
+        }
+    }
+
+    fn finish_leave(&mut self) {
+        self.delay_id = None;
+        self.membership_sent = false;
+        self.leave_step = LeaveStep::None;
+        self.status = MembershipStatus::Left;
+    }
+
+    /// The content to send now: the first join has `expires` alone; updates keep `created_ts`
+    /// of the first join and grow `expires` so that the content always changes (servers drop
+    /// identical state) and stays valid for `expires` from now.
+    fn membership_content(&self, now_unix_ms: u64) -> Value {
+        let lifetime = if self.delayed_events { self.timings.expires } else { self.timings.fallback_expires };
+        let lifetime = u64::try_from(lifetime.as_millis()).unwrap_or(u64::MAX);
+        let mut content =
+            SessionMembershipContent::new(&self.me.user_id, &self.me.device_id, &self.me.room_id, &self.me.service_url);
+        match self.first_join_ms {
+            Some(first) => {
+                content.created_ts = Some(first);
+                content.expires = now_unix_ms.saturating_sub(first).saturating_add(lifetime);
+            }
+            None => content.expires = lifetime,
+        }
+        content.to_json()
+    }
+}
+
+fn due(at: Option<Instant>, now: Instant) -> bool {
+    at.is_some_and(|t| now >= t)
+}

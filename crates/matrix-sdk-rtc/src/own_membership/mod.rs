@@ -1,0 +1,353 @@
+//! Our own membership of a room's call: join, a dead-man's switch that leaves no ghost, refresh,
+//! and leave.
+//!
+//! [`OwnMembership::join`] sends the membership state event as Element Call does, with a delayed
+//! `{}` leave (MSC4140) that the homeserver sends by itself unless we restart its timer every few
+//! seconds. If the process crashes, is killed, or loses the network, the leave reaches the room
+//! within the delay (10 s by default). On start it clears a membership and delayed leaves left by
+//! an earlier run of the same device.
+//!
+//! The lifecycle is a sans-IO state machine ([`core::OwnMembershipCore`]); this module is the
+//! small tokio task that executes its requests on a [`matrix_sdk::Room`].
+
+pub mod core;
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use matrix_sdk::config::RequestConfig;
+use matrix_sdk::ruma::api::client::delayed_events::{DelayParameters, delayed_state_event, update_delayed_event};
+use matrix_sdk::ruma::api::client::state::{get_state_event_for_key, send_state_event};
+use matrix_sdk::ruma::events::{AnyStateEventContent, StateEventType};
+use matrix_sdk::ruma::serde::Raw;
+use matrix_sdk::{HttpError, Room};
+use serde_json::Value;
+use tokio::sync::{mpsc, watch};
+use tracing::Instrument as _;
+
+pub use self::core::{MemberIdentity, MembershipStatus, MembershipTimings};
+use self::core::{Outcome, OwnMembershipCore, Request};
+use crate::error::RtcError;
+use crate::membership::{CALL_MEMBER_EVENT_TYPE, session_state_key};
+
+#[derive(Debug)]
+enum Control {
+    Leave,
+    Vanished,
+}
+
+/// Our membership of a room's call, kept alive by a background task until [`Self::leave`] (or
+/// drop, which leaves in the background).
+#[derive(Debug)]
+pub struct OwnMembership {
+    control: mpsc::UnboundedSender<Control>,
+    status: watch::Receiver<MembershipStatus>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    state_key: String,
+    leave_timeout: Duration,
+}
+
+impl OwnMembership {
+    /// Joins the call of `room`, advertising `service_url` (our authorization service) as our
+    /// transport. Returns once the join has started; watch [`Self::status`] for progress.
+    pub async fn join(room: &Room, service_url: impl Into<String>, timings: MembershipTimings) -> Result<Self, RtcError> {
+        let client = room.client();
+        let user_id = client.user_id().ok_or(RtcError::NotLoggedIn)?.to_string();
+        let device_id = client.device_id().ok_or(RtcError::NotLoggedIn)?.to_string();
+        let room_version = room.version().map(|v| v.to_string()).unwrap_or_default();
+        let state_key = session_state_key(&user_id, &device_id, &room_version);
+        let delayed_events = supports_delayed_events(room).await;
+
+        clear_stale(room, &user_id, &device_id, &state_key).await;
+
+        let me = MemberIdentity { user_id, device_id, room_id: room.room_id().to_string(), service_url: service_url.into() };
+        let leave_timeout = timings.request_timeout * 2 + Duration::from_secs(1);
+        let mut core = OwnMembershipCore::new(me, timings, delayed_events);
+        core.join(Instant::now());
+        let (control, control_rx) = mpsc::unbounded_channel();
+        let (status_tx, status) = watch::channel(core.status());
+
+        // Notice when our membership disappears from the room while we are in the call.
+        let vanished = control.clone();
+        let watched_key = state_key.clone();
+        let handler = room.add_event_handler(move |event: Raw<matrix_sdk::ruma::events::AnySyncStateEvent>| {
+            let vanished = vanished.clone();
+            let watched_key = watched_key.clone();
+            async move {
+                let Ok(value) = serde_json::from_str::<Value>(event.json().get()) else { return };
+                let ours = value.get("type").and_then(Value::as_str) == Some(CALL_MEMBER_EVENT_TYPE)
+                    && value.get("state_key").and_then(Value::as_str) == Some(watched_key.as_str());
+                if ours && value.get("content").and_then(|c| c.get("application")).is_none() {
+                    let _ = vanished.send(Control::Vanished);
+                }
+            }
+        });
+
+        let span = tracing::info_span!("own_membership", room = %room.room_id(), state_key = %state_key);
+        let room = room.clone();
+        let task_key = state_key.clone();
+        let task = tokio::spawn(
+            async move {
+                run(room.clone(), task_key, core, control_rx, status_tx).await;
+                room.client().remove_event_handler(handler);
+            }
+            .instrument(span),
+        );
+        Ok(Self { control, status, task: Some(task), state_key, leave_timeout })
+    }
+
+    /// The status, as a watch channel.
+    pub fn status(&self) -> watch::Receiver<MembershipStatus> {
+        self.status.clone()
+    }
+
+    /// The state key of our membership event.
+    pub fn state_key(&self) -> &str {
+        &self.state_key
+    }
+
+    /// Waits until the membership is in the room (status `Joined`), up to `timeout`.
+    pub async fn wait_joined(&self, timeout: Duration) -> Result<(), RtcError> {
+        let mut status = self.status.clone();
+        tokio::time::timeout(timeout, status.wait_for(|s| *s == MembershipStatus::Joined))
+            .await
+            .map_err(|_| RtcError::Timeout("joining the call"))?
+            .map_err(|_| RtcError::Stopped)?;
+        Ok(())
+    }
+
+    /// Leaves the call: sends the delayed leave now (or `{}` when that fails) and stops the task.
+    /// Bounded in time.
+    pub async fn leave(mut self) -> Result<(), RtcError> {
+        let _ = self.control.send(Control::Leave);
+        let Some(task) = self.task.take() else { return Ok(()) };
+        match tokio::time::timeout(self.leave_timeout, task).await {
+            Ok(_) => Ok(()),
+            Err(_) => Err(RtcError::Timeout("leaving the call")),
+        }
+    }
+}
+
+impl Drop for OwnMembership {
+    fn drop(&mut self) {
+        // The task leaves by itself; without a runtime the delayed leave does it.
+        let _ = self.control.send(Control::Leave);
+    }
+}
+
+async fn run(
+    room: Room,
+    state_key: String,
+    mut core: OwnMembershipCore,
+    mut control: mpsc::UnboundedReceiver<Control>,
+    status: watch::Sender<MembershipStatus>,
+) {
+    let mut control_open = true;
+    loop {
+        while let Some(command) = core.poll_command(Instant::now(), unix_ms()) {
+            tracing::debug!(request = request_name(&command.request), "membership request");
+            let outcome = match tokio::time::timeout(command.timeout, execute(&room, &state_key, &command.request, command.timeout)).await {
+                Ok(outcome) => outcome,
+                Err(_) => Outcome::TimedOut,
+            };
+            tracing::debug!(request = request_name(&command.request), ?outcome, "membership request done");
+            core.handle_outcome(command.id, outcome, Instant::now(), unix_ms());
+            status.send_if_modified(|s| std::mem::replace(s, core.status()) != core.status());
+        }
+        if core.status() == MembershipStatus::Left {
+            tracing::info!("left the call");
+            return;
+        }
+        let wake = core.poll_timeout();
+        tokio::select! {
+            message = control.recv(), if control_open => match message {
+                Some(Control::Leave) | None => {
+                    control_open = message.is_some();
+                    core.leave(Instant::now());
+                }
+                Some(Control::Vanished) => core.membership_vanished(Instant::now()),
+            },
+            () = sleep_until(wake) => {}
+        }
+        status.send_if_modified(|s| std::mem::replace(s, core.status()) != core.status());
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn request_name(request: &Request) -> &'static str {
+    match request {
+        Request::ScheduleDelayedLeave { .. } => "schedule delayed leave",
+        Request::SendMembership { .. } => "send membership",
+        Request::RestartDelayedLeave { .. } => "restart delayed leave",
+        Request::SendDelayedLeaveNow { .. } => "send delayed leave now",
+        Request::SendLeave => "send leave",
+    }
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn config(timeout: Duration) -> RequestConfig {
+    RequestConfig::new().timeout(timeout).disable_retry()
+}
+
+fn classify(error: &HttpError) -> Outcome {
+    match error.as_client_api_error() {
+        Some(api) if api.status_code.as_u16() == 404 => Outcome::NotFound,
+        Some(api) => Outcome::Failed(format!("HTTP {}: {:?}", api.status_code, api.error_kind())),
+        None => Outcome::Failed(error.to_string()),
+    }
+}
+
+fn raw_content(json: &str) -> Raw<AnyStateEventContent> {
+    Raw::from_json(serde_json::value::RawValue::from_string(json.to_owned()).unwrap_or_else(|_| {
+        serde_json::value::RawValue::from_string("{}".to_owned()).expect("{} is JSON")
+    }))
+}
+
+async fn execute(room: &Room, state_key: &str, request: &Request, timeout: Duration) -> Outcome {
+    let client = room.client();
+    let event_type = StateEventType::from(CALL_MEMBER_EVENT_TYPE);
+    match request {
+        Request::ScheduleDelayedLeave { delay } => {
+            let request = delayed_state_event::unstable::Request::new_raw(
+                room.room_id().to_owned(),
+                state_key.to_owned(),
+                event_type,
+                DelayParameters::Timeout { timeout: *delay },
+                raw_content("{}"),
+            );
+            match client.send(request).with_request_config(config(timeout)).await {
+                Ok(response) => Outcome::DelayId(response.delay_id),
+                Err(error) if error.as_client_api_error().is_some() => classify(&error),
+                // A server without MSC4140 ignores the delay, sends `{}` at once and answers
+                // with an event id: the answer does not parse.
+                Err(HttpError::Api(_)) => Outcome::Unsupported,
+                Err(error) => classify(&error),
+            }
+        }
+        Request::SendMembership { content } => {
+            let request = send_state_event::v3::Request::new_raw(
+                room.room_id().to_owned(),
+                event_type,
+                state_key.to_owned(),
+                raw_content(&content.to_string()),
+            );
+            match client.send(request).with_request_config(config(timeout)).await {
+                Ok(_) => Outcome::Ok,
+                Err(error) => classify(&error),
+            }
+        }
+        Request::RestartDelayedLeave { delay_id } | Request::SendDelayedLeaveNow { delay_id } => {
+            let action = if matches!(request, Request::RestartDelayedLeave { .. }) {
+                update_delayed_event::unstable::UpdateAction::Restart
+            } else {
+                update_delayed_event::unstable::UpdateAction::Send
+            };
+            let request = update_delayed_event::unstable::Request::new(delay_id.clone(), action);
+            match client.send(request).with_request_config(config(timeout)).await {
+                Ok(_) => Outcome::Ok,
+                Err(error) => classify(&error),
+            }
+        }
+        Request::SendLeave => {
+            let request = send_state_event::v3::Request::new_raw(
+                room.room_id().to_owned(),
+                event_type,
+                state_key.to_owned(),
+                raw_content("{}"),
+            );
+            match client.send(request).with_request_config(config(timeout)).await {
+                Ok(_) => Outcome::Ok,
+                Err(error) => classify(&error),
+            }
+        }
+    }
+}
+
+/// Whether the homeserver advertises delayed events (`org.matrix.msc4140` in `/versions`).
+async fn supports_delayed_events(room: &Room) -> bool {
+    match room.client().unstable_features().await {
+        Ok(features) => {
+            let supported = features.iter().any(|f| f.as_str() == "org.matrix.msc4140");
+            if !supported {
+                tracing::warn!(
+                    "the homeserver does not advertise delayed events (MSC4140, `max_event_delay_duration` in Synapse): \
+                     a crash would leave a ghost membership until it expires"
+                );
+            }
+            supported
+        }
+        Err(error) => {
+            tracing::warn!(%error, "cannot read the homeserver's features; trying delayed events anyway");
+            true
+        }
+    }
+}
+
+/// Clears what an earlier run of this device left: a membership in our state key (or the older
+/// keys without the `_m.call` suffix), and delayed events aimed at them, which would otherwise
+/// fire in the middle of our new call.
+async fn clear_stale(room: &Room, user_id: &str, device_id: &str, state_key: &str) {
+    let client = room.client();
+    let mut keys = vec![state_key.to_owned()];
+    for legacy in [format!("_{user_id}_{device_id}"), format!("{user_id}_{device_id}")] {
+        if !keys.contains(&legacy) {
+            keys.push(legacy);
+        }
+    }
+    if let Err(error) = cancel_stale_delayed_events(room, &keys).await {
+        tracing::debug!(%error, "cannot list delayed events");
+    }
+    for key in keys {
+        let request = get_state_event_for_key::v3::Request::new(
+            room.room_id().to_owned(),
+            StateEventType::from(CALL_MEMBER_EVENT_TYPE),
+            key.clone(),
+        );
+        let Ok(response) = client.send(request).with_request_config(config(Duration::from_secs(10))).await else {
+            continue;
+        };
+        let content: Value = serde_json::from_str(response.event_or_content.get()).unwrap_or(Value::Null);
+        let content = content.get("content").cloned().unwrap_or(content);
+        if content.get("application").is_none() {
+            continue;
+        }
+        tracing::info!(state_key = %key, "clearing a membership left by an earlier run of this device");
+        let request = send_state_event::v3::Request::new_raw(
+            room.room_id().to_owned(),
+            StateEventType::from(CALL_MEMBER_EVENT_TYPE),
+            key,
+            raw_content("{}"),
+        );
+        if let Err(error) = client.send(request).with_request_config(config(Duration::from_secs(10))).await {
+            tracing::warn!(%error, "cannot clear the stale membership");
+        }
+    }
+}
+
+async fn cancel_stale_delayed_events(room: &Room, keys: &[String]) -> Result<(), RtcError> {
+    let listing = crate::http::get_json(&room.client(), "/_matrix/client/unstable/org.matrix.msc4140/delayed_events").await?;
+    let events = listing.get("delayed_events").and_then(Value::as_array).cloned().unwrap_or_default();
+    for event in events {
+        let room_matches = event.get("room_id").and_then(Value::as_str) == Some(room.room_id().as_str());
+        let type_matches = event.get("type").and_then(Value::as_str) == Some(CALL_MEMBER_EVENT_TYPE);
+        let key_matches = event.get("state_key").and_then(Value::as_str).is_some_and(|k| keys.iter().any(|key| key == k));
+        let Some(delay_id) = event.get("delay_id").and_then(Value::as_str) else { continue };
+        if room_matches && type_matches && key_matches {
+            tracing::info!("cancelling a delayed leave left by an earlier run of this device");
+            let request = update_delayed_event::unstable::Request::new(
+                delay_id.to_owned(),
+                update_delayed_event::unstable::UpdateAction::Cancel,
+            );
+            let _ = room.client().send(request).with_request_config(config(Duration::from_secs(10))).await;
+        }
+    }
+    Ok(())
+}
