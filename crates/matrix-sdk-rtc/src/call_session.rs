@@ -113,7 +113,11 @@ impl CallSession {
 
     /// A session of another slot (`{application}#{id}`).
     pub fn for_slot(slot_id: impl Into<String>) -> Self {
-        Self { slot_id: slot_id.into(), memberships: BTreeMap::new(), joined_users: BTreeSet::new() }
+        Self {
+            slot_id: slot_id.into(),
+            memberships: BTreeMap::new(),
+            joined_users: BTreeSet::new(),
+        }
     }
 
     /// The slot this session follows.
@@ -128,7 +132,9 @@ impl CallSession {
             MembershipUpdate::Joined(list) => {
                 let slot = list[0].slot.clone();
                 // Sticky map: the latest expiry wins for one (sender, sticky key).
-                if let (MembershipSlot::Sticky { .. }, Some(existing)) = (&slot, self.memberships.get(&slot)) {
+                if let (MembershipSlot::Sticky { .. }, Some(existing)) =
+                    (&slot, self.memberships.get(&slot))
+                {
                     if existing.first().is_some_and(|e| e.expires_at > list[0].expires_at) {
                         return false;
                     }
@@ -147,7 +153,11 @@ impl CallSession {
 
     /// Records whether `user_id` is joined to the room; members who are not are not in the call.
     pub fn set_room_membership(&mut self, user_id: &str, joined: bool) -> bool {
-        if joined { self.joined_users.insert(user_id.to_owned()) } else { self.joined_users.remove(user_id) }
+        if joined {
+            self.joined_users.insert(user_id.to_owned())
+        } else {
+            self.joined_users.remove(user_id)
+        }
     }
 
     /// Forgets every membership and room member (before loading a fresh room state).
@@ -161,13 +171,17 @@ impl CallSession {
         let mut next_change_at: Option<u64> = None;
         let mut live: Vec<&Membership> = Vec::new();
         for membership in self.memberships.values().flatten() {
-            if membership.slot_id != self.slot_id || !self.joined_users.contains(&membership.user_id) {
+            if membership.slot_id != self.slot_id
+                || !self.joined_users.contains(&membership.user_id)
+            {
                 continue;
             }
             if membership.is_expired(now_ms) {
                 continue;
             }
-            next_change_at = Some(next_change_at.map_or(membership.expires_at, |t| t.min(membership.expires_at)));
+            next_change_at = Some(
+                next_change_at.map_or(membership.expires_at, |t| t.min(membership.expires_at)),
+            );
             live.push(membership);
         }
         // A device that appears in several dialects at once counts once: the newest wins.
@@ -201,5 +215,215 @@ impl CallSession {
             }
         }
         CallState { members, service_urls, next_change_at }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    const HOUR: u64 = 3_600_000;
+
+    fn session_event(
+        user: &str,
+        device: &str,
+        ts: u64,
+        selection: &str,
+        url: &str,
+        extra: serde_json::Value,
+    ) -> MembershipEvent {
+        let mut content = json!({
+            "application": "m.call", "call_id": "", "scope": "m.room", "device_id": device,
+            "expires": 4 * HOUR, "focus_active": {"type": "livekit", "focus_selection": selection},
+            "foci_preferred": [{"type": "livekit", "livekit_service_url": url, "livekit_alias": "!r"}],
+        });
+        for (k, v) in extra.as_object().unwrap() {
+            content[k] = v.clone();
+        }
+        MembershipEvent::from_json(
+            &json!({"type": "org.matrix.msc3401.call.member", "state_key": format!("_{user}_{device}_m.call"),
+                    "sender": user, "origin_server_ts": ts, "content": content}),
+            ts,
+        )
+        .unwrap()
+    }
+
+    fn leave(user: &str, device: &str) -> MembershipEvent {
+        MembershipEvent::from_json(
+            &json!({"type": "org.matrix.msc3401.call.member", "state_key": format!("_{user}_{device}_m.call"),
+                    "sender": user, "origin_server_ts": 0, "content": {}}),
+            0,
+        )
+        .unwrap()
+    }
+
+    fn session(users: &[&str]) -> CallSession {
+        let mut s = CallSession::new();
+        for u in users {
+            s.set_room_membership(u, true);
+        }
+        s
+    }
+
+    #[test]
+    fn join_then_leave() {
+        let mut s = session(&["@a:x"]);
+        assert!(!s.state(0).is_active());
+        assert!(s.handle_event(&session_event(
+            "@a:x",
+            "A",
+            1000,
+            "multi_sfu",
+            "https://a",
+            json!({})
+        )));
+        assert!(s.state(2000).is_active());
+        assert!(s.handle_event(&leave("@a:x", "A")));
+        assert!(!s.state(2000).is_active());
+        assert!(!s.handle_event(&leave("@a:x", "A")), "a second leave changes nothing");
+    }
+
+    #[test]
+    fn expiry_on_injected_time_takes_no_time() {
+        let mut s = session(&["@a:x"]);
+        s.handle_event(&session_event("@a:x", "A", 1000, "multi_sfu", "https://a", json!({})));
+        let state = s.state(1000);
+        assert_eq!(state.next_change_at, Some(1000 + 4 * HOUR));
+        assert!(s.state(1000 + 4 * HOUR - 1).is_active());
+        assert!(!s.state(1000 + 4 * HOUR).is_active(), "expired after exactly 4 h");
+        // created_ts of an update counts instead of origin_server_ts.
+        s.handle_event(&session_event(
+            "@a:x",
+            "A",
+            5 * HOUR,
+            "multi_sfu",
+            "https://a",
+            json!({"created_ts": 1000, "expires": 8 * HOUR}),
+        ));
+        assert!(s.state(7 * HOUR).is_active());
+        assert!(!s.state(1000 + 8 * HOUR).is_active());
+    }
+
+    #[test]
+    fn members_not_joined_to_the_room_are_not_in_the_call() {
+        let mut s = session(&["@a:x"]);
+        s.handle_event(&session_event("@b:x", "B", 1000, "multi_sfu", "https://b", json!({})));
+        assert!(!s.state(2000).is_active());
+        s.set_room_membership("@b:x", true);
+        assert!(s.state(2000).is_active());
+        s.set_room_membership("@b:x", false);
+        assert!(!s.state(2000).is_active());
+    }
+
+    #[test]
+    fn multi_sfu_lists_each_distinct_focus_oldest_first() {
+        let mut s = session(&["@a:x", "@b:y", "@c:y"]);
+        s.handle_event(&session_event("@b:y", "B", 2000, "multi_sfu", "https://y", json!({})));
+        s.handle_event(&session_event("@a:x", "A", 1000, "multi_sfu", "https://x", json!({})));
+        s.handle_event(&session_event("@c:y", "C", 3000, "multi_sfu", "https://y", json!({})));
+        let state = s.state(4000);
+        assert_eq!(state.oldest().unwrap().user_id(), "@a:x");
+        assert_eq!(state.service_urls, ["https://x", "https://y"]);
+        assert_eq!(state.member("@c:y", "C").unwrap().livekit_identity(), "@c:y:C");
+    }
+
+    #[test]
+    fn oldest_membership_publishes_on_the_oldest_members_focus() {
+        let mut s = session(&["@a:x", "@b:y"]);
+        s.handle_event(&session_event(
+            "@a:x",
+            "A",
+            1000,
+            "oldest_membership",
+            "https://x",
+            json!({}),
+        ));
+        s.handle_event(&session_event(
+            "@b:y",
+            "B",
+            2000,
+            "oldest_membership",
+            "https://y",
+            json!({}),
+        ));
+        let state = s.state(3000);
+        assert_eq!(
+            state.oldest_membership_transport().unwrap().livekit_service_url(),
+            Some("https://x")
+        );
+        assert_eq!(
+            state.member("@b:y", "B").unwrap().transport.as_ref().unwrap().livekit_service_url(),
+            Some("https://x")
+        );
+        assert_eq!(state.service_urls, ["https://x"]);
+        // The oldest leaves: b is the oldest now and publishes on its own focus.
+        s.handle_event(&leave("@a:x", "A"));
+        assert_eq!(s.state(3000).service_urls, ["https://y"]);
+    }
+
+    #[test]
+    fn unknown_focus_selection_cannot_be_subscribed() {
+        let mut s = session(&["@a:x"]);
+        s.handle_event(&session_event("@a:x", "A", 1000, "round_robin", "https://x", json!({})));
+        let state = s.state(2000);
+        assert!(state.is_active());
+        assert_eq!(state.members[0].transport, None);
+        assert!(state.service_urls.is_empty());
+    }
+
+    #[test]
+    fn other_slots_are_not_this_call() {
+        let mut s = session(&["@a:x"]);
+        s.handle_event(&session_event(
+            "@a:x",
+            "A",
+            1000,
+            "multi_sfu",
+            "https://x",
+            json!({"call_id": "other"}),
+        ));
+        assert!(!s.state(2000).is_active());
+        let mut other = CallSession::for_slot("m.call#other");
+        other.set_room_membership("@a:x", true);
+        other.handle_event(&session_event(
+            "@a:x",
+            "A",
+            1000,
+            "multi_sfu",
+            "https://x",
+            json!({"call_id": "other"}),
+        ));
+        assert!(other.state(2000).is_active());
+    }
+
+    #[test]
+    fn sticky_members_expire_with_their_stickiness_and_count_once_per_device() {
+        let sticky = |ts: u64, duration: u64| {
+            MembershipEvent::from_json(
+                &json!({"type": "org.matrix.msc4143.rtc.member", "sender": "@a:x", "origin_server_ts": ts,
+                        "msc4354_sticky": {"duration_ms": duration},
+                        "content": {"slot_id": "m.call#ROOM", "application": {"type": "m.call"},
+                                    "member": {"user_id": "@a:x", "device_id": "A", "id": "uuid-1"},
+                                    "transports": {"published": [{"type": "livekit", "livekit_service_url": "https://x"}],
+                                                   "can_subscribe": ["livekit"]},
+                                    "versions": [], "msc4354_sticky_key": "uuid-1"}}),
+                ts,
+            )
+            .unwrap()
+        };
+        let mut s = session(&["@a:x"]);
+        s.handle_event(&sticky(1000, 10 * HOUR));
+        assert_eq!(s.state(1000).next_change_at, Some(1000 + HOUR), "stickiness is capped at 1 h");
+        assert!(!s.state(1000 + HOUR).is_active());
+        // The same device also with a state membership: one member, the newer membership.
+        s.handle_event(&session_event("@a:x", "A", 2000, "multi_sfu", "https://state", json!({})));
+        let state = s.state(2500);
+        assert_eq!(state.members.len(), 1);
+        assert_eq!(state.members[0].membership.dialect, Dialect::Session);
+        // An older copy of the sticky event does not replace a newer one.
+        s.handle_event(&sticky(900_000, HOUR));
+        assert!(!s.handle_event(&sticky(1000, HOUR)));
     }
 }

@@ -23,7 +23,11 @@ pub trait LiveKitConnector: Send + Sync {
     type Connection: LiveKitConnection;
 
     /// Connects to the SFU behind the authorization service at `service_url` for `room`.
-    fn connect(&self, service_url: &str, room: &Room) -> impl Future<Output = Result<Self::Connection, RtcError>> + Send;
+    fn connect(
+        &self,
+        service_url: &str,
+        room: &Room,
+    ) -> impl Future<Output = Result<Self::Connection, RtcError>> + Send;
 }
 
 /// Options of the driver.
@@ -84,7 +88,10 @@ impl<C: LiveKitConnector> LiveKitRoomDriver<C> {
     }
 
     /// Runs until `shutdown` completes, then disconnects.
-    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), RtcError> {
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), RtcError> {
         let client = self.room.client();
         let user_id = client.user_id().ok_or(RtcError::NotLoggedIn)?.to_string();
         let device_id = client.device_id().ok_or(RtcError::NotLoggedIn)?.to_string();
@@ -156,6 +163,15 @@ impl<C: LiveKitConnector> LiveKitRoomDriver<C> {
 }
 
 /// Whether the driver should be connected in `state`.
-pub fn wants_connection(state: &CallState, user_id: &str, device_id: &str, follow_any_active_call: bool) -> bool {
-    if follow_any_active_call { state.is_active() } else { state.member(user_id, device_id).is_some() }
+pub fn wants_connection(
+    state: &CallState,
+    user_id: &str,
+    device_id: &str,
+    follow_any_active_call: bool,
+) -> bool {
+    if follow_any_active_call {
+        state.is_active()
+    } else {
+        state.member(user_id, device_id).is_some()
+    }
 }

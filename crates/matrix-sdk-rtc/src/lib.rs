@@ -27,4 +27,7 @@ pub use driver::{DriverOptions, LiveKitConnection, LiveKitConnector, LiveKitRoom
 pub use error::RtcError;
 pub use own_membership::{MembershipStatus, MembershipTimings, OwnMembership};
 pub use room_call::RoomCallObserver;
-pub use transports::{DiscoveredTransports, TransportSource, discover_transports, livekit_service_url, select_livekit_service_url};
+pub use transports::{
+    DiscoveredTransports, TransportSource, discover_transports, livekit_service_url,
+    select_livekit_service_url,
+};

@@ -13,7 +13,10 @@ use tracing::Instrument as _;
 
 use crate::call_session::{CallSession, CallState};
 use crate::error::RtcError;
-use crate::membership::{CALL_MEMBER_EVENT_TYPE, CALL_MEMBER_STABLE_EVENT_TYPE, MembershipEvent, is_membership_event_type};
+use crate::membership::{
+    CALL_MEMBER_EVENT_TYPE, CALL_MEMBER_STABLE_EVENT_TYPE, MembershipEvent,
+    is_membership_event_type,
+};
 
 /// Follows the call of a room: loads the current memberships and room members, then applies every
 /// membership and room-member event that sync delivers, and re-evaluates when a membership
@@ -34,10 +37,17 @@ impl RoomCallObserver {
         for event_type in [CALL_MEMBER_EVENT_TYPE, CALL_MEMBER_STABLE_EVENT_TYPE] {
             for raw in room.get_state_events(StateEventType::from(event_type)).await? {
                 let json = match &raw {
-                    matrix_sdk::deserialized_responses::RawAnySyncOrStrippedState::Sync(raw) => raw.json().get(),
-                    matrix_sdk::deserialized_responses::RawAnySyncOrStrippedState::Stripped(_) => continue,
+                    matrix_sdk::deserialized_responses::RawAnySyncOrStrippedState::Sync(raw) => {
+                        raw.json().get()
+                    }
+                    matrix_sdk::deserialized_responses::RawAnySyncOrStrippedState::Stripped(_) => {
+                        continue;
+                    }
                 };
-                if let Some(event) = serde_json::from_str(json).ok().and_then(|v: Value| MembershipEvent::from_json(&v, now)) {
+                if let Some(event) = serde_json::from_str(json)
+                    .ok()
+                    .and_then(|v: Value| MembershipEvent::from_json(&v, now))
+                {
                     session.handle_event(&event);
                 }
             }
@@ -106,7 +116,11 @@ impl Drop for RoomCallObserver {
     }
 }
 
-async fn follow(mut session: CallSession, mut events: mpsc::UnboundedReceiver<Value>, state: watch::Sender<CallState>) {
+async fn follow(
+    mut session: CallSession,
+    mut events: mpsc::UnboundedReceiver<Value>,
+    state: watch::Sender<CallState>,
+) {
     loop {
         let current = session.state(unix_ms());
         let wake = current.next_change_at;
@@ -120,7 +134,9 @@ async fn follow(mut session: CallSession, mut events: mpsc::UnboundedReceiver<Va
         });
         let sleep = async {
             match wake {
-                Some(at) => tokio::time::sleep(Duration::from_millis(at.saturating_sub(unix_ms()))).await,
+                Some(at) => {
+                    tokio::time::sleep(Duration::from_millis(at.saturating_sub(unix_ms()))).await
+                }
                 None => std::future::pending().await,
             }
         };
@@ -156,5 +172,7 @@ fn apply(session: &mut CallSession, event: &Value) {
 }
 
 pub(crate) fn unix_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

@@ -43,29 +43,41 @@ pub async fn discover_transports(
     override_url: Option<&str>,
 ) -> Result<DiscoveredTransports, RtcError> {
     if let Some(url) = override_url {
-        return Ok(DiscoveredTransports { transports: vec![Transport::livekit(url)], source: TransportSource::Override });
+        return Ok(DiscoveredTransports {
+            transports: vec![Transport::livekit(url)],
+            source: TransportSource::Override,
+        });
     }
-    match http::get_json(client, "/_matrix/client/unstable/org.matrix.msc4143/rtc/transports").await {
+    match http::get_json(client, "/_matrix/client/unstable/org.matrix.msc4143/rtc/transports").await
+    {
         Ok(answer) => {
             let transports = parse_list(answer.get("rtc_transports"));
             if !transports.is_empty() {
-                return Ok(DiscoveredTransports { transports, source: TransportSource::RtcTransportsEndpoint });
+                return Ok(DiscoveredTransports {
+                    transports,
+                    source: TransportSource::RtcTransportsEndpoint,
+                });
             }
             tracing::debug!("rtc/transports lists no transport");
         }
         Err(error) => tracing::debug!(%error, "rtc/transports unavailable"),
     }
     let homeserver = client.homeserver();
-    let mut well_known_urls = vec![format!("{}/.well-known/matrix/client", homeserver.as_str().trim_end_matches('/'))];
+    let mut well_known_urls =
+        vec![format!("{}/.well-known/matrix/client", homeserver.as_str().trim_end_matches('/'))];
     if let Some(user_id) = client.user_id() {
-        well_known_urls.push(format!("https://{}/.well-known/matrix/client", user_id.server_name()));
+        well_known_urls
+            .push(format!("https://{}/.well-known/matrix/client", user_id.server_name()));
     }
     for url in well_known_urls {
         match http::get_public_json(&url).await {
             Ok(answer) => {
                 let transports = parse_list(answer.get("org.matrix.msc4143.rtc_foci"));
                 if !transports.is_empty() {
-                    return Ok(DiscoveredTransports { transports, source: TransportSource::WellKnown });
+                    return Ok(DiscoveredTransports {
+                        transports,
+                        source: TransportSource::WellKnown,
+                    });
                 }
             }
             Err(error) => tracing::debug!(%url, %error, "no client well-known"),
@@ -83,7 +95,11 @@ fn parse_list(value: Option<&Value>) -> Vec<Transport> {
                 .filter_map(|item| {
                     let kind = item.get("type")?.as_str()?;
                     let url = item.get("livekit_service_url").and_then(Value::as_str);
-                    Some(Transport { kind: kind.to_owned(), livekit_service_url: url.map(str::to_owned), livekit_alias: None })
+                    Some(Transport {
+                        kind: kind.to_owned(),
+                        livekit_service_url: url.map(str::to_owned),
+                        livekit_alias: None,
+                    })
                 })
                 .collect()
         })

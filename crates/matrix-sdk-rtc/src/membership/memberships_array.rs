@@ -12,14 +12,21 @@ pub(super) fn parse(event: &MembershipEvent, slot: &MembershipSlot) -> Option<Ve
     Some(entries.iter().filter_map(|entry| parse_entry(event, slot, entry)).collect())
 }
 
-fn parse_entry(event: &MembershipEvent, slot: &MembershipSlot, entry: &Value) -> Option<Membership> {
+fn parse_entry(
+    event: &MembershipEvent,
+    slot: &MembershipSlot,
+    entry: &Value,
+) -> Option<Membership> {
     let application = str_field(entry, "application")?;
     let device_id = str_field(entry, "device_id")?;
     let call_id = str_field(entry, "call_id").unwrap_or("");
-    let created_ts = entry.get("created_ts").and_then(Value::as_u64).unwrap_or(event.origin_server_ts);
+    let created_ts =
+        entry.get("created_ts").and_then(Value::as_u64).unwrap_or(event.origin_server_ts);
     let expires_at = match entry.get("expires_ts").and_then(Value::as_u64) {
         Some(absolute) => absolute,
-        None => created_ts.saturating_add(entry.get("expires").and_then(Value::as_u64).unwrap_or(DEFAULT_EXPIRES_MS)),
+        None => created_ts.saturating_add(
+            entry.get("expires").and_then(Value::as_u64).unwrap_or(DEFAULT_EXPIRES_MS),
+        ),
     };
     let transports = entry
         .get("foci_active")
@@ -30,14 +37,16 @@ fn parse_entry(event: &MembershipEvent, slot: &MembershipSlot, entry: &Value) ->
         dialect: Dialect::MembershipsArray,
         user_id: event.sender.clone(),
         device_id: device_id.to_owned(),
-        member_id: str_field(entry, "membershipID").map_or_else(|| format!("{}:{device_id}", event.sender), str::to_owned),
+        member_id: str_field(entry, "membershipID")
+            .map_or_else(|| format!("{}:{device_id}", event.sender), str::to_owned),
         application: application.to_owned(),
         slot_id: slot_for(application, call_id),
         scope: str_field(entry, "scope").map(str::to_owned),
         call_intent: None,
         created_ts,
         expires_at,
-        focus_selection: (application == CALL_APPLICATION).then_some(FocusSelection::OldestMembership),
+        focus_selection: (application == CALL_APPLICATION)
+            .then_some(FocusSelection::OldestMembership),
         transports,
         livekit_identity: matrixrtc_identity::legacy_identity(&event.sender, device_id),
         event_id: event.event_id.clone(),

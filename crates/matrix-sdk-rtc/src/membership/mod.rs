@@ -94,14 +94,22 @@ pub struct Transport {
 impl Transport {
     /// A LiveKit transport reached through the authorization service at `service_url`.
     pub fn livekit(service_url: impl Into<String>) -> Self {
-        Self { kind: "livekit".to_owned(), livekit_service_url: Some(service_url.into()), livekit_alias: None }
+        Self {
+            kind: "livekit".to_owned(),
+            livekit_service_url: Some(service_url.into()),
+            livekit_alias: None,
+        }
     }
 
     fn parse(value: &Value) -> Option<Self> {
         let object = value.as_object()?;
         let kind = object.get("type")?.as_str()?.to_owned();
         let text = |key: &str| object.get(key).and_then(Value::as_str).map(str::to_owned);
-        Some(Self { kind, livekit_service_url: text("livekit_service_url"), livekit_alias: text("livekit_alias") })
+        Some(Self {
+            kind,
+            livekit_service_url: text("livekit_service_url"),
+            livekit_alias: text("livekit_alias"),
+        })
     }
 
     /// The service URL, if this is a LiveKit transport.
@@ -176,7 +184,9 @@ impl Membership {
     /// sticky members; the oldest member's transport for `oldest_membership`.
     pub fn publishing_transport<'a>(&'a self, oldest: &'a Membership) -> Option<&'a Transport> {
         match (&self.dialect, &self.focus_selection) {
-            (Dialect::Sticky, _) | (Dialect::Session, Some(FocusSelection::MultiSfu)) => self.transports.first(),
+            (Dialect::Sticky, _) | (Dialect::Session, Some(FocusSelection::MultiSfu)) => {
+                self.transports.first()
+            }
             (Dialect::Session, Some(FocusSelection::OldestMembership)) => {
                 if std::ptr::eq(self, oldest) || self.slot == oldest.slot {
                     self.transports.first()
@@ -222,10 +232,8 @@ impl MembershipEvent {
         if !is_membership_event_type(event_type) {
             return None;
         }
-        let sticky_duration_ms = object
-            .get("msc4354_sticky")
-            .and_then(|s| s.get("duration_ms"))
-            .and_then(Value::as_u64);
+        let sticky_duration_ms =
+            object.get("msc4354_sticky").and_then(|s| s.get("duration_ms")).and_then(Value::as_u64);
         let sticky_ttl = object
             .get("unsigned")
             .and_then(|u| u.get("msc4354_sticky_duration_ttl_ms"))
@@ -246,7 +254,10 @@ impl MembershipEvent {
 
 /// Whether `event_type` is one of the membership event types.
 pub fn is_membership_event_type(event_type: &str) -> bool {
-    matches!(event_type, CALL_MEMBER_EVENT_TYPE | CALL_MEMBER_STABLE_EVENT_TYPE | RTC_MEMBER_EVENT_TYPE)
+    matches!(
+        event_type,
+        CALL_MEMBER_EVENT_TYPE | CALL_MEMBER_STABLE_EVENT_TYPE | RTC_MEMBER_EVENT_TYPE
+    )
 }
 
 /// What one event says about the memberships in its slot.
@@ -276,7 +287,9 @@ pub fn parse(event: &MembershipEvent) -> MembershipUpdate {
                 session::parse(event, &slot).map(|m| vec![m])
             };
             match parsed {
-                Some(memberships) if !memberships.is_empty() => MembershipUpdate::Joined(memberships),
+                Some(memberships) if !memberships.is_empty() => {
+                    MembershipUpdate::Joined(memberships)
+                }
                 _ => MembershipUpdate::Left(slot),
             }
         }

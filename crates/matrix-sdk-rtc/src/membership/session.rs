@@ -43,7 +43,9 @@ pub(super) fn parse(event: &MembershipEvent, slot: &MembershipSlot) -> Option<Me
     }
     let transports = match c.get("foci_preferred") {
         None => Vec::new(),
-        Some(Value::Array(items)) => items.iter().map(Transport::parse).collect::<Option<Vec<_>>>()?,
+        Some(Value::Array(items)) => {
+            items.iter().map(Transport::parse).collect::<Option<Vec<_>>>()?
+        }
         Some(_) => return None,
     };
     let created_ts = c.get("created_ts").and_then(Value::as_u64).unwrap_or(event.origin_server_ts);

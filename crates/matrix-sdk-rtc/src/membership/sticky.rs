@@ -7,7 +7,10 @@
 
 use serde_json::{Value, json};
 
-use super::{Dialect, MAX_STICKY_DURATION_MS, Membership, MembershipEvent, MembershipSlot, MembershipUpdate, Transport, str_field};
+use super::{
+    Dialect, MAX_STICKY_DURATION_MS, Membership, MembershipEvent, MembershipSlot, MembershipUpdate,
+    Transport, str_field,
+};
 
 fn sticky_key(content: &Value) -> Option<&str> {
     str_field(content, "msc4354_sticky_key").or_else(|| str_field(content, "sticky_key"))
@@ -35,7 +38,10 @@ fn parse_join(event: &MembershipEvent, slot: &MembershipSlot) -> Option<Membersh
     let slot_id = str_field(c, "slot_id")?;
     let application = c.get("application")?;
     let application_type = str_field(application, "type")?;
-    if application_type.contains('#') || !slot_id.starts_with(&format!("{application_type}#")) || slot_id.matches('#').count() != 1 {
+    if application_type.contains('#')
+        || !slot_id.starts_with(&format!("{application_type}#"))
+        || slot_id.matches('#').count() != 1
+    {
         return None;
     }
     let member = c.get("member")?;
@@ -47,14 +53,24 @@ fn parse_join(event: &MembershipEvent, slot: &MembershipSlot) -> Option<Membersh
         return None;
     }
     let transports = if let Some(published) = c.get("transports") {
-        published.get("published")?.as_array()?.iter().map(Transport::parse).collect::<Option<Vec<_>>>()?
+        published
+            .get("published")?
+            .as_array()?
+            .iter()
+            .map(Transport::parse)
+            .collect::<Option<Vec<_>>>()?
     } else {
-        c.get("rtc_transports")?.as_array()?.iter().map(Transport::parse).collect::<Option<Vec<_>>>()?
+        c.get("rtc_transports")?
+            .as_array()?
+            .iter()
+            .map(Transport::parse)
+            .collect::<Option<Vec<_>>>()?
     };
     if !c.get("versions")?.as_array()?.iter().all(Value::is_string) {
         return None;
     }
-    let duration = event.sticky_duration_ms.unwrap_or(MAX_STICKY_DURATION_MS).min(MAX_STICKY_DURATION_MS);
+    let duration =
+        event.sticky_duration_ms.unwrap_or(MAX_STICKY_DURATION_MS).min(MAX_STICKY_DURATION_MS);
     let expires_at = match event.sticky_ttl {
         Some((ttl, read_at)) => read_at.saturating_add(ttl.min(duration)),
         None => event.origin_server_ts.saturating_add(duration),
@@ -95,6 +111,18 @@ pub struct StickyMembershipContent {
 }
 
 impl StickyMembershipContent {
+    /// The membership of `user_id`'s `device_id` with the member id (and sticky key)
+    /// `member_id`, publishing through `service_url`.
+    pub fn new(user_id: &str, device_id: &str, member_id: &str, service_url: &str) -> Self {
+        Self {
+            user_id: user_id.to_owned(),
+            device_id: device_id.to_owned(),
+            member_id: member_id.to_owned(),
+            service_url: service_url.to_owned(),
+            call_intent: None,
+        }
+    }
+
     /// The join / refresh content.
     pub fn to_json(&self) -> Value {
         let mut application = json!({"type": super::CALL_APPLICATION});

@@ -224,7 +224,9 @@ impl OwnMembershipCore {
 
     /// Starts leaving.
     pub fn leave(&mut self, _now: Instant) {
-        if !self.want_joined && matches!(self.status, MembershipStatus::Leaving | MembershipStatus::Left) {
+        if !self.want_joined
+            && matches!(self.status, MembershipStatus::Leaving | MembershipStatus::Left)
+        {
             return;
         }
         self.want_joined = false;
@@ -233,7 +235,8 @@ impl OwnMembershipCore {
         self.arm_at = None;
         self.restart_at = None;
         self.refresh_at = None;
-        self.leave_step = if self.delay_id.is_some() { LeaveStep::SendDelayed } else { LeaveStep::SendDirect };
+        self.leave_step =
+            if self.delay_id.is_some() { LeaveStep::SendDelayed } else { LeaveStep::SendDirect };
     }
 
     /// Our membership is no longer in the room state while we are joined (another client cleared
@@ -294,7 +297,10 @@ impl OwnMembershipCore {
         if self.in_flight.is_some() || !self.want_joined {
             return None;
         }
-        [self.arm_at, self.send_membership_at, self.refresh_at, self.restart_at].into_iter().flatten().min()
+        [self.arm_at, self.send_membership_at, self.refresh_at, self.restart_at]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Feeds back how command `id` ended. `now_unix_ms` is the wall clock (for `created_ts`).
@@ -374,16 +380,23 @@ impl OwnMembershipCore {
                     }
                 }
                 Outcome::NotFound => {
-                    tracing::info!("the delayed leave is gone (404); scheduling a new one and re-joining");
+                    tracing::info!(
+                        "the delayed leave is gone (404); scheduling a new one and re-joining"
+                    );
                     self.delay_id = None;
                     self.restart_at = None;
                     self.arm_at = Some(now);
                 }
                 ref failure => {
                     self.restart_at = Some(retry(now, failure));
-                    let deadline = self.last_confirmed.map(|t| t + self.timings.delayed_leave_delay);
-                    if deadline.is_some_and(|d| now >= d) && self.status == MembershipStatus::Joined {
-                        tracing::warn!(?failure, "restarting the delayed leave keeps failing; the server has probably sent our leave");
+                    let deadline =
+                        self.last_confirmed.map(|t| t + self.timings.delayed_leave_delay);
+                    if deadline.is_some_and(|d| now >= d) && self.status == MembershipStatus::Joined
+                    {
+                        tracing::warn!(
+                            ?failure,
+                            "restarting the delayed leave keeps failing; the server has probably sent our leave"
+                        );
                         self.status = MembershipStatus::ProbablyLeft;
                     }
                 }
@@ -414,10 +427,15 @@ impl OwnMembershipCore {
     /// of the first join and grow `expires` so that the content always changes (servers drop
     /// identical state) and stays valid for `expires` from now.
     fn membership_content(&self, now_unix_ms: u64) -> Value {
-        let lifetime = if self.delayed_events { self.timings.expires } else { self.timings.fallback_expires };
+        let lifetime =
+            if self.delayed_events { self.timings.expires } else { self.timings.fallback_expires };
         let lifetime = u64::try_from(lifetime.as_millis()).unwrap_or(u64::MAX);
-        let mut content =
-            SessionMembershipContent::new(&self.me.user_id, &self.me.device_id, &self.me.room_id, &self.me.service_url);
+        let mut content = SessionMembershipContent::new(
+            &self.me.user_id,
+            &self.me.device_id,
+            &self.me.room_id,
+            &self.me.service_url,
+        );
         match self.first_join_ms {
             Some(first) => {
                 content.created_ts = Some(first);
@@ -431,4 +449,293 @@ impl OwnMembershipCore {
 
 fn due(at: Option<Instant>, now: Instant) -> bool {
     at.is_some_and(|t| now >= t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0_MS: u64 = 1_800_000_000_000;
+
+    fn me() -> MemberIdentity {
+        MemberIdentity {
+            user_id: "@bot:x".into(),
+            device_id: "BOT".into(),
+            room_id: "!r:x".into(),
+            service_url: "https://rtc.x".into(),
+        }
+    }
+
+    /// A fake clock and a driver that answers requests the way `answer` says.
+    struct Harness {
+        core: OwnMembershipCore,
+        t0: Instant,
+        now: Instant,
+        log: Vec<(Duration, Request)>,
+    }
+
+    impl Harness {
+        fn new(delayed: bool) -> Self {
+            let t0 = Instant::now();
+            Self {
+                core: OwnMembershipCore::new(me(), MembershipTimings::default(), delayed),
+                t0,
+                now: t0,
+                log: Vec::new(),
+            }
+        }
+
+        fn unix_ms(&self) -> u64 {
+            T0_MS + u64::try_from((self.now - self.t0).as_millis()).unwrap()
+        }
+
+        /// Runs every due command, answering with `answer`; then jumps to the next timer, until
+        /// `until` (elapsed since start).
+        fn run(&mut self, until: Duration, mut answer: impl FnMut(&Request, Duration) -> Outcome) {
+            loop {
+                while let Some(command) = self.core.poll_command(self.now, self.unix_ms()) {
+                    let elapsed = self.now - self.t0;
+                    if elapsed > until {
+                        // Not run: hand it back unanswered by forgetting it (a new poll re-issues it).
+                        self.core.in_flight = None;
+                        return;
+                    }
+                    self.log.push((elapsed, command.request.clone()));
+                    let outcome = answer(&command.request, elapsed);
+                    if outcome == Outcome::TimedOut {
+                        self.now += command.timeout;
+                    }
+                    let unix = self.unix_ms();
+                    self.core.handle_outcome(command.id, outcome, self.now, unix);
+                }
+                match self.core.poll_timeout() {
+                    Some(at) if at - self.t0 <= until => self.now = at.max(self.now),
+                    _ => {
+                        self.now = self.t0 + until;
+                        return;
+                    }
+                }
+            }
+        }
+
+        fn count(&self, f: impl Fn(&Request) -> bool) -> usize {
+            self.log.iter().filter(|(_, r)| f(r)).count()
+        }
+    }
+
+    fn ok(request: &Request, _: Duration) -> Outcome {
+        match request {
+            Request::ScheduleDelayedLeave { .. } => Outcome::DelayId("syd_1".into()),
+            _ => Outcome::Ok,
+        }
+    }
+
+    fn contents(h: &Harness) -> Vec<Value> {
+        h.log
+            .iter()
+            .filter_map(|(_, r)| match r {
+                Request::SendMembership { content } => Some(content.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn joins_with_a_delayed_leave_first() {
+        let mut h = Harness::new(true);
+        h.core.join(h.now);
+        h.run(Duration::ZERO, ok);
+        assert_eq!(h.log[0].1, Request::ScheduleDelayedLeave { delay: Duration::from_secs(10) });
+        let Request::SendMembership { content } = &h.log[1].1 else { panic!("{:?}", h.log) };
+        assert_eq!(content["expires"], 14_400_000);
+        assert!(content.get("created_ts").is_none(), "a first join has no created_ts");
+        assert_eq!(content["focus_active"]["focus_selection"], "multi_sfu");
+        assert_eq!(
+            h.log[2].1,
+            Request::RestartDelayedLeave { delay_id: "syd_1".into() },
+            "restart at once"
+        );
+        assert_eq!(h.core.status(), MembershipStatus::Joined);
+    }
+
+    /// Four hours of a call in microseconds: a restart every 5 s, a refresh every hour whose
+    /// content keeps created_ts and always stays valid for 4 h.
+    #[test]
+    fn four_hours_on_injected_time() {
+        let mut h = Harness::new(true);
+        h.core.join(h.now);
+        let started = std::time::Instant::now();
+        h.run(Duration::from_secs(4 * 3600), ok);
+        assert!(started.elapsed() < Duration::from_secs(5), "fake time, not real time");
+
+        let restarts: Vec<Duration> = h
+            .log
+            .iter()
+            .filter(|(_, r)| matches!(r, Request::RestartDelayedLeave { .. }))
+            .map(|(t, _)| *t)
+            .collect();
+        assert_eq!(restarts.len(), 1 + 4 * 3600 / 5);
+        assert!(
+            restarts.windows(2).all(|w| w[1] - w[0] <= Duration::from_secs(5)),
+            "never more than 5 s apart"
+        );
+
+        let contents = contents(&h);
+        assert_eq!(contents.len(), 1 + 4, "the join and one refresh per hour");
+        for (n, content) in contents.iter().enumerate().skip(1) {
+            assert_eq!(content["created_ts"], T0_MS, "created_ts is the first join");
+            assert_eq!(
+                content["expires"],
+                14_400_000 + n as u64 * 3_600_000,
+                "valid 4 h from the refresh"
+            );
+        }
+        assert_eq!(h.core.status(), MembershipStatus::Joined);
+    }
+
+    #[test]
+    fn restart_404_rearms_and_rejoins() {
+        let mut h = Harness::new(true);
+        h.core.join(h.now);
+        let mut armed = 0;
+        h.run(Duration::from_secs(60), |request, elapsed| match request {
+            Request::ScheduleDelayedLeave { .. } => {
+                armed += 1;
+                Outcome::DelayId(format!("syd_{armed}"))
+            }
+            Request::RestartDelayedLeave { delay_id }
+                if delay_id == "syd_1" && elapsed >= Duration::from_secs(20) =>
+            {
+                Outcome::NotFound
+            }
+            _ => Outcome::Ok,
+        });
+        assert_eq!(h.core.delay_id(), Some("syd_2"));
+        assert_eq!(
+            h.count(|r| matches!(r, Request::SendMembership { .. })),
+            2,
+            "re-sent after the re-arm"
+        );
+        let last = h.log.last().unwrap();
+        assert_eq!(last.1, Request::RestartDelayedLeave { delay_id: "syd_2".into() });
+        assert_eq!(h.core.status(), MembershipStatus::Joined);
+    }
+
+    #[test]
+    fn failing_restarts_mean_probably_left_until_one_succeeds() {
+        let mut h = Harness::new(true);
+        h.core.join(h.now);
+        h.run(Duration::from_secs(10), ok);
+        let outage = Duration::from_secs(10)..Duration::from_secs(30);
+        h.run(Duration::from_secs(26), |r, t| {
+            if outage.contains(&t) { Outcome::TimedOut } else { ok(r, t) }
+        });
+        assert_eq!(h.core.status(), MembershipStatus::ProbablyLeft);
+        // Every restart during the outage waited at most 2 s.
+        h.run(Duration::from_secs(40), |r, t| {
+            if outage.contains(&t) { Outcome::TimedOut } else { ok(r, t) }
+        });
+        assert_eq!(h.core.status(), MembershipStatus::Joined);
+    }
+
+    #[test]
+    fn restart_timeout_never_outlasts_the_servers_deadline() {
+        let mut h = Harness::new(true);
+        h.core.join(h.now);
+        h.run(Duration::ZERO, ok);
+        // 9.5 s after the last confirmation only 0.5 s remain.
+        h.now += Duration::from_millis(9_500);
+        h.core.restart_at = Some(h.now);
+        let command = h.core.poll_command(h.now, 0).unwrap();
+        assert!(matches!(command.request, Request::RestartDelayedLeave { .. }));
+        assert_eq!(command.timeout, Duration::from_millis(500));
+    }
+
+    #[test]
+    fn leave_sends_the_delayed_leave_and_falls_back_to_a_direct_leave() {
+        for (answer, expected) in [
+            (Outcome::Ok, vec!["now"]),
+            (Outcome::NotFound, vec!["now", "direct"]),
+            (Outcome::TimedOut, vec!["now", "direct"]),
+        ] {
+            let mut h = Harness::new(true);
+            h.core.join(h.now);
+            h.run(Duration::from_secs(7), ok);
+            h.log.clear();
+            h.core.leave(h.now);
+            let answer = answer.clone();
+            h.run(Duration::from_secs(20), move |r, _| match r {
+                Request::SendDelayedLeaveNow { .. } => answer.clone(),
+                _ => Outcome::Ok,
+            });
+            let steps: Vec<&str> = h
+                .log
+                .iter()
+                .map(|(_, r)| match r {
+                    Request::SendDelayedLeaveNow { .. } => "now",
+                    Request::SendLeave => "direct",
+                    other => panic!("unexpected {other:?}"),
+                })
+                .collect();
+            assert_eq!(steps, expected);
+            assert_eq!(h.core.status(), MembershipStatus::Left);
+            assert_eq!(h.core.poll_timeout(), None, "nothing left to do");
+        }
+    }
+
+    #[test]
+    fn without_delayed_events_a_short_expiry_is_refreshed() {
+        let mut h = Harness::new(false);
+        h.core.join(h.now);
+        h.run(Duration::from_secs(300), ok);
+        assert_eq!(
+            h.count(|r| matches!(
+                r,
+                Request::ScheduleDelayedLeave { .. } | Request::RestartDelayedLeave { .. }
+            )),
+            0
+        );
+        let contents = contents(&h);
+        assert_eq!(contents[0]["expires"], 120_000);
+        assert_eq!(contents.len(), 1 + 5, "refreshed every minute");
+        assert_eq!(contents[5]["expires"], 300_000 + 120_000);
+    }
+
+    #[test]
+    fn a_server_that_turns_out_not_to_support_delayed_events() {
+        let mut h = Harness::new(true);
+        h.core.join(h.now);
+        h.run(Duration::from_secs(1), |r, t| match r {
+            Request::ScheduleDelayedLeave { .. } => Outcome::Unsupported,
+            _ => ok(r, t),
+        });
+        assert!(!h.core.uses_delayed_events());
+        assert_eq!(contents(&h)[0]["expires"], 120_000);
+        assert_eq!(h.core.status(), MembershipStatus::Joined);
+    }
+
+    #[test]
+    fn a_vanished_membership_is_sent_again() {
+        let mut h = Harness::new(true);
+        h.core.join(h.now);
+        h.run(Duration::from_secs(3), ok);
+        h.core.membership_vanished(h.now);
+        h.run(Duration::from_secs(3), ok);
+        assert_eq!(h.count(|r| matches!(r, Request::SendMembership { .. })), 2);
+        assert!(contents(&h)[1].get("created_ts").is_some());
+    }
+
+    #[test]
+    fn outcomes_of_unknown_commands_are_ignored() {
+        let mut h = Harness::new(true);
+        h.core.join(h.now);
+        let command = h.core.poll_command(h.now, T0_MS).unwrap();
+        h.core.handle_outcome(command.id + 7, Outcome::Ok, h.now, T0_MS);
+        assert!(h.core.poll_command(h.now, T0_MS).is_none(), "still waiting for the real answer");
+        h.core.handle_outcome(command.id, Outcome::DelayId("d".into()), h.now, T0_MS);
+        assert!(matches!(
+            h.core.poll_command(h.now, T0_MS).unwrap().request,
+            Request::SendMembership { .. }
+        ));
+    }
 }

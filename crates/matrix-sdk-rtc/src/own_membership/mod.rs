@@ -15,7 +15,9 @@ pub mod core;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use matrix_sdk::config::RequestConfig;
-use matrix_sdk::ruma::api::client::delayed_events::{DelayParameters, delayed_state_event, update_delayed_event};
+use matrix_sdk::ruma::api::client::delayed_events::{
+    DelayParameters, delayed_state_event, update_delayed_event,
+};
 use matrix_sdk::ruma::api::client::state::{get_state_event_for_key, send_state_event};
 use matrix_sdk::ruma::events::{AnyStateEventContent, StateEventType};
 use matrix_sdk::ruma::serde::Raw;
@@ -49,7 +51,11 @@ pub struct OwnMembership {
 impl OwnMembership {
     /// Joins the call of `room`, advertising `service_url` (our authorization service) as our
     /// transport. Returns once the join has started; watch [`Self::status`] for progress.
-    pub async fn join(room: &Room, service_url: impl Into<String>, timings: MembershipTimings) -> Result<Self, RtcError> {
+    pub async fn join(
+        room: &Room,
+        service_url: impl Into<String>,
+        timings: MembershipTimings,
+    ) -> Result<Self, RtcError> {
         let client = room.client();
         let user_id = client.user_id().ok_or(RtcError::NotLoggedIn)?.to_string();
         let device_id = client.device_id().ok_or(RtcError::NotLoggedIn)?.to_string();
@@ -59,7 +65,12 @@ impl OwnMembership {
 
         clear_stale(room, &user_id, &device_id, &state_key).await;
 
-        let me = MemberIdentity { user_id, device_id, room_id: room.room_id().to_string(), service_url: service_url.into() };
+        let me = MemberIdentity {
+            user_id,
+            device_id,
+            room_id: room.room_id().to_string(),
+            service_url: service_url.into(),
+        };
         let leave_timeout = timings.request_timeout * 2 + Duration::from_secs(1);
         let mut core = OwnMembershipCore::new(me, timings, delayed_events);
         core.join(Instant::now());
@@ -69,20 +80,27 @@ impl OwnMembership {
         // Notice when our membership disappears from the room while we are in the call.
         let vanished = control.clone();
         let watched_key = state_key.clone();
-        let handler = room.add_event_handler(move |event: Raw<matrix_sdk::ruma::events::AnySyncStateEvent>| {
-            let vanished = vanished.clone();
-            let watched_key = watched_key.clone();
-            async move {
-                let Ok(value) = serde_json::from_str::<Value>(event.json().get()) else { return };
-                let ours = value.get("type").and_then(Value::as_str) == Some(CALL_MEMBER_EVENT_TYPE)
-                    && value.get("state_key").and_then(Value::as_str) == Some(watched_key.as_str());
-                if ours && value.get("content").and_then(|c| c.get("application")).is_none() {
-                    let _ = vanished.send(Control::Vanished);
+        let handler = room.add_event_handler(
+            move |event: Raw<matrix_sdk::ruma::events::AnySyncStateEvent>| {
+                let vanished = vanished.clone();
+                let watched_key = watched_key.clone();
+                async move {
+                    let Ok(value) = serde_json::from_str::<Value>(event.json().get()) else {
+                        return;
+                    };
+                    let ours = value.get("type").and_then(Value::as_str)
+                        == Some(CALL_MEMBER_EVENT_TYPE)
+                        && value.get("state_key").and_then(Value::as_str)
+                            == Some(watched_key.as_str());
+                    if ours && value.get("content").and_then(|c| c.get("application")).is_none() {
+                        let _ = vanished.send(Control::Vanished);
+                    }
                 }
-            }
-        });
+            },
+        );
 
-        let span = tracing::info_span!("own_membership", room = %room.room_id(), state_key = %state_key);
+        let span =
+            tracing::info_span!("own_membership", room = %room.room_id(), state_key = %state_key);
         let room = room.clone();
         let task_key = state_key.clone();
         let task = tokio::spawn(
@@ -145,11 +163,20 @@ async fn run(
     loop {
         while let Some(command) = core.poll_command(Instant::now(), unix_ms()) {
             tracing::debug!(request = request_name(&command.request), "membership request");
-            let outcome = match tokio::time::timeout(command.timeout, execute(&room, &state_key, &command.request, command.timeout)).await {
+            let outcome = match tokio::time::timeout(
+                command.timeout,
+                execute(&room, &state_key, &command.request, command.timeout),
+            )
+            .await
+            {
                 Ok(outcome) => outcome,
                 Err(_) => Outcome::TimedOut,
             };
-            tracing::debug!(request = request_name(&command.request), ?outcome, "membership request done");
+            tracing::debug!(
+                request = request_name(&command.request),
+                ?outcome,
+                "membership request done"
+            );
             core.handle_outcome(command.id, outcome, Instant::now(), unix_ms());
             status.send_if_modified(|s| std::mem::replace(s, core.status()) != core.status());
         }
@@ -190,7 +217,9 @@ fn request_name(request: &Request) -> &'static str {
 }
 
 fn unix_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 fn config(timeout: Duration) -> RequestConfig {
@@ -311,10 +340,13 @@ async fn clear_stale(room: &Room, user_id: &str, device_id: &str, state_key: &st
             StateEventType::from(CALL_MEMBER_EVENT_TYPE),
             key.clone(),
         );
-        let Ok(response) = client.send(request).with_request_config(config(Duration::from_secs(10))).await else {
+        let Ok(response) =
+            client.send(request).with_request_config(config(Duration::from_secs(10))).await
+        else {
             continue;
         };
-        let content: Value = serde_json::from_str(response.event_or_content.get()).unwrap_or(Value::Null);
+        let content: Value =
+            serde_json::from_str(response.event_or_content.get()).unwrap_or(Value::Null);
         let content = content.get("content").cloned().unwrap_or(content);
         if content.get("application").is_none() {
             continue;
@@ -326,19 +358,31 @@ async fn clear_stale(room: &Room, user_id: &str, device_id: &str, state_key: &st
             key,
             raw_content("{}"),
         );
-        if let Err(error) = client.send(request).with_request_config(config(Duration::from_secs(10))).await {
+        if let Err(error) =
+            client.send(request).with_request_config(config(Duration::from_secs(10))).await
+        {
             tracing::warn!(%error, "cannot clear the stale membership");
         }
     }
 }
 
 async fn cancel_stale_delayed_events(room: &Room, keys: &[String]) -> Result<(), RtcError> {
-    let listing = crate::http::get_json(&room.client(), "/_matrix/client/unstable/org.matrix.msc4140/delayed_events").await?;
-    let events = listing.get("delayed_events").and_then(Value::as_array).cloned().unwrap_or_default();
+    let listing = crate::http::get_json(
+        &room.client(),
+        "/_matrix/client/unstable/org.matrix.msc4140/delayed_events",
+    )
+    .await?;
+    let events =
+        listing.get("delayed_events").and_then(Value::as_array).cloned().unwrap_or_default();
     for event in events {
-        let room_matches = event.get("room_id").and_then(Value::as_str) == Some(room.room_id().as_str());
-        let type_matches = event.get("type").and_then(Value::as_str) == Some(CALL_MEMBER_EVENT_TYPE);
-        let key_matches = event.get("state_key").and_then(Value::as_str).is_some_and(|k| keys.iter().any(|key| key == k));
+        let room_matches =
+            event.get("room_id").and_then(Value::as_str) == Some(room.room_id().as_str());
+        let type_matches =
+            event.get("type").and_then(Value::as_str) == Some(CALL_MEMBER_EVENT_TYPE);
+        let key_matches = event
+            .get("state_key")
+            .and_then(Value::as_str)
+            .is_some_and(|k| keys.iter().any(|key| key == k));
         let Some(delay_id) = event.get("delay_id").and_then(Value::as_str) else { continue };
         if room_matches && type_matches && key_matches {
             tracing::info!("cancelling a delayed leave left by an earlier run of this device");
@@ -346,7 +390,11 @@ async fn cancel_stale_delayed_events(room: &Room, keys: &[String]) -> Result<(),
                 delay_id.to_owned(),
                 update_delayed_event::unstable::UpdateAction::Cancel,
             );
-            let _ = room.client().send(request).with_request_config(config(Duration::from_secs(10))).await;
+            let _ = room
+                .client()
+                .send(request)
+                .with_request_config(config(Duration::from_secs(10)))
+                .await;
         }
     }
     Ok(())
