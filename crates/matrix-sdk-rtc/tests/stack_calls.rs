@@ -1,0 +1,373 @@
+//! MatrixRTC calls between real matrix-sdk clients on the local stack (Synapse with delayed
+//! events, our authorization service). Needs `cargo xtask devstack up` (or `cargo xtask test`).
+#![recursion_limit = "256"]
+
+use std::io::{BufRead as _, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use matrix_sdk::config::SyncSettings;
+use matrix_sdk::{Client, Room};
+use matrix_sdk_rtc::{
+    DriverOptions, LiveKitConnection, LiveKitConnector, LiveKitRoomDriver, MembershipStatus,
+    MembershipTimings, OwnMembership, RoomCallObserver, RtcError, TransportSource,
+    discover_transports, livekit_service_url,
+};
+use rtc_test_support::{Homeserver, StackInfo, User};
+use serde_json::{Value, json};
+
+struct Peer {
+    client: Client,
+    user: User,
+    password: String,
+}
+
+impl Peer {
+    fn room(&self, room_id: &str) -> Room {
+        let room_id: matrix_sdk::ruma::OwnedRoomId = room_id.parse().unwrap();
+        self.client.get_room(&room_id).expect("joined room is known")
+    }
+}
+
+async fn peer(stack: &StackInfo, hs: &Homeserver, prefix: &str, device: &str) -> Peer {
+    let registered = hs.register_unique(prefix).await.unwrap();
+    let localpart =
+        registered.user_id.trim_start_matches('@').split(':').next().unwrap().to_owned();
+    let client = Client::builder().homeserver_url(&stack.homeserver_url).build().await.unwrap();
+    client
+        .matrix_auth()
+        .login_username(&localpart, &localpart)
+        .device_id(device)
+        .send()
+        .await
+        .unwrap();
+    let user = User {
+        user_id: registered.user_id,
+        device_id: device.to_owned(),
+        access_token: client.access_token().unwrap(),
+    };
+    Peer { client, user, password: localpart }
+}
+
+/// Two clients in a call room, both syncing.
+async fn two_peers() -> (StackInfo, Homeserver, Peer, Peer, String) {
+    let stack = StackInfo::require();
+    let hs = Homeserver::new(&stack);
+    let a = peer(&stack, &hs, "alice", "ALICEDEV").await;
+    let b = peer(&stack, &hs, "bob", "BOBDEV").await;
+    let room_id = hs.create_call_room(&a.user, &[&b.user]).await.unwrap();
+    hs.join(&b.user, &room_id).await.unwrap();
+    for p in [&a, &b] {
+        p.client.sync_once(SyncSettings::default()).await.unwrap();
+        let client = p.client.clone();
+        tokio::spawn(async move { client.sync(SyncSettings::default()).await });
+    }
+    (stack, hs, a, b, room_id)
+}
+
+#[tokio::test]
+async fn transports_are_discovered_from_the_homeserver() {
+    let (stack, _, a, _, _) = two_peers().await;
+    let found = discover_transports(&a.client, None).await.unwrap();
+    assert_eq!(found.source, TransportSource::RtcTransportsEndpoint);
+    assert_eq!(found.transports[0].livekit_service_url(), Some(stack.auth_service_url.as_str()));
+    assert_eq!(livekit_service_url(&a.client).await.unwrap(), stack.auth_service_url);
+    let overridden = discover_transports(&a.client, Some("https://other.example")).await.unwrap();
+    assert_eq!(overridden.source, TransportSource::Override);
+}
+
+#[tokio::test]
+async fn a_join_and_a_leave_are_seen_by_the_other_client() {
+    let (stack, _, a, b, room_id) = two_peers().await;
+    let observer = RoomCallObserver::new(&b.room(&room_id)).await.unwrap();
+    assert!(!observer.state().is_active());
+
+    let started = Instant::now();
+    let membership = OwnMembership::join(
+        &a.room(&room_id),
+        &stack.auth_service_url,
+        MembershipTimings::default(),
+    )
+    .await
+    .unwrap();
+    let state = observer
+        .wait_for(Duration::from_secs(10), |s| s.member(&a.user.user_id, "ALICEDEV").is_some())
+        .await
+        .expect("B sees A join");
+    eprintln!("B saw A join after {:?}", started.elapsed());
+    let member = state.member(&a.user.user_id, "ALICEDEV").unwrap();
+    assert_eq!(member.livekit_identity(), format!("{}:ALICEDEV", a.user.user_id));
+    assert_eq!(
+        member.transport.as_ref().unwrap().livekit_service_url(),
+        Some(stack.auth_service_url.as_str())
+    );
+    assert_eq!(state.service_urls, [stack.auth_service_url.clone()]);
+    assert_eq!(*membership.status().borrow(), MembershipStatus::Joined);
+
+    let started = Instant::now();
+    membership.leave().await.unwrap();
+    observer.wait_for(Duration::from_secs(10), |s| !s.is_active()).await.expect("B sees A leave");
+    eprintln!("B saw A leave after {:?}", started.elapsed());
+}
+
+/// A member process killed with SIGKILL disappears from the call by itself: the homeserver sends
+/// its delayed leave.
+#[tokio::test]
+async fn a_killed_member_leaves_no_ghost() {
+    let (stack, _, a, b, room_id) = two_peers().await;
+    let observer = RoomCallObserver::new(&b.room(&room_id)).await.unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_matrixrtc-join-call"))
+        .env("HOMESERVER_URL", &stack.homeserver_url)
+        .env("MATRIX_USERNAME", &a.password)
+        .env("MATRIX_PASSWORD", &a.password)
+        .env("MATRIX_DEVICE_ID", "GHOSTDEV")
+        .env("ROOM_ID", &room_id)
+        .env("RUST_LOG", "matrix_sdk_rtc=info,warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let joined = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        stdout.read_line(&mut line).map(|_| line)
+    });
+    let line = tokio::time::timeout(Duration::from_secs(60), joined)
+        .await
+        .expect("the child joins in time")
+        .unwrap()
+        .unwrap();
+    assert_eq!(line.trim(), "joined");
+    observer
+        .wait_for(Duration::from_secs(10), |s| s.member(&a.user.user_id, "GHOSTDEV").is_some())
+        .await
+        .unwrap();
+
+    child.kill().unwrap(); // SIGKILL: no chance to leave.
+    let killed = Instant::now();
+    child.wait().unwrap();
+    observer
+        .wait_for(Duration::from_secs(15), |s| s.member(&a.user.user_id, "GHOSTDEV").is_none())
+        .await
+        .expect("the killed member is gone within 15 s");
+    eprintln!(
+        "GHOST TEST: the killed member left the call {:.1} s after SIGKILL",
+        killed.elapsed().as_secs_f64()
+    );
+}
+
+/// The membership we send has Element Call 0.26.1's shape: same keys, same values but for ids.
+#[tokio::test]
+async fn our_membership_has_element_calls_shape_on_the_wire() {
+    let (stack, hs, a, b, room_id) = two_peers().await;
+    let membership = OwnMembership::join(
+        &a.room(&room_id),
+        &stack.auth_service_url,
+        MembershipTimings::default(),
+    )
+    .await
+    .unwrap();
+    membership.wait_joined(Duration::from_secs(10)).await.unwrap();
+    let key = membership.state_key().to_owned();
+    assert_eq!(key, format!("_{}_ALICEDEV_m.call", a.user.user_id));
+
+    let path = format!(
+        "/_matrix/client/v3/rooms/{}/state/org.matrix.msc3401.call.member/{}",
+        urlencode(&room_id),
+        urlencode(&key)
+    );
+    let ours = hs.get(&b.user, &path).await.unwrap();
+    let fixture: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/element-call-0.26.1/session_join_state_event.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let mut theirs = fixture["content"].clone();
+    theirs["device_id"] = json!("ALICEDEV");
+    theirs["membershipID"] = json!(format!("{}:ALICEDEV", a.user.user_id));
+    theirs["foci_preferred"][0]["livekit_alias"] = json!(room_id);
+    theirs["foci_preferred"][0]["livekit_service_url"] = json!(stack.auth_service_url);
+    assert_eq!(ours, theirs);
+
+    // The delayed leave is armed, 10 s, `{}` in the same state key.
+    let delayed = hs
+        .get(&a.user, "/_matrix/client/unstable/org.matrix.msc4140/delayed_events")
+        .await
+        .unwrap();
+    let ours: Vec<&Value> = delayed["delayed_events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["state_key"] == key.as_str())
+        .collect();
+    assert_eq!(ours.len(), 1, "{delayed}");
+    assert_eq!(ours[0]["content"], json!({}));
+    assert_eq!(ours[0]["delay"], 10_000);
+    membership.leave().await.unwrap();
+}
+
+/// A membership and a delayed leave left by an earlier run of this device are cleared on start.
+#[tokio::test]
+async fn leftovers_of_an_earlier_run_are_cleared() {
+    let (stack, hs, a, _, room_id) = two_peers().await;
+    let key = format!("_{}_ALICEDEV_m.call", a.user.user_id);
+    let http = reqwest::Client::new();
+    let base = format!(
+        "{}/_matrix/client/v3/rooms/{}/state/org.matrix.msc3401.call.member/{}",
+        stack.homeserver_url,
+        urlencode(&room_id),
+        urlencode(&key)
+    );
+    let stale = http
+        .put(format!("{base}?org.matrix.msc4140.delay=600000"))
+        .bearer_auth(&a.user.access_token)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert!(stale.status().is_success());
+    let stale_id = stale.json::<Value>().await.unwrap()["delay_id"].as_str().unwrap().to_owned();
+
+    let membership = OwnMembership::join(
+        &a.room(&room_id),
+        &stack.auth_service_url,
+        MembershipTimings::default(),
+    )
+    .await
+    .unwrap();
+    membership.wait_joined(Duration::from_secs(10)).await.unwrap();
+    let delayed = hs
+        .get(&a.user, "/_matrix/client/unstable/org.matrix.msc4140/delayed_events")
+        .await
+        .unwrap();
+    let ids: Vec<&str> = delayed["delayed_events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["delay_id"].as_str())
+        .collect();
+    assert!(!ids.contains(&stale_id.as_str()), "the stale delayed leave was cancelled: {delayed}");
+    assert_eq!(ids.len(), 1, "only our own delayed leave is left: {delayed}");
+    membership.leave().await.unwrap();
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Recorded {
+    Connect(String),
+    Disconnect,
+}
+
+#[derive(Clone, Default)]
+struct RecordingConnector(Arc<Mutex<Vec<Recorded>>>);
+
+struct RecordingConnection(Arc<Mutex<Vec<Recorded>>>);
+
+impl LiveKitConnection for RecordingConnection {
+    async fn disconnect(self) -> Result<(), RtcError> {
+        self.0.lock().unwrap().push(Recorded::Disconnect);
+        Ok(())
+    }
+}
+
+impl LiveKitConnector for RecordingConnector {
+    type Connection = RecordingConnection;
+
+    async fn connect(
+        &self,
+        service_url: &str,
+        _room: &Room,
+    ) -> Result<RecordingConnection, RtcError> {
+        self.0.lock().unwrap().push(Recorded::Connect(service_url.to_owned()));
+        Ok(RecordingConnection(self.0.clone()))
+    }
+}
+
+async fn wait_recorded(log: &Arc<Mutex<Vec<Recorded>>>, expected: &[Recorded]) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while log.lock().unwrap().as_slice() != expected {
+        assert!(Instant::now() < deadline, "expected {expected:?}, got {:?}", log.lock().unwrap());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_driver_connects_while_our_device_is_in_the_call() {
+    let (stack, _, a, b, room_id) = two_peers().await;
+    let connector = RecordingConnector::default();
+    let log = connector.0.clone();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let driver =
+        tokio::spawn(LiveKitRoomDriver::new(b.room(&room_id), connector).run_until(async {
+            let _ = stop_rx.await;
+        }));
+
+    // Someone else's call does not make us connect.
+    let alice = OwnMembership::join(
+        &a.room(&room_id),
+        &stack.auth_service_url,
+        MembershipTimings::default(),
+    )
+    .await
+    .unwrap();
+    alice.wait_joined(Duration::from_secs(10)).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(log.lock().unwrap().is_empty(), "{:?}", log.lock().unwrap());
+
+    let bob = OwnMembership::join(
+        &b.room(&room_id),
+        &stack.auth_service_url,
+        MembershipTimings::default(),
+    )
+    .await
+    .unwrap();
+    wait_recorded(&log, &[Recorded::Connect(stack.auth_service_url.clone())]).await;
+    bob.leave().await.unwrap();
+    wait_recorded(&log, &[Recorded::Connect(stack.auth_service_url.clone()), Recorded::Disconnect])
+        .await;
+
+    let _ = stop_tx.send(());
+    driver.await.unwrap().unwrap();
+    alice.leave().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_driver_can_follow_any_active_call() {
+    let (stack, _, a, b, room_id) = two_peers().await;
+    let connector = RecordingConnector::default();
+    let log = connector.0.clone();
+    let mut options = DriverOptions::default();
+    options.follow_any_active_call = true;
+    options.service_url = Some("https://explicit.example".to_owned());
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let driver = tokio::spawn(
+        LiveKitRoomDriver::with_options(b.room(&room_id), connector, options).run_until(async {
+            let _ = stop_rx.await;
+        }),
+    );
+    let alice = OwnMembership::join(
+        &a.room(&room_id),
+        &stack.auth_service_url,
+        MembershipTimings::default(),
+    )
+    .await
+    .unwrap();
+    wait_recorded(&log, &[Recorded::Connect("https://explicit.example".into())]).await;
+    alice.leave().await.unwrap();
+    wait_recorded(
+        &log,
+        &[Recorded::Connect("https://explicit.example".into()), Recorded::Disconnect],
+    )
+    .await;
+    // Stopping the driver while disconnected records nothing more.
+    let _ = stop_tx.send(());
+    driver.await.unwrap().unwrap();
+    assert_eq!(log.lock().unwrap().len(), 2);
+}
+
+fn urlencode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>().replace('+', "%20")
+}
