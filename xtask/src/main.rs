@@ -7,6 +7,7 @@
 
 mod demo;
 mod devstack;
+mod serve_static;
 mod test;
 
 use clap::{Parser, Subcommand};
@@ -28,6 +29,16 @@ enum Command {
     /// Start the local stack and show it working.
     Demo,
     /// Run all tests against the local stack (starts it if needed, stops what it started).
+    /// Serve a single-page app from a folder on 127.0.0.1 (used by the stack for Element Call).
+    #[command(hide = true)]
+    ServeStatic {
+        /// The folder.
+        #[arg(long)]
+        root: std::path::PathBuf,
+        /// The port.
+        #[arg(long)]
+        port: u16,
+    },
     Test {
         /// Extra arguments for `cargo test`.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -59,6 +70,7 @@ fn main() -> anyhow::Result<()> {
             Command::Devstack { action: DevstackAction::Status } => devstack::status().await,
             Command::Demo => demo::run().await,
             Command::Test { cargo_args } => test::run(&cargo_args).await,
+            Command::ServeStatic { root, port } => serve_static::run(root, port).await,
         }
     })
 }

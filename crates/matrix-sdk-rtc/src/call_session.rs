@@ -134,10 +134,9 @@ impl CallSession {
                 // Sticky map: the latest expiry wins for one (sender, sticky key).
                 if let (MembershipSlot::Sticky { .. }, Some(existing)) =
                     (&slot, self.memberships.get(&slot))
+                    && existing.first().is_some_and(|e| e.expires_at > list[0].expires_at)
                 {
-                    if existing.first().is_some_and(|e| e.expires_at > list[0].expires_at) {
-                        return false;
-                    }
+                    return false;
                 }
                 let changed = self.memberships.get(&slot) != Some(&list);
                 self.memberships.insert(slot, list);

@@ -130,10 +130,10 @@ impl<C: LiveKitConnector> LiveKitRoomDriver<C> {
                 }
                 (false, true) => {
                     tracing::info!("the call no longer wants us: disconnecting from LiveKit");
-                    if let Some(c) = connection.take() {
-                        if let Err(error) = c.disconnect().await {
-                            tracing::warn!(%error, "disconnecting from LiveKit failed");
-                        }
+                    if let Some(c) = connection.take()
+                        && let Err(error) = c.disconnect().await
+                    {
+                        tracing::warn!(%error, "disconnecting from LiveKit failed");
                     }
                     retry_at = None;
                     retry_delay = self.options.retry_delay;

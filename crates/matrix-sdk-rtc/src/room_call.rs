@@ -164,10 +164,10 @@ fn apply(session: &mut CallSession, event: &Value) {
             return;
         };
         session.set_room_membership(user, membership == "join");
-    } else if is_membership_event_type(event_type) {
-        if let Some(event) = MembershipEvent::from_json(event, unix_ms()) {
-            session.handle_event(&event);
-        }
+    } else if is_membership_event_type(event_type)
+        && let Some(event) = MembershipEvent::from_json(event, unix_ms())
+    {
+        session.handle_event(&event);
     }
 }
 

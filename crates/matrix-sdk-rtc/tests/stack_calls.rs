@@ -102,7 +102,7 @@ async fn a_join_and_a_leave_are_seen_by_the_other_client() {
         member.transport.as_ref().unwrap().livekit_service_url(),
         Some(stack.auth_service_url.as_str())
     );
-    assert_eq!(state.service_urls, [stack.auth_service_url.clone()]);
+    assert_eq!(state.service_urls, std::slice::from_ref(&stack.auth_service_url));
     assert_eq!(*membership.status().borrow(), MembershipStatus::Joined);
 
     let started = Instant::now();

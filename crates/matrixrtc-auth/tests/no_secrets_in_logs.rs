@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::io::Read as _;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -18,7 +17,11 @@ async fn trace_logs_hold_no_secret() {
     let stack = &call.stack;
     let secret = stack.livekit_api_secret.as_str();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_matrixrtc-auth"))
+    // A file, not a pipe: nothing reads a pipe while the test runs, and trace logs would fill it.
+    let log_path =
+        std::env::temp_dir().join(format!("matrixrtc-auth-logs-{}.txt", std::process::id()));
+    let log_file = std::fs::File::create(&log_path).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_matrixrtc-auth"))
         .env_clear()
         .env("LIVEKIT_URL", &stack.livekit_url)
         .env("LIVEKIT_KEY", &stack.livekit_api_key)
@@ -30,10 +33,11 @@ async fn trace_logs_hold_no_secret() {
             format!("{}={}", stack.server_name, stack.homeserver_url),
         )
         .env("RUST_LOG", "trace")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdout(Stdio::from(log_file.try_clone().unwrap()))
+        .stderr(Stdio::from(log_file))
         .spawn()
         .expect("the service binary starts");
+    let mut guard = KillOnDrop(Some(child));
     let base = format!("http://127.0.0.1:{port}");
     let started = Instant::now();
     while common::http().get(format!("{base}/healthz")).send().await.is_err() {
@@ -75,12 +79,12 @@ async fn trace_logs_hold_no_secret() {
     .await;
     assert_eq!(unreachable.status, 502);
 
+    let mut child = guard.0.take().unwrap();
     nix_terminate(&child);
     let status = child.wait().unwrap();
     assert!(status.success(), "the service stops cleanly on SIGTERM: {status}");
-    let mut logs = String::new();
-    child.stdout.take().unwrap().read_to_string(&mut logs).unwrap();
-    child.stderr.take().unwrap().read_to_string(&mut logs).unwrap();
+    let logs = std::fs::read_to_string(&log_path).unwrap();
+    let _ = std::fs::remove_file(&log_path);
 
     assert!(logs.contains("issued LiveKit token"), "the logs are there at all:\n{logs}");
     assert!(logs.contains("OpenID verification failed"), "{logs}");
@@ -92,6 +96,18 @@ async fn trace_logs_hold_no_secret() {
         ("JWT signature", jwt.rsplit('.').next().unwrap()),
     ] {
         assert!(!logs.contains(value), "the {what} appears in the logs");
+    }
+}
+
+/// Kills the child when the test fails before stopping it.
+struct KillOnDrop(Option<std::process::Child>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(child) = self.0.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 

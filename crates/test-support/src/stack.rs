@@ -30,6 +30,12 @@ pub struct StackInfo {
     pub livekit_udp_port: u16,
     /// The MatrixRTC authorization service base URL (the `livekit_service_url` of transports).
     pub auth_service_url: String,
+    /// Element Call (the npm build, standalone mode) configured for this stack.
+    pub element_call_url: String,
+    /// The Chromium that interop tests drive.
+    pub chromium: PathBuf,
+    /// The folder of the interop scripts (`interop/`, with its npm packages installed).
+    pub interop_dir: PathBuf,
     /// The folder holding the stack's configuration, data and logs.
     pub state_dir: PathBuf,
     /// Process ids of the running services, by name.

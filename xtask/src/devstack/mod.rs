@@ -4,6 +4,7 @@
 //! the LiveKit server binary, each service's configuration, data and log, and `stack.json`, the
 //! description that tests and the demo read.
 
+mod element_call;
 mod install;
 mod livekit;
 mod process;
@@ -64,6 +65,7 @@ struct Ports {
     auth: u16,
     livekit: u16,
     livekit_udp: u16,
+    element_call: u16,
 }
 
 /// Starts the stack unless it is running already; returns its description.
@@ -79,6 +81,10 @@ pub(crate) async fn up() -> anyhow::Result<StackInfo> {
 
     let started = Instant::now();
     let tools = install::ensure_installed(&layout).await?;
+    let interop_layout = layout.clone();
+    let chromium =
+        tokio::task::spawn_blocking(move || element_call::ensure_installed(&interop_layout))
+            .await??;
     eprintln!("installed in {:.1} s", started.elapsed().as_secs_f64());
 
     let started = Instant::now();
@@ -87,6 +93,7 @@ pub(crate) async fn up() -> anyhow::Result<StackInfo> {
         auth: process::free_tcp_port()?,
         livekit: process::free_tcp_port()?,
         livekit_udp: process::free_udp_port()?,
+        element_call: process::free_tcp_port()?,
     };
     let homeserver_url = format!("http://127.0.0.1:{}", ports.synapse);
     let auth_url = format!("http://127.0.0.1:{}", ports.auth);
@@ -100,6 +107,9 @@ pub(crate) async fn up() -> anyhow::Result<StackInfo> {
         livekit_api_secret: LIVEKIT_API_SECRET.to_owned(),
         livekit_udp_port: ports.livekit_udp,
         auth_service_url: auth_url.clone(),
+        element_call_url: format!("http://127.0.0.1:{}", ports.element_call),
+        chromium,
+        interop_dir: layout.workspace.join("interop"),
         state_dir: layout.root.clone(),
         pids: Default::default(),
     };
@@ -116,6 +126,9 @@ pub(crate) async fn up() -> anyhow::Result<StackInfo> {
         let auth = start_auth(&layout, &tools, &stack, ports.auth)?;
         stack.pids.insert("matrixrtc-auth".into(), auth);
         write_stack(&layout, &stack)?;
+        let element_call = element_call::start(&layout, &stack, ports.element_call)?;
+        stack.pids.insert("element-call".into(), element_call);
+        write_stack(&layout, &stack)?;
 
         let deadline = Duration::from_secs(90);
         let versions = format!("{homeserver_url}/_matrix/client/versions");
@@ -124,7 +137,9 @@ pub(crate) async fn up() -> anyhow::Result<StackInfo> {
         let synapse_log = layout.service_dir("synapse").join("homeserver.log");
         let livekit_log = layout.service_dir("livekit").join("livekit.log");
         let auth_log = layout.service_dir("matrixrtc-auth").join("matrixrtc-auth.log");
-        let (s, l, a) = tokio::join!(
+        let element_call_log = layout.service_dir("element-call").join("server.log");
+        let element_call_index = format!("{}/room", stack.element_call_url);
+        let (s, l, a, e) = tokio::join!(
             process::wait_until_ready(&http, "synapse", &versions, synapse, deadline, &synapse_log),
             process::wait_until_ready(
                 &http,
@@ -135,7 +150,16 @@ pub(crate) async fn up() -> anyhow::Result<StackInfo> {
                 &livekit_log
             ),
             process::wait_until_ready(&http, "matrixrtc-auth", &healthz, auth, deadline, &auth_log),
+            process::wait_until_ready(
+                &http,
+                "element-call",
+                &element_call_index,
+                element_call,
+                deadline,
+                &element_call_log
+            ),
         );
+        e?;
         s?;
         l?;
         a?;
@@ -194,7 +218,7 @@ pub(crate) async fn is_running(layout: &Layout) -> bool {
 /// The recorded stack, if every one of its services is alive and answers.
 async fn running_stack(layout: &Layout) -> Option<StackInfo> {
     let stack = read_stack(layout)?;
-    let expected = ["synapse", "livekit", "matrixrtc-auth"];
+    let expected = ["synapse", "livekit", "matrixrtc-auth", "element-call"];
     if !expected.iter().all(|name| stack.pids.get(*name).is_some_and(|pid| process::is_alive(*pid)))
     {
         return None;
@@ -204,6 +228,7 @@ async fn running_stack(layout: &Layout) -> Option<StackInfo> {
         format!("{}/_matrix/client/versions", stack.homeserver_url),
         stack.livekit_url.replacen("ws://", "http://", 1),
         format!("{}/healthz", stack.auth_service_url),
+        format!("{}/config.json", stack.element_call_url),
     ];
     for url in checks {
         if !http.get(&url).send().await.is_ok_and(|r| r.status().is_success()) {
@@ -213,13 +238,21 @@ async fn running_stack(layout: &Layout) -> Option<StackInfo> {
     Some(stack)
 }
 
+/// The process ids recorded in `stack.json`, read leniently so that a description written by an
+/// older version of this tool still lets `down` stop what it started.
+fn recorded_pids(layout: &Layout) -> Option<std::collections::BTreeMap<String, u32>> {
+    let text = std::fs::read_to_string(layout.stack_file()).ok()?;
+    let value: serde_json::Value = serde_json::from_str(&text).ok()?;
+    serde_json::from_value(value.get("pids")?.clone()).ok()
+}
+
 /// Stops the services recorded in `stack.json` and removes it.
 fn stop_recorded(layout: &Layout) -> anyhow::Result<()> {
-    let Some(stack) = read_stack(layout) else {
+    let Some(pids) = recorded_pids(layout) else {
         return Ok(());
     };
     let mut failures = Vec::new();
-    for (name, pid) in &stack.pids {
+    for (name, pid) in &pids {
         match process::stop(*pid, Duration::from_secs(15)) {
             Ok(true) => eprintln!("stopped {name} (pid {pid})"),
             Ok(false) => {}
@@ -236,7 +269,7 @@ fn stop_recorded(layout: &Layout) -> anyhow::Result<()> {
 /// `devstack down`.
 pub(crate) fn down() -> anyhow::Result<()> {
     let layout = Layout::new();
-    if read_stack(&layout).is_none() {
+    if recorded_pids(&layout).is_none() {
         eprintln!("the local stack is not running");
         return Ok(());
     }
@@ -278,6 +311,11 @@ pub(crate) fn print_status(stack: &StackInfo) {
         stack.livekit_udp_port
     );
     println!("  matrixrtc-auth    {:<32} pid {}", stack.auth_service_url, pid("matrixrtc-auth"));
+    println!(
+        "  Element Call      {:<32} pid {}  (npm @element-hq/element-call-embedded)",
+        stack.element_call_url,
+        pid("element-call")
+    );
     println!("  description: {}", Layout::new().stack_file().display());
     println!("  logs:        {}/<service>/", stack.state_dir.display());
 }

@@ -21,10 +21,10 @@ pub(super) fn parse(event: &MembershipEvent) -> MembershipUpdate {
     let Some(key) = sticky_key(c) else {
         return MembershipUpdate::Ignored;
     };
-    if let (Some(a), Some(b)) = (str_field(c, "msc4354_sticky_key"), str_field(c, "sticky_key")) {
-        if a != b {
-            return MembershipUpdate::Ignored;
-        }
+    if let (Some(a), Some(b)) = (str_field(c, "msc4354_sticky_key"), str_field(c, "sticky_key"))
+        && a != b
+    {
+        return MembershipUpdate::Ignored;
     }
     let slot = MembershipSlot::Sticky { sender: event.sender.clone(), sticky_key: key.to_owned() };
     match parse_join(event, &slot) {
