@@ -24,6 +24,9 @@ pub enum RtcError {
     /// A Matrix SDK operation failed.
     #[error(transparent)]
     Matrix(#[from] matrix_sdk::Error),
+    /// The homeserver lacks a feature this operation needs.
+    #[error("the homeserver does not support {0}")]
+    Unsupported(&'static str),
     /// An operation did not finish in time.
     #[error("timed out {0}")]
     Timeout(&'static str),

@@ -45,3 +45,23 @@ async fn send(request: reqwest::RequestBuilder) -> Result<Value, RtcError> {
     }
     serde_json::from_slice(&bytes).map_err(|e| RtcError::Http(format!("answer is not JSON: {e}")))
 }
+
+/// `PUT {homeserver}{path}` with a JSON body and the client's access token, within `timeout`.
+pub(crate) async fn put_json(
+    client: &matrix_sdk::Client,
+    path: &str,
+    body: &Value,
+    timeout: Duration,
+) -> Result<Value, RtcError> {
+    let url = format!("{}{}", client.homeserver().as_str().trim_end_matches('/'), path);
+    let mut request = http()?.put(&url).timeout(timeout).json(body);
+    if let Some(token) = client.access_token() {
+        request = request.bearer_auth(token);
+    }
+    send(request).await
+}
+
+/// Percent-encodes a path segment.
+pub(crate) fn encode(segment: &str) -> String {
+    url::form_urlencoded::byte_serialize(segment.as_bytes()).collect::<String>().replace('+', "%20")
+}

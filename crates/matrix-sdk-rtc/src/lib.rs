@@ -25,7 +25,9 @@ pub mod transports;
 pub use call_session::{CallMember, CallSession, CallState};
 pub use driver::{DriverOptions, LiveKitConnection, LiveKitConnector, LiveKitRoomDriver};
 pub use error::RtcError;
-pub use own_membership::{MembershipStatus, MembershipTimings, OwnMembership};
+pub use own_membership::{
+    JoinOptions, MembershipStatus, MembershipTimings, OwnMembership, SendDialect,
+};
 pub use room_call::RoomCallObserver;
 pub use transports::{
     DiscoveredTransports, TransportSource, discover_transports, livekit_service_url,

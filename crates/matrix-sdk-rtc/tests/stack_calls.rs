@@ -9,10 +9,11 @@ use std::time::{Duration, Instant};
 
 use matrix_sdk::config::SyncSettings;
 use matrix_sdk::{Client, Room};
+use matrix_sdk_rtc::membership::Dialect;
 use matrix_sdk_rtc::{
-    DriverOptions, LiveKitConnection, LiveKitConnector, LiveKitRoomDriver, MembershipStatus,
-    MembershipTimings, OwnMembership, RoomCallObserver, RtcError, TransportSource,
-    discover_transports, livekit_service_url,
+    DriverOptions, JoinOptions, LiveKitConnection, LiveKitConnector, LiveKitRoomDriver,
+    MembershipStatus, MembershipTimings, OwnMembership, RoomCallObserver, RtcError,
+    TransportSource, discover_transports, livekit_service_url,
 };
 use rtc_test_support::{Homeserver, StackInfo, User};
 use serde_json::{Value, json};
@@ -253,6 +254,48 @@ async fn leftovers_of_an_earlier_run_are_cleared() {
     assert!(!ids.contains(&stale_id.as_str()), "the stale delayed leave was cancelled: {delayed}");
     assert_eq!(ids.len(), 1, "only our own delayed leave is left: {delayed}");
     membership.leave().await.unwrap();
+}
+
+/// The opt-in sticky dialect: seen by the other client with the hashed LiveKit identity, and
+/// never together with a state membership.
+#[tokio::test]
+async fn a_sticky_membership_is_seen_and_leaves() {
+    let (stack, hs, a, b, room_id) = two_peers().await;
+    let observer = RoomCallObserver::new(&b.room(&room_id)).await.unwrap();
+    let mut options = JoinOptions::new(&stack.auth_service_url);
+    options.sticky = true;
+    let membership = OwnMembership::join_with(&a.room(&room_id), options).await.unwrap();
+    let state = observer
+        .wait_for(Duration::from_secs(10), |s| s.member(&a.user.user_id, "ALICEDEV").is_some())
+        .await
+        .expect("B sees A's sticky membership");
+    let member = state.member(&a.user.user_id, "ALICEDEV").unwrap();
+    assert_eq!(member.membership.dialect, Dialect::Sticky);
+    assert_eq!(
+        member.livekit_identity(),
+        matrixrtc_identity::hashed_identity(
+            &a.user.user_id,
+            "ALICEDEV",
+            &member.membership.member_id
+        )
+    );
+    assert_eq!(
+        member.transport.as_ref().unwrap().livekit_service_url(),
+        Some(stack.auth_service_url.as_str())
+    );
+    // No state membership next to it.
+    let path = format!(
+        "/_matrix/client/v3/rooms/{}/state/org.matrix.msc3401.call.member/{}",
+        urlencode(&room_id),
+        urlencode(&format!("_{}_ALICEDEV_m.call", a.user.user_id))
+    );
+    assert!(hs.get(&b.user, &path).await.is_err(), "no state membership was sent");
+
+    membership.leave().await.unwrap();
+    observer
+        .wait_for(Duration::from_secs(10), |s| !s.is_active())
+        .await
+        .expect("B sees A's sticky leave");
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

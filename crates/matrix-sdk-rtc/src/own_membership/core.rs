@@ -13,7 +13,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::membership::{DEFAULT_EXPIRES_MS, SessionMembershipContent};
+use crate::membership::{
+    DEFAULT_EXPIRES_MS, MAX_STICKY_DURATION_MS, SessionMembershipContent, StickyMembershipContent,
+};
+
+/// Sticky memberships are re-sent this long after the last send (stickiness lasts 1 h).
+const STICKY_REFRESH: Duration = Duration::from_millis(MAX_STICKY_DURATION_MS - 5 * 60 * 1000);
 
 /// Timing of the membership lifecycle.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,6 +132,22 @@ pub enum MembershipStatus {
     Left,
 }
 
+/// The membership dialect we send. Never both at once: a device that publishes both appears
+/// twice to Element Call.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum SendDialect {
+    /// Per-device state event, as Element Call sends by default (the default).
+    #[default]
+    Session,
+    /// Sticky `org.matrix.msc4143.rtc.member` event (opt-in, Element Call's "matrix_2_0" mode):
+    /// needs a homeserver with MSC4354; invisible to Element X-hosted Element Call.
+    Sticky {
+        /// The member id and sticky key (a fresh UUID per join).
+        member_id: String,
+    },
+}
+
 /// Who we are in the call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemberIdentity {
@@ -138,6 +159,8 @@ pub struct MemberIdentity {
     pub room_id: String,
     /// The authorization service we publish through.
     pub service_url: String,
+    /// The dialect we send.
+    pub dialect: SendDialect,
 }
 
 /// The membership lifecycle state machine.
@@ -200,6 +223,22 @@ impl OwnMembershipCore {
     /// Whether delayed events are in use (false after the server turned out not to have them).
     pub fn uses_delayed_events(&self) -> bool {
         self.delayed_events
+    }
+
+    /// The leave content of our dialect (`{}` for state events, only the sticky key for sticky
+    /// events).
+    pub fn leave_content(&self) -> Value {
+        match &self.me.dialect {
+            SendDialect::Session => Value::Object(serde_json::Map::new()),
+            SendDialect::Sticky { member_id } => {
+                serde_json::json!({"msc4354_sticky_key": member_id})
+            }
+        }
+    }
+
+    /// The dialect we send.
+    pub fn dialect(&self) -> &SendDialect {
+        &self.me.dialect
     }
 
     /// The current delayed leave, if one is scheduled.
@@ -349,10 +388,13 @@ impl OwnMembershipCore {
                     self.first_join_ms.get_or_insert(now_unix_ms);
                     self.send_membership_at = None;
                     self.status = MembershipStatus::Joined;
-                    let refresh = if self.delayed_events {
-                        self.timings.refresh_interval
-                    } else {
-                        self.timings.fallback_expires / 2
+                    let refresh = match (&self.me.dialect, self.delayed_events) {
+                        // Stickiness lasts at most 1 h: re-send before it ends.
+                        (SendDialect::Sticky { .. }, _) => {
+                            self.timings.refresh_interval.min(STICKY_REFRESH)
+                        }
+                        (SendDialect::Session, true) => self.timings.refresh_interval,
+                        (SendDialect::Session, false) => self.timings.fallback_expires / 2,
                     };
                     self.refresh_at = Some(now + refresh);
                     if self.delay_id.is_some() {
@@ -427,6 +469,15 @@ impl OwnMembershipCore {
     /// of the first join and grow `expires` so that the content always changes (servers drop
     /// identical state) and stays valid for `expires` from now.
     fn membership_content(&self, now_unix_ms: u64) -> Value {
+        if let SendDialect::Sticky { member_id } = &self.me.dialect {
+            return StickyMembershipContent::new(
+                &self.me.user_id,
+                &self.me.device_id,
+                member_id,
+                &self.me.service_url,
+            )
+            .to_json();
+        }
         let lifetime =
             if self.delayed_events { self.timings.expires } else { self.timings.fallback_expires };
         let lifetime = u64::try_from(lifetime.as_millis()).unwrap_or(u64::MAX);
@@ -463,6 +514,7 @@ mod tests {
             device_id: "BOT".into(),
             room_id: "!r:x".into(),
             service_url: "https://rtc.x".into(),
+            dialect: SendDialect::Session,
         }
     }
 
@@ -723,6 +775,27 @@ mod tests {
         h.run(Duration::from_secs(3), ok);
         assert_eq!(h.count(|r| matches!(r, Request::SendMembership { .. })), 2);
         assert!(contents(&h)[1].get("created_ts").is_some());
+    }
+
+    #[test]
+    fn sticky_memberships_are_re_sent_before_their_stickiness_ends() {
+        let mut h = Harness::new(true);
+        h.core.me.dialect = SendDialect::Sticky { member_id: "uuid-1".into() };
+        h.core.join(h.now);
+        h.run(Duration::from_secs(3 * 3600), ok);
+        let sends: Vec<Duration> = h
+            .log
+            .iter()
+            .filter(|(_, r)| matches!(r, Request::SendMembership { .. }))
+            .map(|(t, _)| *t)
+            .collect();
+        assert!(sends.windows(2).all(|w| w[1] - w[0] < Duration::from_secs(3600)), "{sends:?}");
+        assert_eq!(sends.len(), 1 + 3 * 60 / 55);
+        let content = &contents(&h)[0];
+        assert_eq!(content["msc4354_sticky_key"], "uuid-1");
+        assert_eq!(content["member"]["id"], "uuid-1");
+        assert!(content.get("expires").is_none());
+        assert_eq!(h.core.leave_content(), serde_json::json!({"msc4354_sticky_key": "uuid-1"}));
     }
 
     #[test]

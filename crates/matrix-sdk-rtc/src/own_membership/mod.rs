@@ -26,10 +26,44 @@ use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 use tracing::Instrument as _;
 
-pub use self::core::{MemberIdentity, MembershipStatus, MembershipTimings};
+pub use self::core::{MemberIdentity, MembershipStatus, MembershipTimings, SendDialect};
 use self::core::{Outcome, OwnMembershipCore, Request};
 use crate::error::RtcError;
-use crate::membership::{CALL_MEMBER_EVENT_TYPE, session_state_key};
+use crate::membership::{
+    CALL_MEMBER_EVENT_TYPE, MAX_STICKY_DURATION_MS, RTC_MEMBER_EVENT_TYPE, session_state_key,
+};
+
+/// How to join.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct JoinOptions {
+    /// The authorization service we publish through (advertised as our transport).
+    pub service_url: String,
+    /// Timing of the lifecycle.
+    pub timings: MembershipTimings,
+    /// Send a sticky `org.matrix.msc4143.rtc.member` membership instead of the per-device state
+    /// event (opt-in; see [`SendDialect::Sticky`]).
+    pub sticky: bool,
+}
+
+impl JoinOptions {
+    /// Defaults for publishing through `service_url`: a state membership, default timings.
+    pub fn new(service_url: impl Into<String>) -> Self {
+        Self {
+            service_url: service_url.into(),
+            timings: MembershipTimings::default(),
+            sticky: false,
+        }
+    }
+}
+
+/// Where our membership lives and what leaving writes there.
+#[derive(Debug, Clone)]
+struct Target {
+    state_key: String,
+    sticky: bool,
+    leave: Value,
+}
 
 #[derive(Debug)]
 enum Control {
@@ -56,23 +90,44 @@ impl OwnMembership {
         service_url: impl Into<String>,
         timings: MembershipTimings,
     ) -> Result<Self, RtcError> {
+        let mut options = JoinOptions::new(service_url);
+        options.timings = timings;
+        Self::join_with(room, options).await
+    }
+
+    /// Joins the call of `room` as `options` say.
+    pub async fn join_with(room: &Room, options: JoinOptions) -> Result<Self, RtcError> {
+        let JoinOptions { service_url, timings, sticky } = options;
         let client = room.client();
         let user_id = client.user_id().ok_or(RtcError::NotLoggedIn)?.to_string();
         let device_id = client.device_id().ok_or(RtcError::NotLoggedIn)?.to_string();
         let room_version = room.version().map(|v| v.to_string()).unwrap_or_default();
         let state_key = session_state_key(&user_id, &device_id, &room_version);
         let delayed_events = supports_delayed_events(room).await;
-
-        clear_stale(room, &user_id, &device_id, &state_key).await;
+        let dialect = if sticky {
+            let features =
+                client.unstable_features().await.map_err(|e| RtcError::Http(e.to_string()))?;
+            if !features.iter().any(|f| f.as_str() == "org.matrix.msc4354") {
+                return Err(RtcError::Unsupported(
+                    "sticky events (MSC4354, org.matrix.msc4354 in /versions)",
+                ));
+            }
+            SendDialect::Sticky { member_id: uuid::Uuid::new_v4().to_string() }
+        } else {
+            clear_stale(room, &user_id, &device_id, &state_key).await;
+            SendDialect::Session
+        };
 
         let me = MemberIdentity {
             user_id,
             device_id,
             room_id: room.room_id().to_string(),
-            service_url: service_url.into(),
+            service_url,
+            dialect,
         };
         let leave_timeout = timings.request_timeout * 2 + Duration::from_secs(1);
         let mut core = OwnMembershipCore::new(me, timings, delayed_events);
+        let target = Target { state_key: state_key.clone(), sticky, leave: core.leave_content() };
         core.join(Instant::now());
         let (control, control_rx) = mpsc::unbounded_channel();
         let (status_tx, status) = watch::channel(core.status());
@@ -102,10 +157,9 @@ impl OwnMembership {
         let span =
             tracing::info_span!("own_membership", room = %room.room_id(), state_key = %state_key);
         let room = room.clone();
-        let task_key = state_key.clone();
         let task = tokio::spawn(
             async move {
-                run(room.clone(), task_key, core, control_rx, status_tx).await;
+                run(room.clone(), target, core, control_rx, status_tx).await;
                 room.client().remove_event_handler(handler);
             }
             .instrument(span),
@@ -154,7 +208,7 @@ impl Drop for OwnMembership {
 
 async fn run(
     room: Room,
-    state_key: String,
+    target: Target,
     mut core: OwnMembershipCore,
     mut control: mpsc::UnboundedReceiver<Control>,
     status: watch::Sender<MembershipStatus>,
@@ -165,7 +219,7 @@ async fn run(
             tracing::debug!(request = request_name(&command.request), "membership request");
             let outcome = match tokio::time::timeout(
                 command.timeout,
-                execute(&room, &state_key, &command.request, command.timeout),
+                execute(&room, &target, &command.request, command.timeout),
             )
             .await
             {
@@ -240,7 +294,11 @@ fn raw_content(json: &str) -> Raw<AnyStateEventContent> {
     }))
 }
 
-async fn execute(room: &Room, state_key: &str, request: &Request, timeout: Duration) -> Outcome {
+async fn execute(room: &Room, target: &Target, request: &Request, timeout: Duration) -> Outcome {
+    if target.sticky {
+        return execute_sticky(room, target, request, timeout).await;
+    }
+    let state_key = target.state_key.as_str();
     let client = room.client();
     let event_type = StateEventType::from(CALL_MEMBER_EVENT_TYPE);
     match request {
@@ -296,6 +354,56 @@ async fn execute(room: &Room, state_key: &str, request: &Request, timeout: Durat
                 Ok(_) => Outcome::Ok,
                 Err(error) => classify(&error),
             }
+        }
+    }
+}
+
+/// Sticky events: `PUT …/send/org.matrix.msc4143.rtc.member/{txn}` with the stickiness (and the
+/// delay) as query parameters, which ruma's request types do not carry.
+async fn execute_sticky(
+    room: &Room,
+    target: &Target,
+    request: &Request,
+    timeout: Duration,
+) -> Outcome {
+    let client = room.client();
+    let send_path = |delay: Option<Duration>| {
+        let mut path = format!(
+            "/_matrix/client/v3/rooms/{}/send/{RTC_MEMBER_EVENT_TYPE}/{}?org.matrix.msc4354.sticky_duration_ms={MAX_STICKY_DURATION_MS}",
+            crate::http::encode(room.room_id().as_str()),
+            matrix_sdk::ruma::TransactionId::new(),
+        );
+        if let Some(delay) = delay {
+            path.push_str(&format!("&org.matrix.msc4140.delay={}", delay.as_millis()));
+        }
+        path
+    };
+    let put = |path: String, body: Value| async move {
+        match crate::http::put_json(&client, &path, &body, timeout).await {
+            Ok(answer) => Ok(answer),
+            Err(RtcError::Status(404)) => Err(Outcome::NotFound),
+            Err(error) => Err(Outcome::Failed(error.to_string())),
+        }
+    };
+    match request {
+        Request::ScheduleDelayedLeave { delay } => {
+            match put(send_path(Some(*delay)), target.leave.clone()).await {
+                Ok(answer) => match answer.get("delay_id").and_then(Value::as_str) {
+                    Some(id) => Outcome::DelayId(id.to_owned()),
+                    None => Outcome::Unsupported,
+                },
+                Err(outcome) => outcome,
+            }
+        }
+        Request::SendMembership { content } => {
+            put(send_path(None), content.clone()).await.map_or_else(|o| o, |_| Outcome::Ok)
+        }
+        Request::SendLeave => {
+            put(send_path(None), target.leave.clone()).await.map_or_else(|o| o, |_| Outcome::Ok)
+        }
+        Request::RestartDelayedLeave { .. } | Request::SendDelayedLeaveNow { .. } => {
+            let session = Target { sticky: false, ..target.clone() };
+            Box::pin(execute(room, &session, request, timeout)).await
         }
     }
 }
