@@ -14,6 +14,7 @@
 //! connector.
 
 pub mod call_session;
+mod clock;
 pub mod driver;
 pub mod error;
 mod http;

@@ -1,7 +1,7 @@
 //! [`RoomCallObserver`]: a [`CallSession`] kept up to date from a [`matrix_sdk::Room`], as a
 //! stream of [`CallState`]s.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use matrix_sdk::event_handler::EventHandlerHandle;
 use matrix_sdk::ruma::events::{AnySyncMessageLikeEvent, AnySyncStateEvent, StateEventType};
@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::Instrument as _;
 
 use crate::call_session::{CallSession, CallState};
+use crate::clock::unix_ms;
 use crate::error::RtcError;
 use crate::membership::{
     CALL_MEMBER_EVENT_TYPE, CALL_MEMBER_STABLE_EVENT_TYPE, MembershipEvent,
@@ -169,10 +170,4 @@ fn apply(session: &mut CallSession, event: &Value) {
     {
         session.handle_event(&event);
     }
-}
-
-pub(crate) fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

@@ -15,7 +15,7 @@ use matrix_sdk_rtc::{
     MembershipStatus, MembershipTimings, OwnMembership, RoomCallObserver, RtcError,
     TransportSource, discover_transports, livekit_service_url,
 };
-use rtc_test_support::{Homeserver, StackInfo, User};
+use rtc_test_support::{Homeserver, StackInfo, User, encode_path_segment};
 use serde_json::{Value, json};
 
 struct Peer {
@@ -175,8 +175,8 @@ async fn our_membership_has_element_calls_shape_on_the_wire() {
 
     let path = format!(
         "/_matrix/client/v3/rooms/{}/state/org.matrix.msc3401.call.member/{}",
-        urlencode(&room_id),
-        urlencode(&key)
+        encode_path_segment(&room_id),
+        encode_path_segment(&key)
     );
     let ours = hs.get(&b.user, &path).await.unwrap();
     let fixture: Value = serde_json::from_str(
@@ -220,8 +220,8 @@ async fn leftovers_of_an_earlier_run_are_cleared() {
     let base = format!(
         "{}/_matrix/client/v3/rooms/{}/state/org.matrix.msc3401.call.member/{}",
         stack.homeserver_url,
-        urlencode(&room_id),
-        urlencode(&key)
+        encode_path_segment(&room_id),
+        encode_path_segment(&key)
     );
     let stale = http
         .put(format!("{base}?org.matrix.msc4140.delay=600000"))
@@ -286,8 +286,8 @@ async fn a_sticky_membership_is_seen_and_leaves() {
     // No state membership next to it.
     let path = format!(
         "/_matrix/client/v3/rooms/{}/state/org.matrix.msc3401.call.member/{}",
-        urlencode(&room_id),
-        urlencode(&format!("_{}_ALICEDEV_m.call", a.user.user_id))
+        encode_path_segment(&room_id),
+        encode_path_segment(&format!("_{}_ALICEDEV_m.call", a.user.user_id))
     );
     assert!(hs.get(&b.user, &path).await.is_err(), "no state membership was sent");
 
@@ -409,8 +409,4 @@ async fn the_driver_can_follow_any_active_call() {
     let _ = stop_tx.send(());
     driver.await.unwrap().unwrap();
     assert_eq!(log.lock().unwrap().len(), 2);
-}
-
-fn urlencode(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>().replace('+', "%20")
 }

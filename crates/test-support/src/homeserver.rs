@@ -179,7 +179,7 @@ impl Homeserver {
 
     /// Joins `room_id` as `user`.
     pub async fn join(&self, user: &User, room_id: &str) -> Result<(), Error> {
-        let url = format!("{}/_matrix/client/v3/join/{}", self.base, encode(room_id));
+        let url = format!("{}/_matrix/client/v3/join/{}", self.base, encode_path_segment(room_id));
         self.call("join", self.http.post(url).bearer_auth(&user.access_token).json(&json!({})))
             .await?;
         Ok(())
@@ -191,7 +191,7 @@ impl Homeserver {
         let url = format!(
             "{}/_matrix/client/v3/user/{}/openid/request_token",
             self.base,
-            encode(&user.user_id)
+            encode_path_segment(&user.user_id)
         );
         self.call(
             "OpenID token",
@@ -213,8 +213,8 @@ impl Homeserver {
     }
 }
 
-/// Percent-encodes a path segment.
-fn encode(segment: &str) -> String {
+/// Percent-encodes a URL path segment (room ids, user ids, state keys).
+pub fn encode_path_segment(segment: &str) -> String {
     url::form_urlencoded::byte_serialize(segment.as_bytes()).collect::<String>().replace('+', "%20")
 }
 
@@ -235,8 +235,8 @@ mod tests {
 
     #[test]
     fn encodes_path_segments() {
-        assert_eq!(encode("!abc:localhost"), "%21abc%3Alocalhost");
-        assert_eq!(encode("@a b:x"), "%40a%20b%3Ax");
+        assert_eq!(encode_path_segment("!abc:localhost"), "%21abc%3Alocalhost");
+        assert_eq!(encode_path_segment("@a b:x"), "%40a%20b%3Ax");
     }
 
     #[test]

@@ -23,7 +23,7 @@
 mod homeserver;
 mod stack;
 
-pub use homeserver::{Homeserver, User, unique_name};
+pub use homeserver::{Homeserver, User, encode_path_segment, unique_name};
 pub use stack::{STACK_FILE_ENV, StackInfo, default_stack_file};
 
 /// Errors of the test-support helpers.

@@ -12,7 +12,7 @@
 
 pub mod core;
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use matrix_sdk::config::RequestConfig;
 use matrix_sdk::ruma::api::client::delayed_events::{
@@ -28,6 +28,7 @@ use tracing::Instrument as _;
 
 pub use self::core::{MemberIdentity, MembershipStatus, MembershipTimings, SendDialect};
 use self::core::{Outcome, OwnMembershipCore, Request};
+use crate::clock::unix_ms;
 use crate::error::RtcError;
 use crate::membership::{
     CALL_MEMBER_EVENT_TYPE, MAX_STICKY_DURATION_MS, RTC_MEMBER_EVENT_TYPE, session_state_key,
@@ -268,12 +269,6 @@ fn request_name(request: &Request) -> &'static str {
         Request::SendDelayedLeaveNow { .. } => "send delayed leave now",
         Request::SendLeave => "send leave",
     }
-}
-
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 fn config(timeout: Duration) -> RequestConfig {
