@@ -10,6 +10,7 @@ use crate::devstack;
 /// again if this command started it.
 pub(crate) async fn run(cargo_args: &[String]) -> anyhow::Result<()> {
     let layout = devstack::Layout::new();
+    devstack::ensure_build_packages()?;
     let was_running = devstack::is_running(&layout).await;
     let stack = devstack::up().await?;
     devstack::print_status(&stack);

@@ -4,29 +4,15 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use rtc_test_support::StackInfo;
 
 use super::{Layout, process};
 
 /// Installs Chromium (Debian package) when missing and the npm packages of `interop/`.
 pub(crate) fn ensure_installed(layout: &Layout) -> anyhow::Result<PathBuf> {
+    super::install::ensure_debian_packages(&["chromium"])?;
     let chromium = PathBuf::from("/usr/bin/chromium");
-    if !chromium.exists() {
-        eprintln!("installing Chromium from Debian's packages");
-        if !nix::unistd::Uid::effective().is_root() {
-            bail!(
-                "Chromium is missing; install it with: sudo apt-get install -y --no-install-recommends chromium"
-            );
-        }
-        run(Command::new("apt-get").arg("update").arg("-qq"), "apt-get update")?;
-        run(
-            Command::new("apt-get")
-                .args(["install", "-y", "-qq", "--no-install-recommends", "chromium"])
-                .env("DEBIAN_FRONTEND", "noninteractive"),
-            "apt-get install chromium",
-        )?;
-    }
     let interop = layout.workspace.join("interop");
     let stamp = interop.join("node_modules/.installed-from-lock");
     let lock = interop.join("package-lock.json");
@@ -37,7 +23,7 @@ pub(crate) fn ensure_installed(layout: &Layout) -> anyhow::Result<PathBuf> {
         eprintln!(
             "installing the interop npm packages (Element Call, livekit-client, playwright-core)"
         );
-        run(
+        super::install::run(
             Command::new("npm")
                 .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
                 .current_dir(&interop),
@@ -46,18 +32,6 @@ pub(crate) fn ensure_installed(layout: &Layout) -> anyhow::Result<PathBuf> {
         std::fs::write(&stamp, b"")?;
     }
     Ok(chromium)
-}
-
-fn run(command: &mut Command, what: &str) -> anyhow::Result<()> {
-    let output = command.output().with_context(|| format!("{what}: cannot start"))?;
-    if !output.status.success() {
-        bail!(
-            "{what} failed: {}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    Ok(())
 }
 
 /// Copies the Element Call build, writes its `config.json` for this stack and serves it on

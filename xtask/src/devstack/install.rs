@@ -22,6 +22,42 @@ pub(crate) struct Tools {
     pub(crate) matrixrtc_auth: PathBuf,
 }
 
+/// Debian packages the workspace builds against: libvpx for VP8 (found with pkg-config).
+pub(crate) const BUILD_PACKAGES: &[&str] = &["pkg-config", "libvpx-dev"];
+
+/// Installs the Debian packages in `packages` that are missing (as root; otherwise names the
+/// command to run).
+pub(crate) fn ensure_debian_packages(packages: &[&str]) -> anyhow::Result<()> {
+    let missing: Vec<&str> = packages
+        .iter()
+        .copied()
+        .filter(|p| {
+            Command::new("dpkg-query").args(["-W", "-f=${Status}", p]).output().map_or(true, |o| {
+                !String::from_utf8_lossy(&o.stdout).contains("install ok installed")
+            })
+        })
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !nix::unistd::Uid::effective().is_root() {
+        bail!(
+            "missing Debian packages; install them with: sudo apt-get install -y --no-install-recommends {}",
+            missing.join(" ")
+        );
+    }
+    eprintln!("installing Debian packages: {}", missing.join(" "));
+    run(Command::new("apt-get").args(["update", "-qq"]), "apt-get update")?;
+    run(
+        Command::new("apt-get")
+            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+        "apt-get install",
+    )?;
+    Ok(())
+}
+
 pub(crate) async fn ensure_installed(layout: &Layout) -> anyhow::Result<Tools> {
     let layout_a = layout.clone();
     let layout_b = layout.clone();
@@ -36,7 +72,7 @@ pub(crate) async fn ensure_installed(layout: &Layout) -> anyhow::Result<Tools> {
     Ok(Tools { python, livekit_server, matrixrtc_auth })
 }
 
-fn run(command: &mut Command, what: &str) -> anyhow::Result<String> {
+pub(crate) fn run(command: &mut Command, what: &str) -> anyhow::Result<String> {
     let output = command
         .output()
         .with_context(|| format!("{what}: cannot start {:?}", command.get_program()))?;

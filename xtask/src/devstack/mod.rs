@@ -58,6 +58,11 @@ impl Layout {
     }
 }
 
+/// Installs the Debian packages the workspace needs to build (libvpx).
+pub(crate) fn ensure_build_packages() -> anyhow::Result<()> {
+    install::ensure_debian_packages(install::BUILD_PACKAGES)
+}
+
 /// Ports of one run of the stack.
 #[derive(Debug, Clone, Copy)]
 struct Ports {
