@@ -5,6 +5,7 @@
 //! * [`pattern`] and [`source::TestPatternSource`]: solid colours and a moving, counting pattern,
 //!   paced without drift ([`pacing`]);
 //! * [`codec`]: [`codec::VideoEncoder`] / [`codec::VideoDecoder`], with VP8 on libvpx;
+//! * [`audio`]: a test tone and Opus encode/decode (libopus);
 //! * [`sink`]: PNG snapshots, IVF files of VP8, WAV files.
 //!
 //! ```
@@ -21,6 +22,7 @@
 //! # Ok::<(), rtc_media::codec::CodecError>(())
 //! ```
 
+pub mod audio;
 pub mod codec;
 pub mod convert;
 pub mod frame;

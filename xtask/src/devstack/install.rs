@@ -22,8 +22,9 @@ pub(crate) struct Tools {
     pub(crate) matrixrtc_auth: PathBuf,
 }
 
-/// Debian packages the workspace builds against: libvpx for VP8 (found with pkg-config).
-pub(crate) const BUILD_PACKAGES: &[&str] = &["pkg-config", "libvpx-dev"];
+/// Debian packages the workspace builds against: libvpx (VP8) and libopus (Opus), found with
+/// pkg-config.
+pub(crate) const BUILD_PACKAGES: &[&str] = &["pkg-config", "libvpx-dev", "libopus-dev"];
 
 /// Installs the Debian packages in `packages` that are missing (as root; otherwise names the
 /// command to run).
