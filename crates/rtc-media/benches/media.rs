@@ -7,7 +7,9 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use rtc_media::codec::{VideoEncoder, Vp8Encoder, Vp8EncoderConfig};
+use rtc_media::codec::{
+    H264Encoder, H264EncoderConfig, VideoEncoder, Vp8Encoder, Vp8EncoderConfig,
+};
 use rtc_media::convert::{PixelFormat, Plane, RawPicture, convert_into};
 use rtc_media::frame::I420Frame;
 use rtc_media::pattern::TestPattern;
@@ -60,6 +62,18 @@ fn encoding(c: &mut Criterion) {
     let mut encoder = Vp8Encoder::new(config).unwrap();
     let mut n = 0u64;
     group.bench_function("vp8_moving_pattern", |b| {
+        b.iter(|| {
+            let frame = &mut frames[(n % 64) as usize];
+            frame.timestamp = Duration::from_millis(n * 33);
+            n += 1;
+            black_box(encoder.encode(frame).unwrap())
+        });
+    });
+    let mut config = H264EncoderConfig::new(W, H);
+    config.threads = 1;
+    let mut encoder = H264Encoder::new(config).unwrap();
+    let mut n = 0u64;
+    group.bench_function("h264_moving_pattern", |b| {
         b.iter(|| {
             let frame = &mut frames[(n % 64) as usize];
             frame.timestamp = Duration::from_millis(n * 33);

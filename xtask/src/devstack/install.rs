@@ -23,8 +23,8 @@ pub(crate) struct Tools {
 }
 
 /// Debian packages the workspace builds against: libvpx (VP8) and libopus (Opus), found with
-/// pkg-config.
-pub(crate) const BUILD_PACKAGES: &[&str] = &["pkg-config", "libvpx-dev", "libopus-dev"];
+/// pkg-config, and nasm, which makes the bundled openh264 (H.264) about twice as fast.
+pub(crate) const BUILD_PACKAGES: &[&str] = &["pkg-config", "libvpx-dev", "libopus-dev", "nasm"];
 
 /// Installs the Debian packages in `packages` that are missing (as root; otherwise names the
 /// command to run).

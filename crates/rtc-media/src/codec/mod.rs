@@ -1,11 +1,13 @@
 //! Video codecs behind small traits, so that transports only ever see encoded frames.
 
+mod h264;
 mod vp8;
 
 use std::time::Duration;
 
 use crate::frame::I420Frame;
 
+pub use h264::{H264Decoder, H264Encoder, H264EncoderConfig};
 pub use vp8::{Vp8Decoder, Vp8Encoder, Vp8EncoderConfig};
 
 /// A video codec.
@@ -14,6 +16,8 @@ pub use vp8::{Vp8Decoder, Vp8Encoder, Vp8EncoderConfig};
 pub enum VideoCodec {
     /// VP8 (RFC 6386).
     Vp8,
+    /// H.264 constrained baseline (Annex B byte stream).
+    H264,
 }
 
 /// One encoded frame.
