@@ -1,5 +1,7 @@
 //! Media in and out for real-time calls, knowing nothing of Matrix or LiveKit:
 //!
+//! * [`capture`]: camera format negotiation and buffer conversion over a [`capture::CaptureDevice`]
+//!   (V4L2 with the `v4l2` feature);
 //! * [`frame::I420Frame`]: the picture type everything converts to;
 //! * [`convert`]: NV12, YUYV, RGB and RGBA (with real strides) to I420, and I420 to RGB;
 //! * [`pattern`] and [`source::TestPatternSource`]: solid colours and a moving, counting pattern,
@@ -23,6 +25,7 @@
 //! ```
 
 pub mod audio;
+pub mod capture;
 pub mod codec;
 pub mod convert;
 pub mod frame;
