@@ -4,6 +4,7 @@
 //!   (V4L2 with the `v4l2` feature);
 //! * [`frame::I420Frame`]: the picture type everything converts to;
 //! * [`convert`]: NV12, YUYV, RGB and RGBA (with real strides) to I420, and I420 to RGB;
+//! * [`scale`]: I420 scaling when a source cannot deliver the size asked for;
 //! * [`pattern`] and [`source::TestPatternSource`]: solid colours and a moving, counting pattern,
 //!   paced without drift ([`pacing`]);
 //! * [`codec`]: [`codec::VideoEncoder`] / [`codec::VideoDecoder`], with VP8 on libvpx;
@@ -31,5 +32,6 @@ pub mod convert;
 pub mod frame;
 pub mod pacing;
 pub mod pattern;
+pub mod scale;
 pub mod sink;
 pub mod source;

@@ -197,17 +197,28 @@ pub fn buffer_to_i420(
 fn capture_from(
     device: &mut dyn CaptureDevice,
     format: &AppliedFormat,
+    scale_to: Option<(u32, u32)>,
     started: Instant,
 ) -> Result<I420Frame, CaptureError> {
     let buffer = device.next_buffer()?;
     let elapsed: Duration = started.elapsed();
-    Ok(buffer_to_i420(device.name(), format, &buffer)?.with_timestamp(elapsed))
+    let frame = buffer_to_i420(device.name(), format, &buffer)?.with_timestamp(elapsed);
+    match scale_to {
+        Some((w, h)) => crate::scale::scale(&frame, w, h).map_err(|e| CaptureError::BadBuffer {
+            device: device.name().to_owned(),
+            format: format.fourcc,
+            reason: e.to_string(),
+        }),
+        None => Ok(frame),
+    }
 }
 
 /// A [`VideoSource`] over a capture device.
 pub struct CameraSource<D: CaptureDevice> {
     device: Option<D>,
     format: AppliedFormat,
+    /// The size asked for, when the driver applied another one: frames are scaled to it.
+    scale_to: Option<(u32, u32)>,
     started: Instant,
 }
 
@@ -224,7 +235,16 @@ impl<D: CaptureDevice> CameraSource<D> {
     /// Negotiates a format (at `size`, or the device's current size) and starts.
     pub fn new(mut device: D, size: Option<(u32, u32)>) -> Result<Self, CaptureError> {
         let format = negotiate(&mut device, size)?;
-        Ok(Self { device: Some(device), format, started: Instant::now() })
+        let scale_to = size.filter(|&(w, h)| (w, h) != (format.width, format.height));
+        if let Some((w, h)) = scale_to {
+            tracing::info!(
+                device = device.name(),
+                width = format.width,
+                height = format.height,
+                "the camera delivers another size than asked for: scaling to {w}x{h}"
+            );
+        }
+        Ok(Self { device: Some(device), format, scale_to, started: Instant::now() })
     }
 
     /// The negotiated format.
@@ -238,13 +258,13 @@ impl<D: CaptureDevice> CameraSource<D> {
             device: String::new(),
             reason: "an earlier capture was cancelled while it waited".into(),
         })?;
-        capture_from(device, &self.format, self.started)
+        capture_from(device, &self.format, self.scale_to, self.started)
     }
 }
 
 impl<D: CaptureDevice + 'static> VideoSource for CameraSource<D> {
     fn resolution(&self) -> (u32, u32) {
-        (self.format.width, self.format.height)
+        self.scale_to.unwrap_or((self.format.width, self.format.height))
     }
 
     fn frame_rate(&self) -> (u32, u32) {
@@ -254,9 +274,9 @@ impl<D: CaptureDevice + 'static> VideoSource for CameraSource<D> {
     async fn next_frame(&mut self) -> Result<I420Frame, SourceError> {
         // The device blocks until a buffer is filled: wait for it off the async threads.
         let mut device = self.device.take().ok_or(SourceError::Ended)?;
-        let (format, started) = (self.format, self.started);
+        let (format, scale_to, started) = (self.format, self.scale_to, self.started);
         let (device, frame) = tokio::task::spawn_blocking(move || {
-            let frame = capture_from(&mut device, &format, started);
+            let frame = capture_from(&mut device, &format, scale_to, started);
             (device, frame)
         })
         .await

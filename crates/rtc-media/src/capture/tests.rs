@@ -5,6 +5,8 @@ use super::*;
 use crate::pattern::Rgb;
 
 struct FakeCamera {
+    /// A size the "driver" applies whatever is asked for.
+    forced_size: Option<(u32, u32)>,
     offered: Vec<FourCc>,
     current: AppliedFormat,
     /// Extra bytes per row the "driver" pads with.
@@ -16,6 +18,7 @@ struct FakeCamera {
 impl FakeCamera {
     fn new(offered: &[FourCc]) -> Self {
         Self {
+            forced_size: None,
             offered: offered.to_vec(),
             current: AppliedFormat {
                 fourcc: offered.first().copied().unwrap_or(FourCc::MJPG),
@@ -49,6 +52,7 @@ impl CaptureDevice for FakeCamera {
         width: u32,
         height: u32,
     ) -> Result<AppliedFormat, CaptureError> {
+        let (width, height) = self.forced_size.unwrap_or((width, height));
         let bytes_per_pixel = if fourcc == FourCc::YUYV { 2 } else { 1 };
         let applied = AppliedFormat {
             fourcc,
@@ -192,4 +196,17 @@ async fn as_a_video_source() {
     assert_eq!(source.resolution(), (16, 2));
     assert!(source.next_frame().await.is_ok());
     assert!(source.next_frame().await.is_err(), "the fake camera has one buffer");
+}
+
+#[test]
+fn frames_are_scaled_when_the_driver_applies_another_size() {
+    let mut camera = FakeCamera::new(&[FourCc::YUYV]);
+    camera.forced_size = Some((64, 48));
+    camera.buffers.push([81u8, 90, 81, 240].repeat(32 * 48));
+    let mut source = CameraSource::new(camera, Some((128, 96))).unwrap();
+    assert_eq!(source.format().width, 64, "the driver's size");
+    assert_eq!(source.resolution(), (128, 96), "the size asked for");
+    let frame = source.capture().unwrap();
+    assert_eq!((frame.width(), frame.height()), (128, 96));
+    assert_eq!(frame.mean(), (81.0, 90.0, 240.0));
 }
