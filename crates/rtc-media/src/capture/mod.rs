@@ -69,6 +69,10 @@ pub trait CaptureDevice: Send {
     ) -> Result<AppliedFormat, CaptureError>;
     /// Waits for the next filled buffer (blocking).
     fn next_buffer(&mut self) -> Result<Vec<u8>, CaptureError>;
+    /// The device's frame rate as `(frames, seconds)`, if it reports one.
+    fn frame_rate(&self) -> Option<(u32, u32)> {
+        None
+    }
 }
 
 /// Capture failures.
@@ -268,7 +272,7 @@ impl<D: CaptureDevice + 'static> VideoSource for CameraSource<D> {
     }
 
     fn frame_rate(&self) -> (u32, u32) {
-        (30, 1)
+        self.device.as_ref().and_then(|d| d.frame_rate()).unwrap_or((30, 1))
     }
 
     async fn next_frame(&mut self) -> Result<I420Frame, SourceError> {

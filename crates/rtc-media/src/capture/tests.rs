@@ -64,6 +64,10 @@ impl CaptureDevice for FakeCamera {
         Ok(applied)
     }
 
+    fn frame_rate(&self) -> Option<(u32, u32)> {
+        Some((15, 1))
+    }
+
     fn next_buffer(&mut self) -> Result<Vec<u8>, CaptureError> {
         if self.buffers.is_empty() {
             return Err(CaptureError::Device {
@@ -194,6 +198,7 @@ async fn as_a_video_source() {
     camera.buffers.push(vec![128; 16 * 2 * 2]);
     let mut source = CameraSource::new(camera, Some((16, 2))).unwrap();
     assert_eq!(source.resolution(), (16, 2));
+    assert_eq!(source.frame_rate(), (15, 1), "the device's own rate");
     assert!(source.next_frame().await.is_ok());
     assert!(source.next_frame().await.is_err(), "the fake camera has one buffer");
 }

@@ -74,6 +74,13 @@ impl CaptureDevice for V4l2Device {
         Ok(applied(&format))
     }
 
+    fn frame_rate(&self) -> Option<(u32, u32)> {
+        // V4L2 reports the frame interval (seconds per frame).
+        let interval = self.device.params().ok()?.interval;
+        (interval.numerator > 0 && interval.denominator > 0)
+            .then_some((interval.denominator, interval.numerator))
+    }
+
     fn next_buffer(&mut self) -> Result<Vec<u8>, CaptureError> {
         if self.stream.is_none() {
             let stream = Stream::with_buffers(&self.device, Type::VideoCapture, BUFFERS)
