@@ -1,5 +1,6 @@
 //! Video codecs behind small traits, so that transports only ever see encoded frames.
 
+#[cfg(feature = "h264")]
 mod h264;
 mod vp8;
 
@@ -7,6 +8,7 @@ use std::time::Duration;
 
 use crate::frame::I420Frame;
 
+#[cfg(feature = "h264")]
 pub use h264::{H264Decoder, H264Encoder, H264EncoderConfig};
 pub use vp8::{Vp8Decoder, Vp8Encoder, Vp8EncoderConfig};
 
