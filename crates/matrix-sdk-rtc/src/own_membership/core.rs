@@ -281,7 +281,8 @@ impl OwnMembershipCore {
     /// Our membership is no longer in the room state while we are joined (another client cleared
     /// it, or the server sent our delayed leave): send it again.
     pub fn membership_vanished(&mut self, now: Instant) {
-        if self.want_joined && self.membership_sent && self.in_flight.is_none() {
+        // Also while a request is in flight: the re-send waits for it.
+        if self.want_joined && self.membership_sent {
             tracing::info!("own membership vanished from the room; sending it again");
             if self.delayed_events && self.delay_id.is_none() {
                 self.arm_at = Some(now);
@@ -796,6 +797,19 @@ mod tests {
         assert_eq!(content["member"]["id"], "uuid-1");
         assert!(content.get("expires").is_none());
         assert_eq!(h.core.leave_content(), serde_json::json!({"msc4354_sticky_key": "uuid-1"}));
+    }
+
+    #[test]
+    fn a_vanish_seen_during_a_request_is_not_lost() {
+        let mut h = Harness::new(true);
+        h.core.join(h.now);
+        h.run(Duration::from_secs(3), ok);
+        let restart = h.core.poll_command(h.now + Duration::from_secs(5), T0_MS).unwrap();
+        assert!(matches!(restart.request, Request::RestartDelayedLeave { .. }));
+        h.core.membership_vanished(h.now + Duration::from_secs(5));
+        h.core.handle_outcome(restart.id, Outcome::Ok, h.now + Duration::from_secs(5), T0_MS);
+        let next = h.core.poll_command(h.now + Duration::from_secs(5), T0_MS).unwrap();
+        assert!(matches!(next.request, Request::SendMembership { .. }), "{next:?}");
     }
 
     #[test]
