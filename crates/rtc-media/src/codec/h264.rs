@@ -13,7 +13,8 @@ use openh264::encoder::{
 use openh264::formats::YUVSource;
 
 use super::{CodecError, EncodedFrame, VideoCodec, VideoDecoder, VideoEncoder};
-use crate::frame::{I420Frame, chroma_height, chroma_width};
+use crate::convert::{PixelFormat, Plane, RawPicture, to_i420};
+use crate::frame::{I420Frame, chroma_width};
 
 /// Settings of the H.264 encoder.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -209,21 +210,18 @@ impl VideoDecoder for H264Decoder {
         if w == 0 || h == 0 {
             return Err(CodecError::Decode("empty picture".into()));
         }
-        let mut frame = I420Frame::black(w, h);
-        let (y, u, v) = frame.planes_mut();
-        let (cw, ch) = (chroma_width(w) as usize, chroma_height(h) as usize);
-        for (src, stride, out, pw, ph) in [
-            (picture.y(), ys, y, w as usize, h as usize),
-            (picture.u(), us, u, cw, ch),
-            (picture.v(), vs, v, cw, ch),
-        ] {
-            for row in 0..ph {
-                let line = src
-                    .get(row * stride..row * stride + pw)
-                    .ok_or_else(|| CodecError::Decode("short plane".into()))?;
-                out[row * pw..(row + 1) * pw].copy_from_slice(line);
-            }
-        }
+        let planes = [
+            Plane { data: picture.y(), stride: ys },
+            Plane { data: picture.u(), stride: us },
+            Plane { data: picture.v(), stride: vs },
+        ];
+        let frame = to_i420(&RawPicture {
+            format: PixelFormat::I420,
+            width: w,
+            height: h,
+            planes: &planes,
+        })
+        .map_err(|e| CodecError::Decode(e.to_string()))?;
         Ok(Some(frame))
     }
 }
@@ -241,14 +239,7 @@ mod tests {
     ) -> Vec<(EncodedFrame, I420Frame)> {
         let mut encoder = H264Encoder::new(H264EncoderConfig::new(w, h)).unwrap();
         let mut decoder = H264Decoder::new().unwrap();
-        (0..frames)
-            .map(|i| {
-                let source = pattern.render(w, h, i).with_timestamp(Duration::from_millis(i * 33));
-                let encoded = encoder.encode(&source).unwrap().pop().expect("one frame per input");
-                let decoded = decoder.decode(&encoded.data).unwrap().expect("a picture");
-                (encoded, decoded)
-            })
-            .collect()
+        super::super::round_trip(&mut encoder, &mut decoder, pattern, (w, h), frames)
     }
 
     #[test]

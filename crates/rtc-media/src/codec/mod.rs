@@ -92,3 +92,23 @@ pub trait VideoDecoder: Send {
     /// Decodes one encoded frame; `None` when it produced no picture.
     fn decode(&mut self, data: &[u8]) -> Result<Option<I420Frame>, CodecError>;
 }
+
+/// Encodes `frames` frames of `pattern` and decodes each right away (tests of both codecs).
+#[cfg(test)]
+pub(crate) fn round_trip(
+    encoder: &mut dyn VideoEncoder,
+    decoder: &mut dyn VideoDecoder,
+    pattern: crate::pattern::TestPattern,
+    (width, height): (u32, u32),
+    frames: u64,
+) -> Vec<(EncodedFrame, I420Frame)> {
+    (0..frames)
+        .map(|i| {
+            let source =
+                pattern.render(width, height, i).with_timestamp(Duration::from_millis(i * 33));
+            let encoded = encoder.encode(&source).unwrap().pop().expect("one frame per input");
+            let decoded = decoder.decode(&encoded.data).unwrap().expect("a picture");
+            (encoded, decoded)
+        })
+        .collect()
+}

@@ -9,6 +9,7 @@ use std::time::Duration;
 use vpx_sys as vpx;
 
 use super::{CodecError, EncodedFrame, VideoCodec, VideoDecoder, VideoEncoder};
+use crate::convert::{PixelFormat, Plane, RawPicture, to_i420};
 use crate::frame::{I420Frame, chroma_height, chroma_width};
 
 /// The RTP clock of video: timestamps are counted in 1/90 000 s.
@@ -386,23 +387,23 @@ impl VideoDecoder for Vp8Decoder {
                     )));
                 }
                 let (w, h) = (img.d_w, img.d_h);
-                let mut frame = I420Frame::black(w, h);
-                let (y, u, v) = frame.planes_mut();
-                for (plane, out, pw, ph) in [
-                    (0, y, w, h),
-                    (1, u, chroma_width(w), chroma_height(h)),
-                    (2, v, chroma_width(w), chroma_height(h)),
-                ] {
-                    let stride = img.stride[plane] as usize;
-                    for row in 0..ph as usize {
-                        let src = std::slice::from_raw_parts(
-                            img.planes[plane].add(row * stride),
-                            pw as usize,
-                        );
-                        out[row * pw as usize..(row + 1) * pw as usize].copy_from_slice(src);
-                    }
-                }
-                frame
+                let plane = |i: usize, row_bytes: u32, rows: u32| {
+                    let stride = img.stride[i] as usize;
+                    let len = stride * (rows as usize - 1) + row_bytes as usize;
+                    Plane { data: std::slice::from_raw_parts(img.planes[i], len), stride }
+                };
+                let planes = [
+                    plane(0, w, h),
+                    plane(1, chroma_width(w), chroma_height(h)),
+                    plane(2, chroma_width(w), chroma_height(h)),
+                ];
+                to_i420(&RawPicture {
+                    format: PixelFormat::I420,
+                    width: w,
+                    height: h,
+                    planes: &planes,
+                })
+                .map_err(|e| CodecError::Decode(e.to_string()))?
             };
             last = Some(frame);
         }
@@ -423,14 +424,7 @@ mod tests {
     ) -> Vec<(EncodedFrame, I420Frame)> {
         let mut encoder = Vp8Encoder::new(Vp8EncoderConfig::new(w, h)).unwrap();
         let mut decoder = Vp8Decoder::new().unwrap();
-        (0..frames)
-            .map(|i| {
-                let source = pattern.render(w, h, i).with_timestamp(Duration::from_millis(i * 33));
-                let encoded = encoder.encode(&source).unwrap().pop().expect("one frame per input");
-                let decoded = decoder.decode(&encoded.data).unwrap().expect("a picture");
-                (encoded, decoded)
-            })
-            .collect()
+        super::super::round_trip(&mut encoder, &mut decoder, pattern, (w, h), frames)
     }
 
     #[test]
