@@ -337,16 +337,38 @@ async fn wait_recorded(log: &Arc<Mutex<Vec<Recorded>>>, expected: &[Recorded]) {
     }
 }
 
+/// A driver with a recording connector, running in a task.
+struct RecordingDriver {
+    log: Arc<Mutex<Vec<Recorded>>>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), RtcError>>,
+}
+
+impl RecordingDriver {
+    fn spawn(room: Room, options: DriverOptions) -> Self {
+        let connector = RecordingConnector::default();
+        let log = connector.0.clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(
+            LiveKitRoomDriver::with_options(room, connector, options).run_until(async {
+                let _ = stopped.await;
+            }),
+        );
+        Self { log, stop, task }
+    }
+
+    /// Stops the driver and checks that it ended without an error.
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        self.task.await.unwrap().unwrap();
+    }
+}
+
 #[tokio::test]
 async fn the_driver_connects_while_our_device_is_in_the_call() {
     let (stack, _, a, b, room_id) = two_peers().await;
-    let connector = RecordingConnector::default();
-    let log = connector.0.clone();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let driver =
-        tokio::spawn(LiveKitRoomDriver::new(b.room(&room_id), connector).run_until(async {
-            let _ = stop_rx.await;
-        }));
+    let driver = RecordingDriver::spawn(b.room(&room_id), DriverOptions::default());
+    let log = driver.log.clone();
 
     // Someone else's call does not make us connect.
     let alice = OwnMembership::join(
@@ -372,25 +394,18 @@ async fn the_driver_connects_while_our_device_is_in_the_call() {
     wait_recorded(&log, &[Recorded::Connect(stack.auth_service_url.clone()), Recorded::Disconnect])
         .await;
 
-    let _ = stop_tx.send(());
-    driver.await.unwrap().unwrap();
+    driver.stop().await;
     alice.leave().await.unwrap();
 }
 
 #[tokio::test]
 async fn the_driver_can_follow_any_active_call() {
     let (stack, _, a, b, room_id) = two_peers().await;
-    let connector = RecordingConnector::default();
-    let log = connector.0.clone();
     let mut options = DriverOptions::default();
     options.follow_any_active_call = true;
     options.service_url = Some("https://explicit.example".to_owned());
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let driver = tokio::spawn(
-        LiveKitRoomDriver::with_options(b.room(&room_id), connector, options).run_until(async {
-            let _ = stop_rx.await;
-        }),
-    );
+    let driver = RecordingDriver::spawn(b.room(&room_id), options);
+    let log = driver.log.clone();
     let alice = OwnMembership::join(
         &a.room(&room_id),
         &stack.auth_service_url,
@@ -406,7 +421,6 @@ async fn the_driver_can_follow_any_active_call() {
     )
     .await;
     // Stopping the driver while disconnected records nothing more.
-    let _ = stop_tx.send(());
-    driver.await.unwrap().unwrap();
+    driver.stop().await;
     assert_eq!(log.lock().unwrap().len(), 2);
 }
