@@ -1,0 +1,34 @@
+//! A LiveKit client in pure Rust: signalling with the official `livekit-protocol` types, the two
+//! WebRTC peer connections on [`str0m`], encoded video in and out. No libwebrtc, no C++.
+//!
+//! ```text
+//!  Room (handle) ──commands──▶ task (tokio: WebSocket, UDP sockets, timers)
+//!                                 │  bytes + time ▲ outputs
+//!                                 ▼               │
+//!                              Engine (sans-IO): signalling state, publisher and subscriber
+//!                              str0m::Rtc, participants, tracks, frame-crypto hook
+//! ```
+//!
+//! Start with [`Room::connect`]; publish with [`Room::publish_video`] and write
+//! [`EncodedVideoFrame`]s; receive [`RoomEvent::TrackSubscribed`] and read
+//! [`RemoteVideoFrame`]s. Frame encryption plugs in through [`FrameCryptor`].
+
+mod e2ee;
+mod engine;
+mod error;
+mod net;
+mod room;
+mod signal;
+pub mod stun;
+mod task;
+mod track;
+
+pub use e2ee::{FrameContext, FrameCryptError, FrameCryptor};
+pub use engine::ParticipantSummary;
+pub use error::{ConnectError, DisconnectCause, PublishError, TrackError};
+pub use livekit_protocol::DisconnectReason;
+pub use room::{ConnectionState, Room, RoomEvent, RoomEvents, RoomOptions};
+pub use track::{
+    EncodedVideoFrame, LocalVideoTrack, RemoteTrackInfo, RemoteVideoFrame, RemoteVideoTrack,
+    TrackSource, VideoCodec, VideoTrackOptions,
+};

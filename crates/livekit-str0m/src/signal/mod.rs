@@ -1,0 +1,150 @@
+//! Signalling: the WebSocket to the server's `/rtc` endpoint carrying `SignalRequest` and
+//! `SignalResponse` protobufs.
+
+pub(crate) mod candidate_init;
+pub(crate) mod url;
+
+use std::time::Duration;
+
+use futures_util::{SinkExt as _, StreamExt as _};
+use livekit_protocol::{SignalRequest, SignalResponse, signal_request, signal_response};
+use prost::Message as _;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tracing::{debug, trace};
+
+use crate::error::ConnectError;
+pub(crate) use url::{SignalParams, redacted, signal_url};
+
+/// How long opening the WebSocket may take.
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the server may take to send its join response after the upgrade.
+pub(crate) const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// An open signalling connection.
+pub(crate) struct SignalConnection {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+/// What arrived on the WebSocket.
+pub(crate) enum Incoming {
+    /// A decoded message.
+    Message(signal_response::Message),
+    /// The connection ended (with a reason for logs).
+    Closed(String),
+}
+
+impl SignalConnection {
+    /// Opens the WebSocket. The token travels in the URL (`access_token`) and in the
+    /// `Authorization` header, as the official clients do between them.
+    pub(crate) async fn open(
+        base: &str,
+        token: &str,
+        params: &SignalParams,
+    ) -> Result<Self, ConnectError> {
+        let url = signal_url(base, token, params)?;
+        debug!(url = %redacted(&url), "opening signal connection");
+        let mut request = url
+            .as_str()
+            .into_client_request()
+            .map_err(|e| ConnectError::InvalidUrl(e.to_string()))?;
+        let bearer = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
+            ConnectError::InvalidUrl("the token is not a valid header value".into())
+        })?;
+        request.headers_mut().insert("Authorization", bearer);
+        let connect = tokio_tungstenite::connect_async(request);
+        let (ws, _) = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
+            Err(_) => {
+                return Err(ConnectError::Unreachable(format!(
+                    "no WebSocket within {CONNECT_TIMEOUT:?}"
+                )));
+            }
+            Ok(Err(tungstenite::Error::Http(response))) => {
+                let status = response.status().as_u16();
+                let body =
+                    response.body().as_deref().map(String::from_utf8_lossy).unwrap_or_default();
+                let message: String = body.trim().chars().take(200).collect();
+                return Err(ConnectError::Refused { status, message });
+            }
+            Ok(Err(error)) => return Err(ConnectError::Unreachable(error.to_string())),
+            Ok(Ok(connected)) => connected,
+        };
+        Ok(Self { ws })
+    }
+
+    /// Waits for the join response (`join`), or a `reconnect` response for a resume.
+    pub(crate) async fn first_message(&mut self) -> Result<signal_response::Message, ConnectError> {
+        let first = async {
+            loop {
+                match self.recv().await {
+                    Incoming::Message(signal_response::Message::Leave(leave)) => {
+                        let reason = livekit_protocol::DisconnectReason::try_from(leave.reason)
+                            .unwrap_or(livekit_protocol::DisconnectReason::UnknownReason);
+                        return Err(ConnectError::Left(reason));
+                    }
+                    Incoming::Message(
+                        m @ (signal_response::Message::Join(_)
+                        | signal_response::Message::Reconnect(_)),
+                    ) => return Ok(m),
+                    Incoming::Message(other) => {
+                        trace!(message = ?std::mem::discriminant(&other), "message before join ignored");
+                    }
+                    Incoming::Closed(reason) => {
+                        return Err(ConnectError::Protocol(format!(
+                            "closed before the join response: {reason}"
+                        )));
+                    }
+                }
+            }
+        };
+        tokio::time::timeout(JOIN_TIMEOUT, first)
+            .await
+            .map_err(|_| ConnectError::JoinTimeout(JOIN_TIMEOUT))?
+    }
+
+    /// The next message. Undecodable frames are skipped with a log line.
+    pub(crate) async fn recv(&mut self) -> Incoming {
+        loop {
+            let frame = match self.ws.next().await {
+                None => return Incoming::Closed("end of stream".into()),
+                Some(Err(error)) => return Incoming::Closed(error.to_string()),
+                Some(Ok(frame)) => frame,
+            };
+            let bytes = match frame {
+                Message::Binary(bytes) => bytes,
+                Message::Close(close) => {
+                    return Incoming::Closed(
+                        close.map_or("close frame".into(), |c| format!("close frame {}", c.code)),
+                    );
+                }
+                Message::Text(_) => {
+                    debug!("text signal frame ignored (we asked for protobuf)");
+                    continue;
+                }
+                _ => continue,
+            };
+            match SignalResponse::decode(bytes.as_ref()) {
+                Ok(SignalResponse { message: Some(message) }) => return Incoming::Message(message),
+                Ok(_) => trace!("empty signal response"),
+                Err(error) => debug!(%error, "undecodable signal response ignored"),
+            }
+        }
+    }
+
+    /// Sends a request.
+    pub(crate) async fn send(
+        &mut self,
+        message: signal_request::Message,
+    ) -> Result<(), tungstenite::Error> {
+        let bytes = SignalRequest { message: Some(message) }.encode_to_vec();
+        self.ws.send(Message::Binary(bytes.into())).await
+    }
+
+    /// Closes the WebSocket politely, within a short time.
+    pub(crate) async fn close(mut self) {
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.ws.close(None)).await;
+    }
+}

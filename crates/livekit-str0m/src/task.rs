@@ -1,0 +1,527 @@
+//! The tokio task that owns a room connection's WebSocket, UDP sockets and timers, and moves
+//! bytes between them and the sans-IO [`Engine`]. It also reconnects.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use livekit_protocol::{self as proto, signal_response};
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::{Instrument as _, debug, info};
+
+use crate::engine::{Engine, EngineConfig, EngineEvent, LocalAddrs, Output, ParticipantChange};
+use crate::error::{ConnectError, DisconnectCause, PublishError};
+use crate::net::{Sockets, local_ips};
+use crate::room::{ConnectionState, RoomEvent, RoomOptions};
+use crate::signal::{Incoming, SignalConnection, SignalParams};
+use crate::track::{
+    EncodedVideoFrame, LocalTrackShared, RemoteVideoFrame, RemoteVideoTrack, VideoTrackOptions,
+};
+
+/// Frames a remote track buffers before the oldest are dropped.
+const REMOTE_FRAME_BUFFER: usize = 60;
+/// How long the server may take to confirm a published track.
+pub(crate) const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the application asks of the connection task.
+#[derive(Debug)]
+pub(crate) enum Command {
+    PublishVideo {
+        cid: String,
+        options: VideoTrackOptions,
+        shared: Arc<LocalTrackShared>,
+        reply: oneshot::Sender<Result<String, PublishError>>,
+    },
+    WriteFrame {
+        cid: String,
+        frame: EncodedVideoFrame,
+    },
+    Mute {
+        cid: String,
+        muted: bool,
+    },
+    Unpublish {
+        cid: String,
+    },
+    RequestKeyframe {
+        track_sid: String,
+    },
+    SetSubscribed {
+        track_sid: String,
+        subscribe: bool,
+    },
+    Disconnect {
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// What the task shares with the `Room` handle.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) state: watch::Sender<ConnectionState>,
+    pub(crate) local: std::sync::Mutex<(String, String)>,
+}
+
+/// The task's state across sessions.
+pub(crate) struct Task {
+    url: String,
+    token: String,
+    options: RoomOptions,
+    engine: Engine,
+    commands: mpsc::Receiver<Command>,
+    /// For remote tracks' keyframe requests.
+    command_sender: mpsc::WeakSender<Command>,
+    events: mpsc::UnboundedSender<RoomEvent>,
+    shared: Arc<Shared>,
+    local_tracks: HashMap<String, Arc<LocalTrackShared>>,
+    pending_publish: HashMap<String, (oneshot::Sender<Result<String, PublishError>>, Instant)>,
+    remote_tracks: HashMap<String, mpsc::Sender<RemoteVideoFrame>>,
+}
+
+/// How a session ended.
+enum SessionEnd {
+    Lost(String),
+    Left(proto::DisconnectReason),
+    Disconnect(Option<oneshot::Sender<()>>),
+}
+
+/// A joined session: its WebSocket and sockets.
+pub(crate) struct Connection {
+    signal: SignalConnection,
+    publisher: Sockets,
+    subscriber: Sockets,
+    join: proto::JoinResponse,
+}
+
+/// Opens the WebSocket, waits for the join response and binds the sockets.
+pub(crate) async fn open_connection(
+    url: &str,
+    token: &str,
+    options: &RoomOptions,
+) -> Result<Connection, ConnectError> {
+    let params = SignalParams { auto_subscribe: options.auto_subscribe, resume_sid: None };
+    let mut signal = SignalConnection::open(url, token, &params).await?;
+    let join = match signal.first_message().await? {
+        signal_response::Message::Join(join) => join,
+        _ => return Err(ConnectError::Protocol("a reconnect response to a join".into())),
+    };
+    let ips = local_ips();
+    let io = |e: std::io::Error| ConnectError::Io(e.to_string());
+    let publisher = Sockets::bind(&ips).await.map_err(io)?;
+    let subscriber = Sockets::bind(&ips).await.map_err(io)?;
+    Ok(Connection { signal, publisher, subscriber, join })
+}
+
+impl Task {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        url: String,
+        token: String,
+        options: RoomOptions,
+        commands: mpsc::Receiver<Command>,
+        command_sender: mpsc::WeakSender<Command>,
+        events: mpsc::UnboundedSender<RoomEvent>,
+        shared: Arc<Shared>,
+    ) -> Self {
+        let config = EngineConfig { cryptor: options.frame_cryptor.clone() };
+        Self {
+            url,
+            token,
+            options,
+            engine: Engine::new(config, Instant::now()),
+            commands,
+            command_sender,
+            events,
+            shared,
+            local_tracks: HashMap::new(),
+            pending_publish: HashMap::new(),
+            remote_tracks: HashMap::new(),
+        }
+    }
+
+    /// Runs sessions until the room is disconnected; `connected` hears about the first one.
+    pub(crate) async fn run(
+        mut self,
+        first: Connection,
+        connected: oneshot::Sender<Result<(), ConnectError>>,
+    ) {
+        let span = tracing::info_span!("livekit_room", url = %self.url);
+        async move {
+            let mut connected = Some(connected);
+            let mut connection = first;
+            loop {
+                let end = self.run_session(connection, &mut connected).await;
+                self.engine.end_session();
+                self.flush_events();
+                self.remote_tracks.clear();
+                let reason = match end {
+                    SessionEnd::Disconnect(reply) => {
+                        self.finish(DisconnectCause::ClientInitiated);
+                        if let Some(reply) = reply {
+                            let _ = reply.send(());
+                        }
+                        return;
+                    }
+                    SessionEnd::Left(reason) => {
+                        if let Some(tx) = connected.take() {
+                            let _ = tx.send(Err(ConnectError::Left(reason)));
+                        }
+                        self.finish(DisconnectCause::Server(reason));
+                        return;
+                    }
+                    SessionEnd::Lost(reason) => reason,
+                };
+                if let Some(tx) = connected.take() {
+                    // Never connected: the caller of `connect` gets the error, no reconnects.
+                    let _ = tx.send(Err(ConnectError::MediaTimeout(
+                        crate::engine::MEDIA_CONNECT_TIMEOUT,
+                    )));
+                    self.set_state(ConnectionState::Disconnected);
+                    return;
+                }
+                info!(%reason, "connection lost; reconnecting");
+                self.set_state(ConnectionState::Reconnecting);
+                match self.reconnect().await {
+                    Ok(next) => connection = next,
+                    Err(Some(error)) => {
+                        self.finish(DisconnectCause::ReconnectFailed(error));
+                        return;
+                    }
+                    Err(None) => {
+                        self.finish(DisconnectCause::ClientInitiated);
+                        return;
+                    }
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    fn finish(&mut self, cause: DisconnectCause) {
+        info!(%cause, "disconnected");
+        for (_, (reply, _)) in self.pending_publish.drain() {
+            let _ = reply.send(Err(PublishError::Disconnected));
+        }
+        self.set_state(ConnectionState::Disconnected);
+        let _ = self.events.send(RoomEvent::Disconnected(cause));
+    }
+
+    fn set_state(&self, state: ConnectionState) {
+        let changed = self.shared.state.send_if_modified(|current| {
+            let changed = *current != state;
+            *current = state;
+            changed
+        });
+        if changed {
+            let _ = self.events.send(RoomEvent::ConnectionStateChanged(state));
+        }
+    }
+
+    /// Full rejoins with backoff until one works, the policy gives up (`Err(Some)`), or the
+    /// application disconnects (`Err(None)`).
+    async fn reconnect(&mut self) -> Result<Connection, Option<ConnectError>> {
+        let started = Instant::now();
+        let mut delay = Duration::from_millis(200);
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let (url, token, options) =
+                (self.url.clone(), self.token.clone(), self.options.clone());
+            let result = tokio::select! {
+                result = open_connection(&url, &token, &options) => result,
+                gone = self.idle_commands() => { if gone { return Err(None) } else { continue } }
+            };
+            match result {
+                Ok(connection) => {
+                    info!(attempt, elapsed = ?started.elapsed(), "rejoined");
+                    return Ok(connection);
+                }
+                Err(
+                    error @ (ConnectError::Refused { status: 401 | 403, .. }
+                    | ConnectError::Left(_)),
+                ) => {
+                    return Err(Some(error));
+                }
+                Err(error) => {
+                    if started.elapsed() + delay > self.options.reconnect_timeout {
+                        return Err(Some(error));
+                    }
+                    debug!(attempt, %error, ?delay, "rejoin failed");
+                }
+            }
+            let sleep = tokio::time::sleep(delay);
+            tokio::pin!(sleep);
+            loop {
+                tokio::select! {
+                    () = &mut sleep => break,
+                    gone = self.idle_commands() => if gone { return Err(None) },
+                }
+            }
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    /// Handles one command while there is no session: `true` when the room is being closed.
+    async fn idle_commands(&mut self) -> bool {
+        match self.commands.recv().await {
+            None => true,
+            Some(Command::Disconnect { reply }) => {
+                let _ = reply.send(());
+                true
+            }
+            Some(command) => {
+                self.handle_command(command, Instant::now());
+                false
+            }
+        }
+    }
+
+    async fn run_session(
+        &mut self,
+        connection: Connection,
+        connected: &mut Option<oneshot::Sender<Result<(), ConnectError>>>,
+    ) -> SessionEnd {
+        let Connection { mut signal, publisher, subscriber, join } = connection;
+        let stun_servers = join.ice_servers.clone();
+        {
+            let mut local = self.shared.local.lock().unwrap_or_else(|e| e.into_inner());
+            let participant = join.participant.clone().unwrap_or_default();
+            *local = (participant.sid, participant.identity);
+        }
+        let addrs =
+            LocalAddrs { publisher: publisher.local_addrs(), subscriber: subscriber.local_addrs() };
+        self.engine.start_session(join, addrs, Instant::now());
+        let servers = resolve_stun(&stun_servers).await;
+        if !servers.is_empty() {
+            self.engine.add_stun_servers(&servers, Instant::now());
+        }
+        let mut buf_publisher = vec![0u8; 2048];
+        let mut buf_subscriber = vec![0u8; 2048];
+        let mut deadline;
+        loop {
+            // Drain the engine before waiting (str0m's rule, and ours).
+            loop {
+                match self.engine.poll_output() {
+                    Output::Signal(message) => {
+                        if let Err(error) = signal.send(message).await {
+                            return SessionEnd::Lost(format!("signal send failed: {error}"));
+                        }
+                    }
+                    Output::Transmit { source, destination, contents } => {
+                        if !publisher.send(source, destination, &contents) {
+                            subscriber.send(source, destination, &contents);
+                        }
+                    }
+                    Output::Event(event) => {
+                        if let Some(end) = self.route(event, connected) {
+                            if matches!(end, SessionEnd::Disconnect(_)) {
+                                self.engine.leave();
+                                while let Output::Signal(message) = self.engine.poll_output() {
+                                    let _ = signal.send(message).await;
+                                }
+                            }
+                            signal.close().await;
+                            return end;
+                        }
+                    }
+                    Output::Timeout(at) => {
+                        deadline = at;
+                        break;
+                    }
+                }
+            }
+            if let Some((cid, _)) =
+                self.pending_publish.iter().find(|(_, (_, at))| at.elapsed() > PUBLISH_TIMEOUT)
+            {
+                let cid = cid.clone();
+                if let Some((reply, _)) = self.pending_publish.remove(&cid) {
+                    let _ = reply.send(Err(PublishError::Timeout(PUBLISH_TIMEOUT)));
+                }
+            }
+            let sleep_until = deadline.min(Instant::now() + Duration::from_secs(1));
+            tokio::select! {
+                incoming = signal.recv() => match incoming {
+                    Incoming::Message(signal_response::Message::RefreshToken(token)) => {
+                        debug!("token refreshed");
+                        self.token = token;
+                    }
+                    Incoming::Message(message) => self.engine.handle_signal(message, Instant::now()),
+                    Incoming::Closed(reason) => return SessionEnd::Lost(format!("signal connection closed: {reason}")),
+                },
+                received = publisher.recv(&mut buf_publisher) => {
+                    if let Ok((len, from, to)) = received {
+                        self.engine.handle_datagram(from, to, &buf_publisher[..len], Instant::now());
+                    }
+                }
+                received = subscriber.recv(&mut buf_subscriber) => {
+                    if let Ok((len, from, to)) = received {
+                        self.engine.handle_datagram(from, to, &buf_subscriber[..len], Instant::now());
+                    }
+                }
+                command = self.commands.recv() => match command {
+                    None => {
+                        self.engine.leave();
+                        while let Output::Signal(message) = self.engine.poll_output() {
+                            let _ = signal.send(message).await;
+                        }
+                        signal.close().await;
+                        return SessionEnd::Disconnect(None);
+                    }
+                    Some(Command::Disconnect { reply }) => {
+                        self.engine.leave();
+                        loop {
+                            match self.engine.poll_output() {
+                                Output::Signal(message) => { let _ = signal.send(message).await; }
+                                Output::Timeout(_) => break,
+                                _ => {}
+                            }
+                        }
+                        signal.close().await;
+                        return SessionEnd::Disconnect(Some(reply));
+                    }
+                    Some(command) => self.handle_command(command, Instant::now()),
+                },
+                () = tokio::time::sleep_until(sleep_until.into()) => self.engine.handle_timeout(Instant::now()),
+            }
+        }
+    }
+
+    fn handle_command(&mut self, command: Command, now: Instant) {
+        match command {
+            Command::PublishVideo { cid, options, shared, reply } => {
+                self.local_tracks.insert(cid.clone(), shared);
+                self.pending_publish.insert(cid.clone(), (reply, now));
+                self.engine.add_track(cid, options);
+            }
+            Command::WriteFrame { cid, frame } => self.engine.write_frame(&cid, frame, now),
+            Command::Mute { cid, muted } => self.engine.set_muted(&cid, muted),
+            Command::Unpublish { cid } => {
+                self.local_tracks.remove(&cid);
+                self.engine.remove_track(&cid, now);
+            }
+            Command::RequestKeyframe { track_sid } => self.engine.request_keyframe(&track_sid, now),
+            Command::SetSubscribed { track_sid, subscribe } => {
+                self.engine.set_subscribed(&track_sid, subscribe)
+            }
+            Command::Disconnect { reply } => {
+                let _ = reply.send(());
+            }
+        }
+    }
+
+    /// Delivers events the engine produced outside a session (unsubscriptions at its end).
+    fn flush_events(&mut self) {
+        let mut none = None;
+        while let Output::Event(event) = self.engine.poll_output() {
+            self.route(event, &mut none);
+        }
+    }
+
+    /// Sends an engine event where it belongs; `Some` ends the session.
+    fn route(
+        &mut self,
+        event: EngineEvent,
+        connected: &mut Option<oneshot::Sender<Result<(), ConnectError>>>,
+    ) -> Option<SessionEnd> {
+        match event {
+            EngineEvent::Connected => {
+                if let Some(tx) = connected.take() {
+                    let _ = tx.send(Ok(()));
+                }
+                self.set_state(ConnectionState::Connected);
+            }
+            EngineEvent::Participant(change) => {
+                let event = match change {
+                    ParticipantChange::Connected(p) => RoomEvent::ParticipantConnected(p),
+                    ParticipantChange::Disconnected(p) => RoomEvent::ParticipantDisconnected(p),
+                    ParticipantChange::TrackPublished(t) => RoomEvent::TrackPublished(t),
+                    ParticipantChange::TrackUnpublished(t) => RoomEvent::TrackUnpublished(t),
+                    ParticipantChange::TrackMuted(t) => RoomEvent::TrackMuted(t),
+                };
+                let _ = self.events.send(event);
+            }
+            EngineEvent::TrackSubscribed(info) => {
+                let (tx, rx) = mpsc::channel(REMOTE_FRAME_BUFFER);
+                self.remote_tracks.insert(info.track_sid.clone(), tx);
+                if let Some(commands) = self.command_sender.upgrade() {
+                    let track = RemoteVideoTrack { info, frames: rx, commands };
+                    let _ = self.events.send(RoomEvent::TrackSubscribed(track));
+                }
+            }
+            EngineEvent::TrackUnsubscribed { track_sid } => {
+                if self.remote_tracks.remove(&track_sid).is_some() {
+                    let _ = self.events.send(RoomEvent::TrackUnsubscribed { track_sid });
+                }
+            }
+            EngineEvent::Frame { track_sid, frame } => {
+                if let Some(tx) = self.remote_tracks.get(&track_sid) {
+                    if let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(frame) {
+                        debug!(%track_sid, "remote frame dropped: the application is not reading");
+                    }
+                }
+            }
+            EngineEvent::LocalTrackPublished { cid, sid } => {
+                if let Some(shared) = self.local_tracks.get(&cid) {
+                    *shared.sid.lock().unwrap_or_else(|e| e.into_inner()) = Some(sid.clone());
+                    // A fresh publication starts with a keyframe.
+                    shared.keyframe_requested.store(true, Ordering::Release);
+                }
+                if let Some((reply, _)) = self.pending_publish.remove(&cid) {
+                    let _ = reply.send(Ok(sid));
+                }
+            }
+            EngineEvent::LocalTrackRefused { cid, reason } => {
+                self.local_tracks.remove(&cid);
+                if let Some((reply, _)) = self.pending_publish.remove(&cid) {
+                    let _ = reply.send(Err(PublishError::Refused(reason)));
+                }
+            }
+            EngineEvent::KeyframeRequested { cid } => {
+                if let Some(shared) = self.local_tracks.get(&cid) {
+                    shared.keyframe_requested.store(true, Ordering::Release);
+                }
+            }
+            EngineEvent::Lost(reason) => return Some(SessionEnd::Lost(reason)),
+            EngineEvent::Left(reason) => return Some(SessionEnd::Left(reason)),
+        }
+        None
+    }
+}
+
+/// Resolves the `stun:` URLs of the join response (TURN is not used).
+async fn resolve_stun(servers: &[proto::IceServer]) -> Vec<SocketAddr> {
+    let mut resolved = Vec::new();
+    for url in servers.iter().flat_map(|s| s.urls.iter()) {
+        let Some(rest) = url.strip_prefix("stun:") else { continue };
+        let rest = rest.split('?').next().unwrap_or(rest);
+        let target = if rest.rsplit_once(':').is_some_and(|(_, port)| port.parse::<u16>().is_ok())
+            && !rest.ends_with(']')
+        {
+            rest.to_owned()
+        } else {
+            format!("{rest}:3478")
+        };
+        if let Ok(addr) = target.parse::<SocketAddr>() {
+            resolved.push(addr);
+            continue;
+        }
+        match tokio::time::timeout(Duration::from_secs(2), tokio::net::lookup_host(target.clone()))
+            .await
+        {
+            Ok(Ok(addrs)) => {
+                resolved.extend(addrs.filter(|a| !matches!(a.ip(), IpAddr::V6(_))).take(1))
+            }
+            Ok(Err(error)) => debug!(%target, %error, "STUN server not resolved"),
+            Err(_) => debug!(%target, "STUN server resolution timed out"),
+        }
+    }
+    if resolved.is_empty() {
+        debug!("no STUN server: host candidates only");
+    } else {
+        debug!(count = resolved.len(), "STUN servers");
+    }
+    resolved
+}

@@ -1,0 +1,145 @@
+//! Helpers for the tests against the local stack's LiveKit server.
+#![allow(dead_code, unreachable_pub)]
+
+use std::time::{Duration, SystemTime};
+
+use livekit_str0m::{EncodedVideoFrame, LocalVideoTrack, RemoteVideoTrack, VideoCodec};
+use matrixrtc_auth::access_token::{Claims, VideoGrant};
+use matrixrtc_auth::room_service::RoomServiceClient;
+use matrixrtc_auth::secret::Secret;
+use rtc_media::codec::{VideoDecoder, VideoEncoder, Vp8Decoder, Vp8Encoder, Vp8EncoderConfig};
+use rtc_media::frame::I420Frame;
+use rtc_media::pattern::TestPattern;
+use rtc_test_support::{StackInfo, unique_name};
+use tokio::task::JoinHandle;
+
+/// Logs to the test output (`RUST_LOG` to tune).
+pub fn init_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "livekit_str0m=debug,str0m=warn".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+/// A LiveKit room created on the stack's server, and tokens for it.
+pub struct TestRoom {
+    pub stack: StackInfo,
+    pub name: String,
+}
+
+impl TestRoom {
+    /// Creates a fresh room (the stack's server does not create rooms on join).
+    pub async fn create(prefix: &str) -> Self {
+        let stack = StackInfo::require();
+        let name = unique_name(prefix);
+        let client = RoomServiceClient::new(
+            &stack.livekit_url.parse().expect("livekit url"),
+            stack.livekit_api_key.clone(),
+            Secret::new(stack.livekit_api_secret.clone()),
+            Duration::from_secs(10),
+        )
+        .expect("room service client");
+        client.create_room(&name).await.expect("the LiveKit server creates the room");
+        Self { stack, name }
+    }
+
+    /// A join token for `identity`.
+    pub fn token(&self, identity: &str) -> String {
+        Claims::new(
+            self.stack.livekit_api_key.clone(),
+            identity,
+            VideoGrant::participant(self.name.clone()),
+            SystemTime::now(),
+            Duration::from_secs(3600),
+        )
+        .sign(&Secret::new(self.stack.livekit_api_secret.clone()))
+    }
+
+    pub fn url(&self) -> &str {
+        &self.stack.livekit_url
+    }
+}
+
+/// Publishes a test pattern into a track in the background, at `fps`, as VP8.
+pub fn spawn_pattern_publisher(
+    track: LocalVideoTrack,
+    pattern: TestPattern,
+    width: u32,
+    height: u32,
+    fps: u32,
+) -> JoinHandle<u64> {
+    tokio::spawn(async move {
+        let mut config = Vp8EncoderConfig::new(width, height);
+        config.bitrate = 800_000;
+        let mut encoder = Vp8Encoder::new(config).expect("VP8 encoder");
+        let mut interval = tokio::time::interval(Duration::from_secs(1) / fps);
+        let mut index = 0u64;
+        loop {
+            interval.tick().await;
+            if track.take_keyframe_request() {
+                encoder.request_keyframe();
+            }
+            let timestamp = Duration::from_secs(1) * index as u32 / fps;
+            let picture = pattern.render(width, height, index).with_timestamp(timestamp);
+            for encoded in encoder.encode(&picture).expect("encode") {
+                let frame =
+                    EncodedVideoFrame { data: encoded.data, keyframe: encoded.keyframe, timestamp };
+                match track.write(frame) {
+                    Err(livekit_str0m::TrackError::Closed) => return index,
+                    _ => {}
+                }
+            }
+            index += 1;
+        }
+    })
+}
+
+/// Receives and decodes frames of a remote VP8 track until `count` pictures came out.
+pub async fn decode_pictures(
+    track: &mut RemoteVideoTrack,
+    count: usize,
+    within: Duration,
+) -> Vec<I420Frame> {
+    let mut decoder = Vp8Decoder::new().expect("VP8 decoder");
+    let mut pictures = Vec::new();
+    let deadline = tokio::time::Instant::now() + within;
+    while pictures.len() < count {
+        let frame = tokio::time::timeout_at(deadline, track.recv())
+            .await
+            .unwrap_or_else(|_| {
+                panic!("only {} of {count} pictures within {within:?}", pictures.len())
+            })
+            .expect("the track ended");
+        assert_eq!(frame.codec, VideoCodec::Vp8);
+        if let Ok(Some(picture)) = decoder.decode(&frame.data) {
+            pictures.push(picture);
+        }
+    }
+    pictures
+}
+
+/// Whether a picture's centre is close to an RGB colour.
+pub fn centre_rgb(picture: &I420Frame) -> (u8, u8, u8) {
+    let (y, u, v) = picture.pixel(picture.width() / 2, picture.height() / 2);
+    yuv_to_rgb(y, u, v)
+}
+
+/// BT.601 limited range.
+pub fn yuv_to_rgb(y: u8, u: u8, v: u8) -> (u8, u8, u8) {
+    let (y, u, v) = (f64::from(y) - 16.0, f64::from(u) - 128.0, f64::from(v) - 128.0);
+    let clamp = |x: f64| x.round().clamp(0.0, 255.0) as u8;
+    (
+        clamp(1.164 * y + 1.596 * v),
+        clamp(1.164 * y - 0.392 * u - 0.813 * v),
+        clamp(1.164 * y + 2.017 * u),
+    )
+}
+
+pub fn close_to(actual: (u8, u8, u8), expected: (u8, u8, u8), tolerance: u8) -> bool {
+    actual.0.abs_diff(expected.0) <= tolerance
+        && actual.1.abs_diff(expected.1) <= tolerance
+        && actual.2.abs_diff(expected.2) <= tolerance
+}
