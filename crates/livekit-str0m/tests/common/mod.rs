@@ -143,3 +143,61 @@ pub fn close_to(actual: (u8, u8, u8), expected: (u8, u8, u8), tolerance: u8) -> 
         && actual.1.abs_diff(expected.1) <= tolerance
         && actual.2.abs_diff(expected.2) <= tolerance
 }
+
+/// One line of `interop/livekit-client.mjs`.
+pub type JsEvent = serde_json::Value;
+
+/// Runs the official livekit-client in headless Chromium (`interop/livekit-client.mjs`) and
+/// collects its JSON lines; `extra` adds environment variables (MODE, COLOR, ...).
+pub fn spawn_js_client(room: &TestRoom, identity: &str, extra: &[(&str, &str)]) -> tokio::process::Child {
+    let script = room.stack.interop_dir.join("livekit-client.mjs");
+    assert!(script.exists(), "{} is missing: run `cargo xtask devstack up`", script.display());
+    let mut command = tokio::process::Command::new("node");
+    command
+        .arg(&script)
+        .current_dir(&room.stack.interop_dir)
+        .env("LIVEKIT_URL", room.url())
+        .env("TOKEN", room.token(identity))
+        .env("CHROMIUM", &room.stack.chromium)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .kill_on_drop(true);
+    for (key, value) in extra {
+        command.env(key, value);
+    }
+    command.spawn().expect("node runs (install Node.js and `npm ci` in interop/)")
+}
+
+/// Reads the script's JSON lines until it exits; every line is echoed for the test log.
+pub async fn js_events(child: tokio::process::Child, within: Duration) -> (bool, Vec<JsEvent>) {
+    use tokio::io::AsyncBufReadExt as _;
+    let mut child = child;
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let mut events = Vec::new();
+    let read = async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            eprintln!("livekit-client: {line}");
+            if let Ok(event) = serde_json::from_str::<JsEvent>(&line) {
+                events.push(event);
+            }
+        }
+    };
+    if tokio::time::timeout(within, read).await.is_err() {
+        let _ = child.kill().await;
+        panic!("livekit-client did not finish within {within:?}");
+    }
+    let status = child.wait().await.expect("wait for node");
+    (status.success(), events)
+}
+
+/// The `sample` events with a picture.
+pub fn samples(events: &[JsEvent]) -> Vec<&JsEvent> {
+    events.iter().filter(|e| e["event"] == "sample" && e["width"].as_u64().unwrap_or(0) > 0).collect()
+}
+
+/// An `[r, g, b]` array of a sample.
+pub fn rgb(value: &JsEvent) -> (u8, u8, u8) {
+    let c = |i: usize| value[i].as_u64().unwrap_or(999).min(255) as u8;
+    (c(0), c(1), c(2))
+}

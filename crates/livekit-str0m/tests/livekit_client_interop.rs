@@ -1,0 +1,102 @@
+//! Interop with the official `livekit-client` JS SDK in headless Chromium, through the real
+//! LiveKit server: it decodes what we publish, we decode what it publishes, and the pixels are
+//! checked on both sides.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use common::{
+    TestRoom, centre_rgb, close_to, decode_pictures, init_logs, js_events, rgb, samples, spawn_js_client,
+    spawn_pattern_publisher,
+};
+use livekit_str0m::{Room, RoomEvent, RoomOptions, VideoTrackOptions};
+use rtc_media::pattern::TestPattern;
+
+/// Publishes `pattern` from Rust and lets livekit-client sample what it decodes.
+async fn browser_watches(pattern: TestPattern, prefix: &str) -> Vec<common::JsEvent> {
+    init_logs();
+    let room = TestRoom::create(prefix).await;
+    let (rust, _events) = Room::connect(room.url(), &room.token("rust-publisher"), RoomOptions::default())
+        .await
+        .expect("the Rust client connects");
+    let options = VideoTrackOptions { name: "pattern".into(), width: 640, height: 480, ..Default::default() };
+    let track = rust.publish_video(options).await.expect("publish");
+    let publisher = spawn_pattern_publisher(track, pattern, 640, 480, 30);
+    let started = Instant::now();
+    let browser = spawn_js_client(
+        &room,
+        "browser",
+        &[("MODE", "subscribe"), ("EXPECT_IDENTITY", "rust-publisher"), ("SAMPLES", "12"), ("SECONDS", "40")],
+    );
+    let (ok, events) = js_events(browser, Duration::from_secs(90)).await;
+    eprintln!("browser finished after {:?}", started.elapsed());
+    assert!(ok, "livekit-client subscribed and decoded pictures");
+    let subscribed = events.iter().find(|e| e["event"] == "track-subscribed").expect("track-subscribed");
+    assert_eq!(subscribed["identity"], "rust-publisher");
+    assert_eq!(subscribed["codec"], "video/VP8");
+    rust.disconnect().await;
+    let _ = publisher.await;
+    events
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn livekit_client_sees_red_frames_from_rust() {
+    let events = browser_watches(TestPattern::RED, "js-sees-red").await;
+    let samples = samples(&events);
+    assert!(samples.len() >= 10, "enough samples: {}", samples.len());
+    for sample in &samples {
+        assert_eq!((sample["width"].as_u64(), sample["height"].as_u64()), (Some(640), Some(480)));
+        let centre = rgb(&sample["center"]);
+        assert!(close_to(centre, (255, 0, 0), 40), "the browser sees {centre:?}, not red");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn livekit_client_sees_a_moving_pattern_change() {
+    let events = browser_watches(TestPattern::Moving, "js-sees-motion").await;
+    let samples = samples(&events);
+    let hashes: HashSet<&str> = samples.iter().filter_map(|s| s["hash"].as_str()).collect();
+    // Twelve samples 250 ms apart of a pattern that moves every frame: nearly all differ.
+    assert!(hashes.len() >= samples.len() - 2, "{} distinct of {} samples", hashes.len(), samples.len());
+    let frames: Vec<u64> = samples.iter().filter_map(|s| s["frames"].as_u64()).collect();
+    assert!(frames.windows(2).all(|w| w[1] >= w[0]) && frames.last() > frames.first(), "frames decoded: {frames:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_decodes_a_canvas_published_by_livekit_client() {
+    init_logs();
+    let room = TestRoom::create("rust-sees-canvas").await;
+    let (rust, mut events) = Room::connect(room.url(), &room.token("rust-subscriber"), RoomOptions::default())
+        .await
+        .expect("the Rust client connects");
+    let browser = spawn_js_client(
+        &room,
+        "browser-canvas",
+        &[("MODE", "publish"), ("COLOR", "#2080f0"), ("WIDTH", "640"), ("HEIGHT", "480"), ("SECONDS", "30")],
+    );
+    let started = Instant::now();
+    let mut track = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match events.recv().await.expect("events") {
+                RoomEvent::TrackSubscribed(track) => return track,
+                RoomEvent::Disconnected(cause) => panic!("disconnected: {cause}"),
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("the browser's track is subscribed");
+    assert_eq!(track.info().participant_identity, "browser-canvas");
+    assert_eq!(track.info().name, "canvas");
+    let pictures = decode_pictures(&mut track, 20, Duration::from_secs(20)).await;
+    eprintln!("20 pictures decoded {:?} after the browser started", started.elapsed());
+    let last = pictures.last().unwrap();
+    assert_eq!((last.width(), last.height()), (640, 480));
+    let centre = centre_rgb(last);
+    assert!(close_to(centre, (0x20, 0x80, 0xf0), 40), "Rust sees {centre:?}, not #2080f0");
+    rust.disconnect().await;
+    let (ok, _) = js_events(browser, Duration::from_secs(60)).await;
+    assert!(ok, "the browser published");
+}
