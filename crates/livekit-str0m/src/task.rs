@@ -294,10 +294,17 @@ impl Task {
         let addrs =
             LocalAddrs { publisher: publisher.local_addrs(), subscriber: subscriber.local_addrs() };
         self.engine.start_session(join, addrs, Instant::now());
-        let servers = resolve_stun(&stun_servers).await;
-        if !servers.is_empty() {
-            self.engine.add_stun_servers(&servers, Instant::now());
-        }
+        // Server-reflexive candidates matter only across NATs: a server on this machine is
+        // reached through loopback, and asking a public STUN server would only cost a DNS
+        // lookup. Resolution runs alongside the session, never in front of it.
+        let urls: Vec<String> = if signal.peer_is_loopback() {
+            Vec::new()
+        } else {
+            stun_servers.iter().flat_map(|s| s.urls.iter().cloned()).collect()
+        };
+        let stun_lookup = resolve_stun(urls);
+        tokio::pin!(stun_lookup);
+        let mut stun_pending = true;
         let mut buf_publisher = vec![0u8; 2048];
         let mut buf_subscriber = vec![0u8; 2048];
         let mut deadline;
@@ -384,6 +391,10 @@ impl Task {
                     }
                     Some(command) => self.handle_command(command, Instant::now()),
                 },
+                servers = &mut stun_lookup, if stun_pending => {
+                    stun_pending = false;
+                    self.engine.add_stun_servers(&servers, Instant::now());
+                }
                 () = tokio::time::sleep_until(sleep_until.into()) => self.engine.handle_timeout(Instant::now()),
             }
         }
@@ -491,19 +502,11 @@ impl Task {
     }
 }
 
-/// Resolves the `stun:` URLs of the join response (TURN is not used).
-async fn resolve_stun(servers: &[proto::IceServer]) -> Vec<SocketAddr> {
+/// Resolves `stun:` URLs (TURN is not used) to IPv4 addresses.
+async fn resolve_stun(urls: Vec<String>) -> Vec<SocketAddr> {
     let mut resolved = Vec::new();
-    for url in servers.iter().flat_map(|s| s.urls.iter()) {
-        let Some(rest) = url.strip_prefix("stun:") else { continue };
-        let rest = rest.split('?').next().unwrap_or(rest);
-        let target = if rest.rsplit_once(':').is_some_and(|(_, port)| port.parse::<u16>().is_ok())
-            && !rest.ends_with(']')
-        {
-            rest.to_owned()
-        } else {
-            format!("{rest}:3478")
-        };
+    for url in urls {
+        let Some(target) = stun_target(&url) else { continue };
         if let Ok(addr) = target.parse::<SocketAddr>() {
             resolved.push(addr);
             continue;
@@ -518,10 +521,37 @@ async fn resolve_stun(servers: &[proto::IceServer]) -> Vec<SocketAddr> {
             Err(_) => debug!(%target, "STUN server resolution timed out"),
         }
     }
-    if resolved.is_empty() {
-        debug!("no STUN server: host candidates only");
-    } else {
-        debug!(count = resolved.len(), "STUN servers");
-    }
+    debug!(count = resolved.len(), "STUN servers");
     resolved
+}
+
+/// `stun:host[:port][?transport=udp]` → `host:port` (3478 by default); `None` for other schemes.
+fn stun_target(url: &str) -> Option<String> {
+    let rest = url.strip_prefix("stun:")?;
+    let host = rest.split('?').next().unwrap_or(rest);
+    let has_port = match host.rsplit_once(':') {
+        Some((h, port)) => port.parse::<u16>().is_ok() && (!h.contains(':') || h.ends_with(']')),
+        None => false,
+    };
+    Some(if has_port { host.to_owned() } else { format!("{host}:3478") })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stun_target;
+
+    #[test]
+    fn stun_urls() {
+        assert_eq!(
+            stun_target("stun:stun.l.google.com:19302").as_deref(),
+            Some("stun.l.google.com:19302")
+        );
+        assert_eq!(stun_target("stun:198.51.100.1").as_deref(), Some("198.51.100.1:3478"));
+        assert_eq!(
+            stun_target("stun:[2001:db8::1]:3479?transport=udp").as_deref(),
+            Some("[2001:db8::1]:3479")
+        );
+        assert_eq!(stun_target("stun:[2001:db8::1]").as_deref(), Some("[2001:db8::1]:3478"));
+        assert_eq!(stun_target("turn:t.example.org:3478"), None);
+    }
 }

@@ -8,8 +8,8 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use common::{
-    TestRoom, centre_rgb, close_to, decode_pictures, init_logs, js_events, rgb, samples, spawn_js_client,
-    spawn_pattern_publisher,
+    TestRoom, centre_rgb, close_to, decode_pictures, init_logs, js_events, rgb, samples,
+    spawn_js_client, spawn_pattern_publisher,
 };
 use livekit_str0m::{Room, RoomEvent, RoomOptions, VideoTrackOptions};
 use rtc_media::pattern::TestPattern;
@@ -18,22 +18,30 @@ use rtc_media::pattern::TestPattern;
 async fn browser_watches(pattern: TestPattern, prefix: &str) -> Vec<common::JsEvent> {
     init_logs();
     let room = TestRoom::create(prefix).await;
-    let (rust, _events) = Room::connect(room.url(), &room.token("rust-publisher"), RoomOptions::default())
-        .await
-        .expect("the Rust client connects");
-    let options = VideoTrackOptions { name: "pattern".into(), width: 640, height: 480, ..Default::default() };
+    let (rust, _events) =
+        Room::connect(room.url(), &room.token("rust-publisher"), RoomOptions::default())
+            .await
+            .expect("the Rust client connects");
+    let options =
+        VideoTrackOptions { name: "pattern".into(), width: 640, height: 480, ..Default::default() };
     let track = rust.publish_video(options).await.expect("publish");
     let publisher = spawn_pattern_publisher(track, pattern, 640, 480, 30);
     let started = Instant::now();
     let browser = spawn_js_client(
         &room,
         "browser",
-        &[("MODE", "subscribe"), ("EXPECT_IDENTITY", "rust-publisher"), ("SAMPLES", "12"), ("SECONDS", "40")],
+        &[
+            ("MODE", "subscribe"),
+            ("EXPECT_IDENTITY", "rust-publisher"),
+            ("SAMPLES", "12"),
+            ("SECONDS", "40"),
+        ],
     );
     let (ok, events) = js_events(browser, Duration::from_secs(90)).await;
     eprintln!("browser finished after {:?}", started.elapsed());
     assert!(ok, "livekit-client subscribed and decoded pictures");
-    let subscribed = events.iter().find(|e| e["event"] == "track-subscribed").expect("track-subscribed");
+    let subscribed =
+        events.iter().find(|e| e["event"] == "track-subscribed").expect("track-subscribed");
     assert_eq!(subscribed["identity"], "rust-publisher");
     assert_eq!(subscribed["codec"], "video/VP8");
     rust.disconnect().await;
@@ -59,22 +67,37 @@ async fn livekit_client_sees_a_moving_pattern_change() {
     let samples = samples(&events);
     let hashes: HashSet<&str> = samples.iter().filter_map(|s| s["hash"].as_str()).collect();
     // Twelve samples 250 ms apart of a pattern that moves every frame: nearly all differ.
-    assert!(hashes.len() >= samples.len() - 2, "{} distinct of {} samples", hashes.len(), samples.len());
+    assert!(
+        hashes.len() >= samples.len() - 2,
+        "{} distinct of {} samples",
+        hashes.len(),
+        samples.len()
+    );
     let frames: Vec<u64> = samples.iter().filter_map(|s| s["frames"].as_u64()).collect();
-    assert!(frames.windows(2).all(|w| w[1] >= w[0]) && frames.last() > frames.first(), "frames decoded: {frames:?}");
+    assert!(
+        frames.windows(2).all(|w| w[1] >= w[0]) && frames.last() > frames.first(),
+        "frames decoded: {frames:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rust_decodes_a_canvas_published_by_livekit_client() {
     init_logs();
     let room = TestRoom::create("rust-sees-canvas").await;
-    let (rust, mut events) = Room::connect(room.url(), &room.token("rust-subscriber"), RoomOptions::default())
-        .await
-        .expect("the Rust client connects");
+    let (rust, mut events) =
+        Room::connect(room.url(), &room.token("rust-subscriber"), RoomOptions::default())
+            .await
+            .expect("the Rust client connects");
     let browser = spawn_js_client(
         &room,
         "browser-canvas",
-        &[("MODE", "publish"), ("COLOR", "#2080f0"), ("WIDTH", "640"), ("HEIGHT", "480"), ("SECONDS", "30")],
+        &[
+            ("MODE", "publish"),
+            ("COLOR", "#2080f0"),
+            ("WIDTH", "640"),
+            ("HEIGHT", "480"),
+            ("SECONDS", "30"),
+        ],
     );
     let started = Instant::now();
     let mut track = tokio::time::timeout(Duration::from_secs(30), async {

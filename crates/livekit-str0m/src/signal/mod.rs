@@ -75,6 +75,16 @@ impl SignalConnection {
         Ok(Self { ws })
     }
 
+    /// Whether the server is reached over loopback (it runs on this machine).
+    pub(crate) fn peer_is_loopback(&self) -> bool {
+        let stream = match self.ws.get_ref() {
+            MaybeTlsStream::Plain(stream) => stream,
+            MaybeTlsStream::Rustls(tls) => tls.get_ref().0,
+            _ => return false,
+        };
+        stream.peer_addr().is_ok_and(|addr| addr.ip().is_loopback())
+    }
+
     /// Waits for the join response (`join`), or a `reconnect` response for a resume.
     pub(crate) async fn first_message(&mut self) -> Result<signal_response::Message, ConnectError> {
         let first = async {

@@ -149,7 +149,11 @@ pub type JsEvent = serde_json::Value;
 
 /// Runs the official livekit-client in headless Chromium (`interop/livekit-client.mjs`) and
 /// collects its JSON lines; `extra` adds environment variables (MODE, COLOR, ...).
-pub fn spawn_js_client(room: &TestRoom, identity: &str, extra: &[(&str, &str)]) -> tokio::process::Child {
+pub fn spawn_js_client(
+    room: &TestRoom,
+    identity: &str,
+    extra: &[(&str, &str)],
+) -> tokio::process::Child {
     let script = room.stack.interop_dir.join("livekit-client.mjs");
     assert!(script.exists(), "{} is missing: run `cargo xtask devstack up`", script.display());
     let mut command = tokio::process::Command::new("node");
@@ -193,7 +197,10 @@ pub async fn js_events(child: tokio::process::Child, within: Duration) -> (bool,
 
 /// The `sample` events with a picture.
 pub fn samples(events: &[JsEvent]) -> Vec<&JsEvent> {
-    events.iter().filter(|e| e["event"] == "sample" && e["width"].as_u64().unwrap_or(0) > 0).collect()
+    events
+        .iter()
+        .filter(|e| e["event"] == "sample" && e["width"].as_u64().unwrap_or(0) > 0)
+        .collect()
 }
 
 /// An `[r, g, b]` array of a sample.
