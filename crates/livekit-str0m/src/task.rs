@@ -246,9 +246,11 @@ impl Task {
                     return Err(Some(error));
                 }
                 Err(error) => {
-                    if started.elapsed() + delay > self.options.reconnect_timeout {
+                    let Some(left) = self.options.reconnect_timeout.checked_sub(started.elapsed())
+                    else {
                         return Err(Some(error));
-                    }
+                    };
+                    delay = delay.min(left);
                     debug!(attempt, %error, ?delay, "rejoin failed");
                 }
             }

@@ -208,3 +208,105 @@ pub fn rgb(value: &JsEvent) -> (u8, u8, u8) {
     let c = |i: usize| value[i].as_u64().unwrap_or(999).min(255) as u8;
     (c(0), c(1), c(2))
 }
+
+/// A LiveKit server of our own (the stack's binary, our own ports and config), for tests that
+/// kill and restart it. Rooms are created on join here.
+pub struct PrivateLiveKit {
+    binary: std::path::PathBuf,
+    dir: std::path::PathBuf,
+    pub port: u16,
+    pub udp_port: u16,
+    child: Option<std::process::Child>,
+    pub key: String,
+    pub secret: String,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl PrivateLiveKit {
+    pub async fn start() -> Self {
+        let stack = StackInfo::require();
+        let binary = stack.state_dir.join("bin/livekit-server");
+        assert!(binary.exists(), "{} is missing: run `cargo xtask devstack up`", binary.display());
+        let dir = stack.state_dir.join(unique_name("test-livekit"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut server = Self {
+            binary,
+            dir,
+            port: free_port(),
+            udp_port: free_udp_port(),
+            child: None,
+            key: "testkey".into(),
+            secret: "test-secret-that-is-long-enough-for-livekit".into(),
+        };
+        std::fs::write(
+            server.dir.join("livekit.yaml"),
+            format!(
+                "port: {}\nbind_addresses: [\"127.0.0.1\"]\nkeys:\n  {}: {}\nlogging:\n  level: info\n\
+                 room:\n  auto_create: true\nrtc:\n  udp_port: {}\n  tcp_port: 0\n  node_ip: 127.0.0.1\n  \
+                 use_external_ip: false\n  enable_loopback_candidate: true\n  interfaces:\n    includes: [lo]\n\
+                 turn:\n  enabled: false\n",
+                server.port, server.key, server.secret, server.udp_port
+            ),
+        )
+        .unwrap();
+        server.restart().await;
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("ws://127.0.0.1:{}", self.port)
+    }
+
+    pub fn token(&self, room: &str, identity: &str) -> String {
+        Claims::new(
+            self.key.clone(),
+            identity,
+            VideoGrant::participant(room),
+            SystemTime::now(),
+            Duration::from_secs(3600),
+        )
+        .sign(&Secret::new(self.secret.clone()))
+    }
+
+    /// Starts the server (again) and waits until it answers HTTP.
+    pub async fn restart(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let log = std::fs::File::create(self.dir.join("livekit.log")).unwrap();
+        let child = std::process::Command::new(&self.binary)
+            .arg("--config")
+            .arg(self.dir.join("livekit.yaml"))
+            .current_dir(&self.dir)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("livekit-server starts");
+        self.child = Some(child);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_err() {
+            assert!(tokio::time::Instant::now() < deadline, "livekit-server listens within 20 s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Kills the server (SIGKILL: no goodbye to anyone).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for PrivateLiveKit {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -1,0 +1,137 @@
+//! The Rust half of `cargo xtask bench publish`: publishes raw I420 frames from a file as VP8,
+//! paced in real time, so CPU time and memory can be compared with the official SDK publishing
+//! the same frames.
+//!
+//! ```text
+//! publish-bench generate --out FILE --width W --height H --frames N
+//! LIVEKIT_URL=… LIVEKIT_TOKEN=… publish-bench publish --frames FILE --width W --height H \
+//!     --fps F --seconds S --bitrate BPS
+//! ```
+//! `publish` prints one JSON line: `{"frames_sent": N, "late": K, "seconds": S}`.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use livekit_str0m::{EncodedVideoFrame, Room, RoomOptions, VideoCodec, VideoTrackOptions};
+use rtc_media::codec::{VideoEncoder as _, Vp8Encoder, Vp8EncoderConfig};
+use rtc_media::frame::I420Frame;
+use rtc_media::pattern::TestPattern;
+
+type Error = Box<dyn std::error::Error>;
+
+fn main() -> Result<(), Error> {
+    let mut args = std::env::args().skip(1);
+    let command = args.next().ok_or("usage: publish-bench generate|publish --flag value ...")?;
+    let mut flags = HashMap::new();
+    while let Some(flag) = args.next() {
+        let name = flag
+            .strip_prefix("--")
+            .ok_or_else(|| format!("unexpected argument {flag}"))?
+            .to_owned();
+        flags.insert(name, args.next().ok_or_else(|| format!("--{flag} needs a value"))?);
+    }
+    let number = |name: &str, default: Option<u32>| -> Result<u32, Error> {
+        match (flags.get(name), default) {
+            (Some(value), _) => Ok(value.parse()?),
+            (None, Some(default)) => Ok(default),
+            (None, None) => Err(format!("--{name} is required").into()),
+        }
+    };
+    let (width, height) = (number("width", Some(1280))?, number("height", Some(720))?);
+    match command.as_str() {
+        "generate" => {
+            let out = flags.get("out").ok_or("--out is required")?;
+            let mut bytes = Vec::new();
+            for index in 0..u64::from(number("frames", Some(60))?) {
+                bytes
+                    .extend_from_slice(TestPattern::Moving.render(width, height, index).as_bytes());
+            }
+            std::fs::write(out, bytes)?;
+            Ok(())
+        }
+        "publish" => {
+            let file = flags.get("frames").ok_or("--frames is required")?;
+            let frames = read_frames(file, width, height)?;
+            let settings = Settings {
+                width,
+                height,
+                fps: number("fps", Some(30))?,
+                seconds: number("seconds", Some(30))?,
+                bitrate: number("bitrate", Some(2_000_000))?,
+            };
+            let url = std::env::var("LIVEKIT_URL").map_err(|_| "LIVEKIT_URL is required")?;
+            let token = std::env::var("LIVEKIT_TOKEN").map_err(|_| "LIVEKIT_TOKEN is required")?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            runtime.block_on(publish(&url, &token, &frames, settings))
+        }
+        other => Err(format!("unknown command {other}").into()),
+    }
+}
+
+fn read_frames(path: &str, width: u32, height: u32) -> Result<Vec<I420Frame>, Error> {
+    let bytes = std::fs::read(path)?;
+    let size = (width * height) as usize + 2 * (width.div_ceil(2) * height.div_ceil(2)) as usize;
+    if bytes.is_empty() || bytes.len() % size != 0 {
+        return Err(format!("{path} is not a whole number of {width}x{height} I420 frames").into());
+    }
+    Ok(bytes
+        .chunks(size)
+        .filter_map(|chunk| I420Frame::from_packed(width, height, chunk.to_vec()))
+        .collect())
+}
+
+#[derive(Clone, Copy)]
+struct Settings {
+    width: u32,
+    height: u32,
+    fps: u32,
+    seconds: u32,
+    bitrate: u32,
+}
+
+async fn publish(url: &str, token: &str, frames: &[I420Frame], s: Settings) -> Result<(), Error> {
+    let (room, _events) = Room::connect(url, token, RoomOptions::default()).await?;
+    let options = VideoTrackOptions {
+        name: "bench".into(),
+        codec: VideoCodec::Vp8,
+        width: s.width,
+        height: s.height,
+        max_bitrate: s.bitrate,
+        ..Default::default()
+    };
+    let track = room.publish_video(options).await?;
+    let mut config = Vp8EncoderConfig::new(s.width, s.height);
+    config.bitrate = s.bitrate;
+    config.fps = s.fps;
+    let mut encoder = Vp8Encoder::new(config)?;
+    let interval = Duration::from_secs(1) / s.fps;
+    let start = Instant::now();
+    let (mut sent, mut late) = (0u64, 0u64);
+    for index in 0..u64::from(s.fps * s.seconds) {
+        let timestamp = interval * index as u32;
+        let deadline = start + timestamp;
+        tokio::time::sleep_until(deadline.into()).await;
+        if deadline.elapsed() > interval {
+            // As a real-time source does: a frame whose time has passed is skipped.
+            late += 1;
+            continue;
+        }
+        if track.take_keyframe_request() {
+            encoder.request_keyframe();
+        }
+        let picture = frames[index as usize % frames.len()].clone().with_timestamp(timestamp);
+        for encoded in encoder.encode(&picture)? {
+            let frame =
+                EncodedVideoFrame { data: encoded.data, keyframe: encoded.keyframe, timestamp };
+            if track.write(frame).is_ok() {
+                sent += 1;
+            }
+        }
+    }
+    room.disconnect().await;
+    println!("{}", serde_json::json!({ "frames_sent": sent, "late": late, "seconds": s.seconds }));
+    Ok(())
+}
