@@ -1,13 +1,15 @@
 //! The tokio task that owns a room connection's WebSocket, UDP sockets and timers, and moves
 //! bytes between them and the sans-IO [`Engine`]. It also reconnects.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use livekit_protocol::{self as proto, signal_response};
+use livekit_protocol::{self as proto, signal_request, signal_response};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{Instrument as _, debug, info};
 
@@ -78,6 +80,9 @@ pub(crate) struct Task {
     local_tracks: HashMap<String, Arc<LocalTrackShared>>,
     pending_publish: HashMap<String, (oneshot::Sender<Result<String, PublishError>>, Instant)>,
     remote_tracks: HashMap<String, mpsc::Sender<RemoteVideoFrame>>,
+    /// When the current trouble began (a resume attempt), so a rejoin after a failed resume
+    /// still ends within the reconnect timeout.
+    trouble_since: Option<Instant>,
 }
 
 /// How a session ended.
@@ -138,6 +143,7 @@ impl Task {
             local_tracks: HashMap::new(),
             pending_publish: HashMap::new(),
             remote_tracks: HashMap::new(),
+            trouble_since: None,
         }
     }
 
@@ -223,7 +229,7 @@ impl Task {
     /// Full rejoins with backoff until one works, the policy gives up (`Err(Some)`), or the
     /// application disconnects (`Err(None)`).
     async fn reconnect(&mut self) -> Result<Connection, Option<ConnectError>> {
-        let started = Instant::now();
+        let started = self.trouble_since.take().unwrap_or_else(Instant::now);
         let mut delay = Duration::from_millis(200);
         let mut attempt = 0u32;
         loop {
@@ -286,7 +292,7 @@ impl Task {
         connection: Connection,
         connected: &mut Option<oneshot::Sender<Result<(), ConnectError>>>,
     ) -> SessionEnd {
-        let Connection { mut signal, publisher, subscriber, join } = connection;
+        let Connection { signal, publisher, subscriber, join } = connection;
         let stun_servers = join.ice_servers.clone();
         {
             let mut local = self.shared.local.lock().unwrap_or_else(|e| e.into_inner());
@@ -307,32 +313,47 @@ impl Task {
         let stun_lookup = resolve_stun(urls);
         tokio::pin!(stun_lookup);
         let mut stun_pending = true;
+        // `None` while the WebSocket is being reopened to resume the session; requests wait in
+        // `queued` meanwhile, media keeps flowing.
+        let mut signal = Some(signal);
+        let mut queued: VecDeque<signal_request::Message> = VecDeque::new();
+        let mut resume: Option<Pin<Box<dyn Future<Output = ResumeResult> + Send>>> = None;
+        let mut resume_started = Instant::now();
         let mut buf_publisher = vec![0u8; 2048];
         let mut buf_subscriber = vec![0u8; 2048];
         let mut deadline;
         loop {
             // Drain the engine before waiting (str0m's rule, and ours).
+            let mut lost_signal = None;
             loop {
                 match self.engine.poll_output() {
-                    Output::Signal(message) => {
-                        if let Err(error) = signal.send(message).await {
-                            return SessionEnd::Lost(format!("signal send failed: {error}"));
+                    Output::Signal(message) => match signal.as_mut() {
+                        Some(connection) if lost_signal.is_none() => {
+                            if let Err(error) = connection.send(message).await {
+                                lost_signal = Some(format!("signal send failed: {error}"));
+                            }
                         }
-                    }
+                        _ => {
+                            if !matches!(message, signal_request::Message::PingReq(_)) {
+                                queued.push_back(message);
+                            }
+                        }
+                    },
                     Output::Transmit { source, destination, contents } => {
                         if !publisher.send(source, destination, &contents) {
                             subscriber.send(source, destination, &contents);
                         }
                     }
+                    Output::Event(EngineEvent::ResumeNeeded(reason)) => lost_signal = Some(reason),
                     Output::Event(event) => {
                         if let Some(end) = self.route(event, connected) {
-                            if matches!(end, SessionEnd::Disconnect(_)) {
-                                self.engine.leave();
-                                while let Output::Signal(message) = self.engine.poll_output() {
-                                    let _ = signal.send(message).await;
+                            if let Some(connection) = signal.take() {
+                                if matches!(end, SessionEnd::Disconnect(_)) {
+                                    say_goodbye(&mut self.engine, connection).await;
+                                } else {
+                                    connection.close().await;
                                 }
                             }
-                            signal.close().await;
                             return end;
                         }
                     }
@@ -342,23 +363,53 @@ impl Task {
                     }
                 }
             }
-            if let Some((cid, _)) =
-                self.pending_publish.iter().find(|(_, (_, at))| at.elapsed() > PUBLISH_TIMEOUT)
-            {
-                let cid = cid.clone();
-                if let Some((reply, _)) = self.pending_publish.remove(&cid) {
-                    let _ = reply.send(Err(PublishError::Timeout(PUBLISH_TIMEOUT)));
+            if let Some(reason) = lost_signal {
+                if let Some(connection) = signal.take() {
+                    drop(connection);
+                }
+                let Some(sid) = self.engine.resumable_sid() else {
+                    return SessionEnd::Lost(reason);
+                };
+                if resume.is_none() {
+                    info!(%reason, "signal connection lost; resuming");
+                    self.engine.signal_lost();
+                    self.set_state(ConnectionState::Reconnecting);
+                    resume_started = Instant::now();
+                    self.trouble_since = Some(resume_started);
+                    let within = RESUME_TIMEOUT.min(self.options.reconnect_timeout);
+                    let attempt = open_resume(self.url.clone(), self.token.clone(), sid, within);
+                    resume = Some(Box::pin(attempt));
                 }
             }
+            self.expire_publish_requests();
             let sleep_until = deadline.min(Instant::now() + Duration::from_secs(1));
             tokio::select! {
-                incoming = signal.recv() => match incoming {
+                incoming = recv_signal(&mut signal) => match incoming {
                     Incoming::Message(signal_response::Message::RefreshToken(token)) => {
                         debug!("token refreshed");
                         self.token = token;
                     }
                     Incoming::Message(message) => self.engine.handle_signal(message, Instant::now()),
-                    Incoming::Closed(reason) => return SessionEnd::Lost(format!("signal connection closed: {reason}")),
+                    Incoming::Closed(reason) => {
+                        signal = None;
+                        self.engine.handle_signal_closed(format!("signal connection closed: {reason}"));
+                    }
+                },
+                result = poll_resume(&mut resume) => match result {
+                    Ok((connection, response)) => {
+                        info!(elapsed = ?resume_started.elapsed(), "resumed");
+                        self.trouble_since = None;
+                        signal = Some(connection);
+                        self.engine.resume(response, Instant::now());
+                        for message in queued.drain(..) {
+                            self.engine.queue_signal(message);
+                        }
+                        self.set_state(ConnectionState::Connected);
+                    }
+                    Err(error) => {
+                        info!(%error, "resume refused; rejoining");
+                        return SessionEnd::Lost(format!("resume failed: {error}"));
+                    }
                 },
                 received = publisher.recv(&mut buf_publisher) => {
                     if let Ok((len, from, to)) = received {
@@ -372,23 +423,15 @@ impl Task {
                 }
                 command = self.commands.recv() => match command {
                     None => {
-                        self.engine.leave();
-                        while let Output::Signal(message) = self.engine.poll_output() {
-                            let _ = signal.send(message).await;
+                        if let Some(connection) = signal.take() {
+                            say_goodbye(&mut self.engine, connection).await;
                         }
-                        signal.close().await;
                         return SessionEnd::Disconnect(None);
                     }
                     Some(Command::Disconnect { reply }) => {
-                        self.engine.leave();
-                        loop {
-                            match self.engine.poll_output() {
-                                Output::Signal(message) => { let _ = signal.send(message).await; }
-                                Output::Timeout(_) => break,
-                                _ => {}
-                            }
+                        if let Some(connection) = signal.take() {
+                            say_goodbye(&mut self.engine, connection).await;
                         }
-                        signal.close().await;
                         return SessionEnd::Disconnect(Some(reply));
                     }
                     Some(command) => self.handle_command(command, Instant::now()),
@@ -398,6 +441,21 @@ impl Task {
                     self.engine.add_stun_servers(&servers, Instant::now());
                 }
                 () = tokio::time::sleep_until(sleep_until.into()) => self.engine.handle_timeout(Instant::now()),
+            }
+        }
+    }
+
+    /// Fails publish requests the server left unanswered for too long.
+    fn expire_publish_requests(&mut self) {
+        let expired: Vec<String> = self
+            .pending_publish
+            .iter()
+            .filter(|(_, (_, at))| at.elapsed() > PUBLISH_TIMEOUT)
+            .map(|(cid, _)| cid.clone())
+            .collect();
+        for cid in expired {
+            if let Some((reply, _)) = self.pending_publish.remove(&cid) {
+                let _ = reply.send(Err(PublishError::Timeout(PUBLISH_TIMEOUT)));
             }
         }
     }
@@ -497,11 +555,88 @@ impl Task {
                     shared.keyframe_requested.store(true, Ordering::Release);
                 }
             }
-            EngineEvent::Lost(reason) => return Some(SessionEnd::Lost(reason)),
+            // The session loop handles resumes before routing; elsewhere a rejoin is all there is.
+            EngineEvent::Lost(reason) | EngineEvent::ResumeNeeded(reason) => {
+                return Some(SessionEnd::Lost(reason));
+            }
             EngineEvent::Left(reason) => return Some(SessionEnd::Left(reason)),
         }
         None
     }
+}
+
+/// How long a resume may take before the session is rejoined from scratch.
+const RESUME_TIMEOUT: Duration = Duration::from_secs(10);
+
+type ResumeResult = Result<(SignalConnection, proto::ReconnectResponse), ConnectError>;
+
+/// Reopens the WebSocket with `reconnect=1&sid=…`; the server's first message must be the
+/// `reconnect` response. Retries briefly (the server may be restarting) within
+/// `within`.
+async fn open_resume(url: String, token: String, sid: String, within: Duration) -> ResumeResult {
+    let params = SignalParams { auto_subscribe: true, resume_sid: Some(sid) };
+    let attempt = async {
+        let mut delay = Duration::from_millis(100);
+        loop {
+            let result = async {
+                let mut signal = SignalConnection::open(&url, &token, &params).await?;
+                match signal.first_message().await? {
+                    signal_response::Message::Reconnect(response) => Ok((signal, response)),
+                    _ => Err(ConnectError::Protocol("a join response to a resume".into())),
+                }
+            }
+            .await;
+            match result {
+                Err(ConnectError::Unreachable(_)) => {
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(2));
+                }
+                other => return other,
+            }
+        }
+    };
+    tokio::time::timeout(within, attempt)
+        .await
+        .unwrap_or(Err(ConnectError::Unreachable(format!("no resume within {within:?}"))))
+}
+
+/// The next message of the signalling connection; pending while there is none.
+async fn recv_signal(signal: &mut Option<SignalConnection>) -> Incoming {
+    match signal {
+        Some(connection) => connection.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The resume in flight, if any; pending otherwise.
+async fn poll_resume(
+    resume: &mut Option<Pin<Box<dyn Future<Output = ResumeResult> + Send>>>,
+) -> ResumeResult {
+    match resume.as_mut() {
+        Some(future) => {
+            let result = future.await;
+            *resume = None;
+            result
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// Sends `leave` (and anything still queued in front of it) and closes the WebSocket.
+async fn say_goodbye(engine: &mut Engine, mut signal: SignalConnection) {
+    engine.leave();
+    loop {
+        match engine.poll_output() {
+            Output::Signal(message) => {
+                if signal.send(message).await.is_err() {
+                    break;
+                }
+            }
+            Output::Timeout(_) => break,
+            _ => {}
+        }
+    }
+    signal.close().await;
 }
 
 /// Resolves `stun:` URLs (TURN is not used) to IPv4 addresses.

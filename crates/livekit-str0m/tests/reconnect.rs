@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{PrivateLiveKit, decode_pictures, init_logs, spawn_pattern_publisher};
+use common::{CuttableProxy, PrivateLiveKit, decode_pictures, init_logs, spawn_pattern_publisher};
 use livekit_str0m::{
     ConnectionState, DisconnectCause, Room, RoomEvent, RoomEvents, RoomOptions, VideoTrackOptions,
 };
@@ -116,4 +116,67 @@ async fn a_server_that_stays_gone_ends_the_room_with_an_error() {
     );
     assert_eq!(room.connection_state(), ConnectionState::Disconnected);
     room.disconnect().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_websocket_is_resumed_without_a_new_session() {
+    init_logs();
+    let server = PrivateLiveKit::start().await;
+    let proxy = CuttableProxy::start(([127, 0, 0, 1], server.port).into()).await;
+    let (publisher, mut publisher_events) =
+        Room::connect(&proxy.url(), &server.token("cut", "publisher"), RoomOptions::default())
+            .await
+            .expect("publisher connects");
+    let (subscriber, mut events) =
+        Room::connect(&proxy.url(), &server.token("cut", "subscriber"), RoomOptions::default())
+            .await
+            .expect("subscriber connects");
+    let track = publisher
+        .publish_video(VideoTrackOptions { width: 320, height: 240, ..Default::default() })
+        .await
+        .expect("publish");
+    let sid = track.sid();
+    let frames = spawn_pattern_publisher(track.clone(), TestPattern::Moving, 320, 240, 30);
+    let mut remote = next_subscription(&mut events, Duration::from_secs(15)).await;
+    decode_pictures(&mut remote, 5, Duration::from_secs(10)).await;
+    let (publisher_sid, subscriber_sid) =
+        (publisher.local_participant().0, subscriber.local_participant().0);
+
+    proxy.cut();
+    let cut = Instant::now();
+    // Both go through Reconnecting and come back Connected on the same session.
+    for (name, events) in [("publisher", &mut publisher_events), ("subscriber", &mut events)] {
+        let mut states = Vec::new();
+        tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                match events.recv().await.expect("events") {
+                    RoomEvent::ConnectionStateChanged(state) => {
+                        states.push(state);
+                        if state == ConnectionState::Connected {
+                            return;
+                        }
+                    }
+                    RoomEvent::TrackUnsubscribed { track_sid } => {
+                        panic!("{name}: {track_sid} unsubscribed")
+                    }
+                    RoomEvent::Disconnected(cause) => panic!("{name} disconnected: {cause}"),
+                    _ => {}
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{name} resumes"));
+        assert_eq!(states, [ConnectionState::Reconnecting, ConnectionState::Connected], "{name}");
+    }
+    let resumed = cut.elapsed();
+    // The same subscription keeps delivering pictures.
+    decode_pictures(&mut remote, 10, Duration::from_secs(10)).await;
+    eprintln!("both resumed {resumed:?} after the cut; video flowing {:?} after it", cut.elapsed());
+    assert_eq!(publisher.local_participant().0, publisher_sid, "the publisher kept its session");
+    assert_eq!(subscriber.local_participant().0, subscriber_sid, "the subscriber kept its session");
+    assert_eq!(track.sid(), sid, "the track kept its sid");
+
+    publisher.disconnect().await;
+    subscriber.disconnect().await;
+    frames.await.expect("the frame task ends");
 }

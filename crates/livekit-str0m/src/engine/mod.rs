@@ -72,9 +72,12 @@ pub(crate) enum EngineEvent {
     LocalTrackRefused { cid: String, reason: String },
     /// A subscriber wants a keyframe of a local track.
     KeyframeRequested { cid: String },
-    /// The session is broken (signal silence, media failure, str0m error, server asked to
-    /// reconnect): the task reconnects.
+    /// The session is broken beyond repair (media never connected, a peer connection failed,
+    /// the server asked for a new join): the task rejoins from scratch.
     Lost(String),
+    /// The signalling connection looks dead or ICE broke, but the session may live on: the task
+    /// reopens the WebSocket with `reconnect=1` and calls [`Engine::resume`].
+    ResumeNeeded(String),
     /// The server ended the session for good.
     Left(proto::DisconnectReason),
 }
@@ -130,7 +133,17 @@ struct Session {
     /// Media whose track info has not arrived yet.
     pending_media: Vec<(Mid, String)>,
     last_keyframe_request: HashMap<Mid, Instant>,
+    /// Keyframe requests held back by the rate limit, with when they may go.
+    keyframe_retry: HashMap<Mid, Instant>,
     stun: Vec<StunQuery>,
+    /// False between a lost signalling connection and a resume (pings wait).
+    signal_up: bool,
+    /// The next publisher offer restarts ICE.
+    ice_restart: bool,
+    /// Send `sync_state` after answering the next subscriber offer (after a resume).
+    sync_state_due: bool,
+    /// Our latest answer on the subscriber connection, for `sync_state`.
+    last_subscriber_answer: Option<proto::SessionDescription>,
 }
 
 impl Session {
@@ -248,7 +261,12 @@ impl Engine {
             subscribed: HashMap::new(),
             pending_media: Vec::new(),
             last_keyframe_request: HashMap::new(),
+            keyframe_retry: HashMap::new(),
             stun: Vec::new(),
+            signal_up: true,
+            ice_restart: false,
+            sync_state_due: false,
+            last_subscriber_answer: None,
         };
         for change in session.participants.update(join.other_participants) {
             self.outputs.push_back(Output::Event(EngineEvent::Participant(change)));
@@ -273,6 +291,37 @@ impl Engine {
             }
         }
         self.outputs.retain(|o| !matches!(o, Output::Transmit { .. } | Output::Signal(_)));
+    }
+
+    /// The participant sid to resume, while a session exists that may be resumed.
+    pub(crate) fn resumable_sid(&self) -> Option<String> {
+        self.session.as_ref().filter(|s| s.connected).map(|s| s.participant_sid.clone())
+    }
+
+    /// The WebSocket is gone: hold pings and silence checks until [`Engine::resume`].
+    pub(crate) fn signal_lost(&mut self) {
+        if let Some(session) = self.session.as_mut() {
+            session.signal_up = false;
+        }
+    }
+
+    /// The server accepted a resume (`reconnect` response): restart ICE on the publisher (the
+    /// server restarts the subscriber with a new offer) and resynchronise once it is answered.
+    pub(crate) fn resume(&mut self, response: proto::ReconnectResponse, now: Instant) {
+        let Some(session) = self.session.as_mut() else { return };
+        info!(ice_servers = response.ice_servers.len(), "session resumed");
+        session.signal_up = true;
+        session.last_message = now;
+        session.next_ping = now + session.ping_interval;
+        session.pending_offer = None;
+        session.ice_restart = session.publisher.first_mid.is_some();
+        session.sync_state_due = true;
+        for peer in [&mut session.publisher, &mut session.subscriber] {
+            if peer.disconnected_since.is_some() {
+                peer.disconnected_since = Some(now);
+            }
+        }
+        self.negotiate_publisher(now);
     }
 
     /// Resolved STUN servers of the session: ask each for every socket's public address.
@@ -456,20 +505,41 @@ impl Engine {
 
     fn request_keyframe_mid(&mut self, mid: Mid, now: Instant) {
         let Some(session) = self.session.as_mut() else { return };
-        if session
-            .last_keyframe_request
-            .get(&mid)
-            .is_some_and(|t| now.saturating_duration_since(*t) < KEYFRAME_REQUEST_INTERVAL)
-        {
-            return;
-        }
-        session.last_keyframe_request.insert(mid, now);
-        if let Some(mut writer) = session.subscriber.rtc.writer(mid) {
-            if writer.is_request_keyframe_possible(KeyframeRequestKind::Pli) {
-                let _ = writer.request_keyframe(None, KeyframeRequestKind::Pli);
+        if let Some(last) = session.last_keyframe_request.get(&mid) {
+            let next = *last + KEYFRAME_REQUEST_INTERVAL;
+            if now < next {
+                // Too soon after the last one: send it when the interval is over.
+                session.keyframe_retry.entry(mid).or_insert(next);
+                return;
             }
         }
+        session.keyframe_retry.remove(&mid);
+        session.last_keyframe_request.insert(mid, now);
+        match session.subscriber.rtc.writer(mid) {
+            Some(mut writer) if writer.is_request_keyframe_possible(KeyframeRequestKind::Pli) => {
+                match writer.request_keyframe(None, KeyframeRequestKind::Pli) {
+                    Ok(()) => debug!(%mid, "keyframe requested from the publisher"),
+                    Err(error) => debug!(%mid, %error, "keyframe request failed"),
+                }
+            }
+            _ => debug!(%mid, "no keyframe request possible on this media"),
+        }
         self.drain(PeerKind::Subscriber, now);
+    }
+
+    /// The WebSocket closed under us: resume if the session may live on, else rejoin.
+    pub(crate) fn handle_signal_closed(&mut self, reason: String) {
+        let event = if self.resumable_sid().is_some() {
+            EngineEvent::ResumeNeeded(reason)
+        } else {
+            EngineEvent::Lost(reason)
+        };
+        self.outputs.push_back(Output::Event(event));
+    }
+
+    /// Re-queues a request that waited for the signalling connection.
+    pub(crate) fn queue_signal(&mut self, message: signal_request::Message) {
+        self.outputs.push_back(Output::Signal(message));
     }
 
     /// Says goodbye to the server (the task closes the WebSocket after sending it).
@@ -610,6 +680,9 @@ impl Engine {
         if std::mem::take(&mut session.want_channel) {
             api.add_channel("_reliable".into());
         }
+        if std::mem::take(&mut session.ice_restart) {
+            api.ice_restart(true);
+        }
         let Some((offer, pending)) = api.apply() else { return };
         for (cid, mid) in added {
             if let Some(publication) = session.publications.get_mut(&cid) {
@@ -689,14 +762,18 @@ impl Engine {
             session.subscriber.first_mid = first_mid(&sdp);
         }
         debug!(id = offer.id, "subscriber answer");
-        self.outputs.push_back(Output::Signal(signal_request::Message::Answer(
-            proto::SessionDescription {
-                r#type: "answer".into(),
-                sdp,
-                id: offer.id,
-                ..Default::default()
-            },
-        )));
+        let answer = proto::SessionDescription {
+            r#type: "answer".into(),
+            sdp,
+            id: offer.id,
+            ..Default::default()
+        };
+        session.last_subscriber_answer = Some(answer.clone());
+        self.outputs.push_back(Output::Signal(signal_request::Message::Answer(answer)));
+        if std::mem::take(&mut session.sync_state_due) {
+            let state = sync_state(session);
+            self.outputs.push_back(Output::Signal(signal_request::Message::SyncState(state)));
+        }
         let queued = std::mem::take(&mut session.subscriber.pending_remote);
         for candidate in queued {
             session.subscriber.rtc.add_remote_candidate(candidate);
@@ -853,12 +930,15 @@ impl Engine {
     pub(crate) fn handle_timeout(&mut self, now: Instant) {
         let clock_base = self.clock_base;
         let Some(session) = self.session.as_mut() else { return };
-        if now.saturating_duration_since(session.last_message) >= session.ping_timeout {
+        if session.signal_up
+            && now.saturating_duration_since(session.last_message) >= session.ping_timeout
+        {
+            session.signal_up = false;
             let reason = format!("no message from the server for {:?}", session.ping_timeout);
-            self.lost(reason);
+            self.outputs.push_back(Output::Event(EngineEvent::ResumeNeeded(reason)));
             return;
         }
-        if now >= session.next_ping {
+        if session.signal_up && now >= session.next_ping {
             session.next_ping = now + session.ping_interval;
             let ping = proto::Ping { timestamp: unix_ms(clock_base, now), rtt: session.rtt_ms };
             self.outputs.push_back(Output::Signal(signal_request::Message::PingReq(ping)));
@@ -876,7 +956,11 @@ impl Engine {
             let peer = session.peer(kind);
             if let Some(since) = peer.disconnected_since {
                 if now.saturating_duration_since(since) >= ICE_DISCONNECTED_GRACE {
-                    self.lost(format!("{kind:?} ICE disconnected for {ICE_DISCONNECTED_GRACE:?}"));
+                    peer.disconnected_since = None;
+                    let reason =
+                        format!("{kind:?} ICE disconnected for {ICE_DISCONNECTED_GRACE:?}");
+                    warn!(%reason, "resuming");
+                    self.outputs.push_back(Output::Event(EngineEvent::ResumeNeeded(reason)));
                     return;
                 }
             }
@@ -889,6 +973,16 @@ impl Engine {
             }
         }
         self.handle_stun_timeouts(now);
+        let due: Vec<Mid> = self
+            .session
+            .as_ref()
+            .map(|s| {
+                s.keyframe_retry.iter().filter(|(_, at)| **at <= now).map(|(m, _)| *m).collect()
+            })
+            .unwrap_or_default();
+        for mid in due {
+            self.request_keyframe_mid(mid, now);
+        }
     }
 
     fn handle_stun_timeouts(&mut self, now: Instant) {
@@ -915,7 +1009,11 @@ impl Engine {
         let Some(session) = self.session.as_ref() else {
             return Output::Timeout(far_future());
         };
-        let mut deadline = session.next_ping.min(session.last_message + session.ping_timeout);
+        let mut deadline = if session.signal_up {
+            session.next_ping.min(session.last_message + session.ping_timeout)
+        } else {
+            far_future()
+        };
         deadline = deadline.min(session.publisher.timeout).min(session.subscriber.timeout);
         if !session.connected {
             deadline = deadline.min(session.started + MEDIA_CONNECT_TIMEOUT);
@@ -924,6 +1022,9 @@ impl Engine {
             if let Some(since) = peer.disconnected_since {
                 deadline = deadline.min(since + ICE_DISCONNECTED_GRACE);
             }
+        }
+        if let Some(next) = session.keyframe_retry.values().min() {
+            deadline = deadline.min(*next);
         }
         if let Some(next) = session.stun.iter().map(|q| q.next_send).min() {
             deadline = deadline.min(next);
@@ -1056,6 +1157,7 @@ impl Engine {
                     }
                 }
                 let keyframe = is_keyframe(codec, &frame);
+                trace!(%track_sid, keyframe, contiguous, bytes = frame.len(), "remote frame");
                 self.outputs.push_back(Output::Event(EngineEvent::Frame {
                     track_sid,
                     frame: RemoteVideoFrame {
@@ -1084,6 +1186,34 @@ impl Engine {
             Event::ChannelOpen(_, label) => debug!(?kind, %label, "data channel open"),
             _ => {}
         }
+    }
+}
+
+/// What the server needs to resynchronise after a resume: our latest subscriber answer, what we
+/// are subscribed to and what we publish.
+fn sync_state(session: &Session) -> proto::SyncState {
+    let publish_tracks = session
+        .publications
+        .iter()
+        .filter_map(|(cid, publication)| {
+            let sid = publication.sid.clone()?;
+            let track = proto::TrackInfo {
+                sid,
+                r#type: proto::TrackType::Video as i32,
+                ..Default::default()
+            };
+            Some(proto::TrackPublishedResponse { cid: cid.clone(), track: Some(track) })
+        })
+        .collect();
+    proto::SyncState {
+        answer: session.last_subscriber_answer.clone(),
+        subscription: Some(proto::UpdateSubscription {
+            track_sids: session.subscribed.keys().cloned().collect(),
+            subscribe: true,
+            ..Default::default()
+        }),
+        publish_tracks,
+        ..Default::default()
     }
 }
 

@@ -106,6 +106,10 @@ pub async fn decode_pictures(
     let mut decoder = Vp8Decoder::new().expect("VP8 decoder");
     let mut pictures = Vec::new();
     let deadline = tokio::time::Instant::now() + within;
+    // A fresh decoder starts at a keyframe: ask for one (a PLI through the server).
+    let mut keyframe_seen = false;
+    track.request_keyframe();
+    let mut asked = tokio::time::Instant::now();
     while pictures.len() < count {
         let frame = tokio::time::timeout_at(deadline, track.recv())
             .await
@@ -114,6 +118,15 @@ pub async fn decode_pictures(
             })
             .expect("the track ended");
         assert_eq!(frame.codec, VideoCodec::Vp8);
+        keyframe_seen |= frame.keyframe;
+        if !keyframe_seen && asked.elapsed() > Duration::from_millis(1100) {
+            // The server rate-limits keyframe requests per track (about one a second).
+            track.request_keyframe();
+            asked = tokio::time::Instant::now();
+        }
+        if !keyframe_seen {
+            continue;
+        }
         if let Ok(Some(picture)) = decoder.decode(&frame.data) {
             pictures.push(picture);
         }
@@ -308,5 +321,51 @@ impl Drop for PrivateLiveKit {
     fn drop(&mut self) {
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A TCP proxy in front of a server's signalling port, whose connections a test can cut (the
+/// server lives on; only the WebSockets die).
+pub struct CuttableProxy {
+    pub port: u16,
+    connections: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+    accept: JoinHandle<()>,
+}
+
+impl CuttableProxy {
+    pub async fn start(target: std::net::SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let connections = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let registry = connections.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let task = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                registry.lock().unwrap().push(task.abort_handle());
+            }
+        });
+        Self { port, connections, accept }
+    }
+
+    pub fn url(&self) -> String {
+        format!("ws://127.0.0.1:{}", self.port)
+    }
+
+    /// Drops every open connection.
+    pub fn cut(&self) {
+        for connection in self.connections.lock().unwrap().drain(..) {
+            connection.abort();
+        }
+    }
+}
+
+impl Drop for CuttableProxy {
+    fn drop(&mut self) {
+        self.cut();
+        self.accept.abort();
     }
 }
