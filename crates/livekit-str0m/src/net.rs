@@ -98,11 +98,6 @@ impl Sockets {
         }
     }
 
-    /// Whether `source` is one of these sockets.
-    pub(crate) fn owns(&self, source: SocketAddr) -> bool {
-        self.sockets.iter().any(|s| s.local_addr().ok() == Some(source))
-    }
-
     /// Waits for a datagram on any socket: `(length, from, to)`.
     pub(crate) async fn recv(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr, SocketAddr)> {
         if self.sockets.is_empty() {

@@ -44,13 +44,6 @@ impl VideoCodec {
             _ => None,
         }
     }
-
-    pub(crate) fn to_str0m(self) -> str0m::format::Codec {
-        match self {
-            Self::Vp8 => str0m::format::Codec::Vp8,
-            Self::H264 => str0m::format::Codec::H264,
-        }
-    }
 }
 
 /// One encoded video frame going out.

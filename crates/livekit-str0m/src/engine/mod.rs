@@ -193,25 +193,6 @@ impl Engine {
         }
     }
 
-    /// Our participant sid in the current session.
-    pub(crate) fn participant_sid(&self) -> Option<&str> {
-        self.session.as_ref().map(|s| s.participant_sid.as_str())
-    }
-
-    /// Our identity in the current session.
-    pub(crate) fn identity(&self) -> Option<&str> {
-        self.session.as_ref().map(|s| s.identity.as_str())
-    }
-
-    /// Remote participants of the current session.
-    pub(crate) fn participants(&self) -> Option<&Participants> {
-        self.session.as_ref().map(|s| &s.participants)
-    }
-
-    fn unix_ms(&self, now: Instant) -> i64 {
-        unix_ms(self.clock_base, now)
-    }
-
     // ---------------------------------------------------------------- sessions
 
     /// Starts a session from the server's join response; local tracks are announced again.
@@ -227,10 +208,8 @@ impl Engine {
             |s: i32, default: u64| Duration::from_secs(if s > 0 { s as u64 } else { default });
         let ping_interval = seconds(join.ping_interval, 5);
         let ping_timeout = seconds(join.ping_timeout, 15);
-        let publisher =
-            Peer::new(PeerKind::Publisher, new_rtc(now, &addrs.publisher), addrs.publisher, now);
-        let subscriber =
-            Peer::new(PeerKind::Subscriber, new_rtc(now, &addrs.subscriber), addrs.subscriber, now);
+        let publisher = Peer::new(new_rtc(now, &addrs.publisher), addrs.publisher, now);
+        let subscriber = Peer::new(new_rtc(now, &addrs.subscriber), addrs.subscriber, now);
         info!(
             participant_sid = %participant.sid,
             server_version = join.server_info.as_ref().map(|s| s.version.as_str()).unwrap_or(&join.server_version),
@@ -1252,3 +1231,6 @@ fn first_mid(sdp: &str) -> Option<String> {
 fn far_future() -> Instant {
     Instant::now() + Duration::from_secs(3600)
 }
+
+#[cfg(test)]
+mod tests;

@@ -57,13 +57,6 @@ impl Participants {
         Self { own_sid, by_sid: HashMap::new() }
     }
 
-    /// Everyone known, as summaries.
-    pub(crate) fn summaries(&self) -> Vec<ParticipantSummary> {
-        let mut all: Vec<_> = self.by_sid.values().map(ParticipantSummary::of).collect();
-        all.sort_by(|a, b| a.identity.cmp(&b.identity));
-        all
-    }
-
     /// The published track with this sid.
     pub(crate) fn track(&self, track_sid: &str) -> Option<RemoteTrackInfo> {
         self.by_sid.values().find_map(|p| {
@@ -170,7 +163,7 @@ mod tests {
             &c[..],
             [ParticipantChange::TrackUnpublished(_), ParticipantChange::Disconnected(_)]
         ));
-        assert!(p.summaries().is_empty());
+        assert!(p.track("TR_2").is_none());
     }
 
     #[test]

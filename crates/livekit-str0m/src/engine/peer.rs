@@ -34,7 +34,6 @@ impl PeerKind {
 
 /// A peer connection and its bookkeeping.
 pub(crate) struct Peer {
-    pub(crate) kind: PeerKind,
     pub(crate) rtc: Rtc,
     /// The local sockets' addresses (host candidates).
     pub(crate) local_addrs: Vec<SocketAddr>,
@@ -53,14 +52,8 @@ pub(crate) struct Peer {
 }
 
 impl Peer {
-    pub(crate) fn new(
-        kind: PeerKind,
-        rtc: Rtc,
-        local_addrs: Vec<SocketAddr>,
-        now: Instant,
-    ) -> Self {
+    pub(crate) fn new(rtc: Rtc, local_addrs: Vec<SocketAddr>, now: Instant) -> Self {
         Self {
-            kind,
             rtc,
             local_addrs,
             first_mid: None,

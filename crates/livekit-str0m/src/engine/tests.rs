@@ -1,0 +1,423 @@
+//! The engine driven with fake time and an in-memory peer: no sockets, no server.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use livekit_protocol as proto;
+use proto::{signal_request, signal_response};
+use str0m::change::SdpOffer;
+use str0m::media::{Direction, MediaKind, MediaTime};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, Input, Output as RtcOutput, Rtc};
+
+use super::*;
+use crate::track::{EncodedVideoFrame, VideoTrackOptions};
+
+const SERVER: &str = "10.0.0.1:7882";
+const PUBLISHER: &str = "10.0.0.2:6000";
+const SUBSCRIBER: &str = "10.0.0.2:6001";
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+fn track(sid: &str) -> proto::TrackInfo {
+    proto::TrackInfo {
+        sid: sid.into(),
+        name: "cam".into(),
+        r#type: proto::TrackType::Video as i32,
+        mime_type: "video/VP8".into(),
+        width: 320,
+        height: 240,
+        ..Default::default()
+    }
+}
+
+fn join() -> proto::JoinResponse {
+    proto::JoinResponse {
+        participant: Some(proto::ParticipantInfo {
+            sid: "PA_me".into(),
+            identity: "me".into(),
+            ..Default::default()
+        }),
+        other_participants: vec![proto::ParticipantInfo {
+            sid: "PA_bob".into(),
+            identity: "bob".into(),
+            version: 1,
+            tracks: vec![track("TR_bob")],
+            ..Default::default()
+        }],
+        subscriber_primary: true,
+        ping_interval: 5,
+        ping_timeout: 15,
+        server_info: Some(proto::ServerInfo {
+            version: "test".into(),
+            protocol: 16,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn started(now: Instant) -> Engine {
+    let mut engine = Engine::new(EngineConfig::default(), now);
+    let addrs = LocalAddrs { publisher: vec![addr(PUBLISHER)], subscriber: vec![addr(SUBSCRIBER)] };
+    engine.start_session(join(), addrs, now);
+    engine
+}
+
+/// Everything the engine has to say right now (until its timeout).
+fn drain(engine: &mut Engine) -> (Vec<signal_request::Message>, Vec<Output>, Vec<EngineEvent>) {
+    let (mut signals, mut transmits, mut events) = (Vec::new(), Vec::new(), Vec::new());
+    loop {
+        match engine.poll_output() {
+            Output::Signal(message) => signals.push(message),
+            t @ Output::Transmit { .. } => transmits.push(t),
+            Output::Event(event) => events.push(event),
+            Output::Timeout(_) => return (signals, transmits, events),
+        }
+    }
+}
+
+/// A str0m `Rtc` playing the SFU's side of one peer connection.
+struct FakeServer {
+    rtc: Rtc,
+}
+
+impl FakeServer {
+    fn new(now: Instant) -> Self {
+        let mut rtc =
+            Rtc::builder().clear_codecs().enable_vp8(true).set_stats_interval(None).build(now);
+        rtc.add_local_candidate(Candidate::host(addr(SERVER), "udp").unwrap());
+        Self { rtc }
+    }
+
+    /// Drains the server and returns its datagrams.
+    fn transmits(&mut self) -> (Vec<(SocketAddr, SocketAddr, Vec<u8>)>, Vec<Event>, Instant) {
+        let (mut out, mut events) = (Vec::new(), Vec::new());
+        loop {
+            match self.rtc.poll_output().unwrap() {
+                RtcOutput::Transmit(t) => out.push((t.source, t.destination, t.contents.to_vec())),
+                RtcOutput::Event(e) => events.push(e),
+                RtcOutput::Timeout(at) => return (out, events, at),
+            }
+        }
+    }
+}
+
+/// Moves datagrams both ways and time forward until `done` or a time limit.
+fn pump(
+    engine: &mut Engine,
+    server: &mut FakeServer,
+    now: &mut Instant,
+    mut done: impl FnMut(&[EngineEvent], &[Event]) -> bool,
+) -> (Vec<EngineEvent>, Vec<Event>) {
+    let (mut engine_events, mut server_events) = (Vec::new(), Vec::new());
+    let limit = *now + Duration::from_secs(10);
+    while *now < limit {
+        let (_, transmits, events) = drain(engine);
+        engine_events.extend(events);
+        for t in transmits {
+            let Output::Transmit { source, destination, contents } = t else { continue };
+            if destination != addr(SERVER) {
+                continue;
+            }
+            let input = Input::Receive(
+                *now,
+                Receive {
+                    proto: Protocol::Udp,
+                    source,
+                    destination,
+                    contents: contents.as_slice().try_into().unwrap(),
+                },
+            );
+            server.rtc.handle_input(input).unwrap();
+        }
+        let (datagrams, events, _) = server.transmits();
+        server_events.extend(events);
+        for (source, destination, contents) in datagrams {
+            engine.handle_datagram(source, destination, &contents, *now);
+        }
+        if done(&engine_events, &server_events) {
+            break;
+        }
+        *now += Duration::from_millis(5);
+        engine.handle_timeout(*now);
+        server.rtc.handle_input(Input::Timeout(*now)).unwrap();
+    }
+    (engine_events, server_events)
+}
+
+#[test]
+fn join_lists_participants_and_their_tracks() {
+    let now = Instant::now();
+    let mut engine = started(now);
+    let (signals, transmits, events) = drain(&mut engine);
+    assert!(
+        signals.is_empty(),
+        "a subscriber-primary join with no tracks sends nothing: {signals:?}"
+    );
+    assert!(transmits.is_empty());
+    assert!(
+        matches!(&events[0], EngineEvent::Participant(ParticipantChange::Connected(p)) if p.identity == "bob")
+    );
+    assert!(
+        matches!(&events[1], EngineEvent::Participant(ParticipantChange::TrackPublished(t)) if t.track_sid == "TR_bob")
+    );
+}
+
+#[test]
+fn pings_follow_the_interval_and_silence_asks_for_a_resume() {
+    let now = Instant::now();
+    let mut engine = started(now);
+    drain(&mut engine);
+    engine.handle_timeout(now + Duration::from_secs(5));
+    let (signals, _, _) = drain(&mut engine);
+    assert!(matches!(signals[..], [signal_request::Message::PingReq(_)]), "{signals:?}");
+    // A pong keeps the session alive past the timeout…
+    engine.handle_signal(
+        signal_response::Message::PongResp(proto::Pong::default()),
+        now + Duration::from_secs(10),
+    );
+    engine.handle_timeout(now + Duration::from_secs(16));
+    let (_, _, events) = drain(&mut engine);
+    assert!(!events.iter().any(|e| matches!(e, EngineEvent::ResumeNeeded(_))), "{events:?}");
+    // …15 s of silence does not.
+    engine.handle_timeout(now + Duration::from_secs(25));
+    let (_, _, events) = drain(&mut engine);
+    assert!(events.iter().any(|e| matches!(e, EngineEvent::ResumeNeeded(_))), "{events:?}");
+    // While the WebSocket is gone there are no pings and no second alarm.
+    engine.handle_timeout(now + Duration::from_secs(40));
+    let (signals, _, events) = drain(&mut engine);
+    assert!(signals.is_empty(), "{signals:?}");
+    assert!(!events.iter().any(|e| matches!(e, EngineEvent::ResumeNeeded(_))), "{events:?}");
+}
+
+#[test]
+fn a_server_leave_ends_or_restarts_the_session() {
+    let now = Instant::now();
+    for (action, can_reconnect, rejoin) in [
+        (proto::leave_request::Action::Disconnect, false, false),
+        (proto::leave_request::Action::Reconnect, false, true),
+        (proto::leave_request::Action::Resume, false, true),
+        (proto::leave_request::Action::Disconnect, true, true),
+    ] {
+        let mut engine = started(now);
+        drain(&mut engine);
+        let leave = proto::LeaveRequest {
+            reason: proto::DisconnectReason::ParticipantRemoved as i32,
+            action: action as i32,
+            can_reconnect,
+            ..Default::default()
+        };
+        engine.handle_signal(signal_response::Message::Leave(leave), now);
+        let (_, _, events) = drain(&mut engine);
+        match &events[..] {
+            [EngineEvent::Lost(_)] => assert!(rejoin, "{action:?}"),
+            [EngineEvent::Left(proto::DisconnectReason::ParticipantRemoved)] => assert!(!rejoin),
+            other => panic!("{action:?}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn hostile_signal_messages_are_ignored() {
+    let now = Instant::now();
+    let mut engine = started(now);
+    drain(&mut engine);
+    let messages = [
+        signal_response::Message::Offer(proto::SessionDescription {
+            sdp: "not sdp".into(),
+            ..Default::default()
+        }),
+        signal_response::Message::Answer(proto::SessionDescription {
+            sdp: "v=0".into(),
+            id: 9,
+            ..Default::default()
+        }),
+        signal_response::Message::Trickle(proto::TrickleRequest {
+            candidate_init: "{".into(),
+            target: 1,
+            r#final: false,
+        }),
+        signal_response::Message::Trickle(proto::TrickleRequest {
+            candidate_init: "{}".into(),
+            target: 77,
+            r#final: false,
+        }),
+        signal_response::Message::TrackPublished(proto::TrackPublishedResponse {
+            cid: "unknown".into(),
+            track: None,
+        }),
+        signal_response::Message::Update(proto::ParticipantUpdate {
+            participants: vec![proto::ParticipantInfo::default()],
+        }),
+    ];
+    for message in messages {
+        engine.handle_signal(message, now);
+    }
+    let (signals, _, events) = drain(&mut engine);
+    assert!(signals.is_empty(), "{signals:?}");
+    assert!(events.is_empty(), "{events:?}");
+}
+
+#[test]
+fn a_published_track_is_offered_connected_and_its_frames_reach_the_peer() {
+    let mut now = Instant::now();
+    let mut engine = started(now);
+    drain(&mut engine);
+    engine.add_track(
+        "TR_RS1".into(),
+        VideoTrackOptions { width: 320, height: 240, ..Default::default() },
+    );
+    let (signals, _, _) = drain(&mut engine);
+    let [signal_request::Message::AddTrack(request)] = &signals[..] else { panic!("{signals:?}") };
+    assert_eq!(request.cid, "TR_RS1");
+    assert_eq!((request.width, request.height), (320, 240));
+    assert_eq!(request.simulcast_codecs[0].codec, "vp8");
+    assert_eq!(request.encryption, proto::encryption::Type::None as i32);
+
+    let published =
+        proto::TrackPublishedResponse { cid: "TR_RS1".into(), track: Some(track("TR_mine")) };
+    engine.handle_signal(signal_response::Message::TrackPublished(published), now);
+    let (signals, _, events) = drain(&mut engine);
+    assert!(
+        matches!(&events[..], [EngineEvent::LocalTrackPublished { sid, .. }] if sid == "TR_mine")
+    );
+    let [signal_request::Message::Offer(offer)] = &signals[..] else { panic!("{signals:?}") };
+    assert_eq!(offer.id, 1);
+    assert!(
+        offer.sdp.contains("a=msid:PA_me TR_RS1"),
+        "the msid track id is the cid:\n{}",
+        offer.sdp
+    );
+
+    // The fake SFU answers; ICE and DTLS come up over the in-memory "network".
+    let mut server = FakeServer::new(now);
+    let answer =
+        server.rtc.sdp_api().accept_offer(SdpOffer::from_sdp_string(&offer.sdp).unwrap()).unwrap();
+    let answer = proto::SessionDescription {
+        r#type: "answer".into(),
+        sdp: answer.to_sdp_string(),
+        id: 1,
+        ..Default::default()
+    };
+    engine.handle_signal(signal_response::Message::Answer(answer), now);
+    let (_, server_events) = pump(&mut engine, &mut server, &mut now, |_, server| {
+        server.iter().any(|e| matches!(e, Event::Connected))
+    });
+    assert!(server_events.iter().any(|e| matches!(e, Event::Connected)), "connected");
+
+    // Frames written now arrive at the peer as the same bytes.
+    let payload = [0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x40, 0x01, 0xf0, 0x00, 0x11, 0x22, 0x33];
+    let mut received = None;
+    for i in 0..30u32 {
+        let frame = EncodedVideoFrame {
+            data: payload.to_vec(),
+            keyframe: true,
+            timestamp: Duration::from_millis(33) * i,
+        };
+        engine.write_frame("TR_RS1", frame, now);
+        let (_, server_events) = pump(&mut engine, &mut server, &mut now, |_, s| {
+            s.iter().any(|e| matches!(e, Event::MediaData(_)))
+        });
+        received = server_events.into_iter().find_map(|e| match e {
+            Event::MediaData(data) => Some(data),
+            _ => None,
+        });
+        if received.is_some() {
+            break;
+        }
+    }
+    let received = received.expect("a frame reaches the peer");
+    assert_eq!(&received.data[..], &payload[..]);
+
+    // A PLI from the peer becomes a keyframe request for the track.
+    let mid = received.mid;
+    server
+        .rtc
+        .writer(mid)
+        .unwrap()
+        .request_keyframe(None, str0m::media::KeyframeRequestKind::Pli)
+        .unwrap();
+    let (events, _) = pump(&mut engine, &mut server, &mut now, |events, _| {
+        events.iter().any(|e| matches!(e, EngineEvent::KeyframeRequested { .. }))
+    });
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, EngineEvent::KeyframeRequested { cid } if cid == "TR_RS1"))
+    );
+}
+
+#[test]
+fn a_server_offer_is_answered_with_its_id_and_media_becomes_a_subscription() {
+    let mut now = Instant::now();
+    let mut engine = started(now);
+    drain(&mut engine);
+    let mut server = FakeServer::new(now);
+    let mut api = server.rtc.sdp_api();
+    let mid = api.add_media(
+        MediaKind::Video,
+        Direction::SendOnly,
+        Some("PA_bob|TR_bob".into()),
+        Some("TR_bob".into()),
+        None,
+    );
+    let (offer, pending) = api.apply().unwrap();
+    let sdp = offer.to_sdp_string();
+    engine.handle_signal(
+        signal_response::Message::Offer(proto::SessionDescription {
+            r#type: "offer".into(),
+            sdp,
+            id: 42,
+            ..Default::default()
+        }),
+        now,
+    );
+    let (signals, _, _) = drain(&mut engine);
+    let Some(signal_request::Message::Answer(answer)) = signals.first() else {
+        panic!("{signals:?}")
+    };
+    assert_eq!(answer.id, 42, "the answer echoes the offer id");
+    server
+        .rtc
+        .sdp_api()
+        .accept_answer(pending, str0m::change::SdpAnswer::from_sdp_string(&answer.sdp).unwrap())
+        .unwrap();
+
+    let (events, _) = pump(&mut engine, &mut server, &mut now, |events, _| {
+        events.iter().any(|e| matches!(e, EngineEvent::Connected))
+    });
+    assert!(events.iter().any(|e| matches!(e, EngineEvent::TrackSubscribed(info) if info.track_sid == "TR_bob" && info.participant_identity == "bob")), "{events:?}");
+
+    let payload = [0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x40, 0x01, 0xf0, 0x00, 0xaa, 0xbb];
+    let mut frame = None;
+    for i in 0..30u64 {
+        let writer = server.rtc.writer(mid).unwrap();
+        let pt = writer.payload_params().next().unwrap().pt();
+        writer
+            .write(
+                pt,
+                now,
+                MediaTime::new(i * 3000, str0m::media::Frequency::NINETY_KHZ),
+                payload.to_vec(),
+            )
+            .unwrap();
+        let (events, _) = pump(&mut engine, &mut server, &mut now, |events, _| {
+            events.iter().any(|e| matches!(e, EngineEvent::Frame { .. }))
+        });
+        frame = events.into_iter().find_map(|e| match e {
+            EngineEvent::Frame { track_sid, frame } => Some((track_sid, frame)),
+            _ => None,
+        });
+        if frame.is_some() {
+            break;
+        }
+    }
+    let (track_sid, frame) = frame.expect("a frame arrives");
+    assert_eq!(track_sid, "TR_bob");
+    assert_eq!(frame.data, payload);
+    assert!(frame.keyframe);
+    assert_eq!(frame.codec, VideoCodec::Vp8);
+}
