@@ -9,23 +9,44 @@ use std::time::{Duration, Instant};
 
 use common::{
     TestRoom, centre_rgb, close_to, decode_pictures, init_logs, js_events, rgb, samples,
-    spawn_js_client, spawn_pattern_publisher,
+    spawn_encoding_publisher, spawn_js_client,
 };
-use livekit_str0m::{Room, RoomEvent, RoomOptions, VideoTrackOptions};
+use livekit_str0m::{Room, RoomEvent, RoomOptions, VideoCodec, VideoTrackOptions};
+use rtc_media::codec::{
+    H264Encoder, H264EncoderConfig, VideoEncoder, Vp8Encoder, Vp8EncoderConfig,
+};
 use rtc_media::pattern::TestPattern;
 
-/// Publishes `pattern` from Rust and lets livekit-client sample what it decodes.
+/// Publishes `pattern` from Rust as VP8 and lets livekit-client sample what it decodes.
 async fn browser_watches(pattern: TestPattern, prefix: &str) -> Vec<common::JsEvent> {
+    let mut config = Vp8EncoderConfig::new(640, 480);
+    config.bitrate = 800_000;
+    let encoder = Vp8Encoder::new(config).expect("VP8 encoder");
+    browser_watches_codec(pattern, prefix, VideoCodec::Vp8, Box::new(encoder)).await
+}
+
+/// Publishes `pattern` from Rust with `encoder` and lets livekit-client sample what it decodes.
+async fn browser_watches_codec(
+    pattern: TestPattern,
+    prefix: &str,
+    codec: VideoCodec,
+    encoder: Box<dyn VideoEncoder>,
+) -> Vec<common::JsEvent> {
     init_logs();
     let room = TestRoom::create(prefix).await;
     let (rust, _events) =
         Room::connect(room.url(), &room.token("rust-publisher"), RoomOptions::default())
             .await
             .expect("the Rust client connects");
-    let options =
-        VideoTrackOptions { name: "pattern".into(), width: 640, height: 480, ..Default::default() };
+    let options = VideoTrackOptions {
+        name: "pattern".into(),
+        codec,
+        width: 640,
+        height: 480,
+        ..Default::default()
+    };
     let track = rust.publish_video(options).await.expect("publish");
-    let publisher = spawn_pattern_publisher(track, pattern, 640, 480, 30);
+    let publisher = spawn_encoding_publisher(track, encoder, pattern, 640, 480, 30);
     let started = Instant::now();
     let browser = spawn_js_client(
         &room,
@@ -43,7 +64,7 @@ async fn browser_watches(pattern: TestPattern, prefix: &str) -> Vec<common::JsEv
     let subscribed =
         events.iter().find(|e| e["event"] == "track-subscribed").expect("track-subscribed");
     assert_eq!(subscribed["identity"], "rust-publisher");
-    assert_eq!(subscribed["codec"], "video/VP8");
+    assert_eq!(subscribed["codec"], codec.mime_type());
     rust.disconnect().await;
     let _ = publisher.await;
     events
@@ -56,6 +77,24 @@ async fn livekit_client_sees_red_frames_from_rust() {
     assert!(samples.len() >= 10, "enough samples: {}", samples.len());
     for sample in &samples {
         assert_eq!((sample["width"].as_u64(), sample["height"].as_u64()), (Some(640), Some(480)));
+        let centre = rgb(&sample["center"]);
+        assert!(close_to(centre, (255, 0, 0), 40), "the browser sees {centre:?}, not red");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn livekit_client_decodes_h264_from_rust() {
+    let encoder = H264Encoder::new(H264EncoderConfig::new(640, 480)).expect("H.264 encoder");
+    let events = browser_watches_codec(
+        TestPattern::RED,
+        "js-sees-h264",
+        VideoCodec::H264,
+        Box::new(encoder),
+    )
+    .await;
+    let samples = samples(&events);
+    assert!(samples.len() >= 10, "enough samples: {}", samples.len());
+    for sample in &samples {
         let centre = rgb(&sample["center"]);
         assert!(close_to(centre, (255, 0, 0), 40), "the browser sees {centre:?}, not red");
     }

@@ -89,3 +89,76 @@ async fn two_rust_clients_exchange_video() {
     bob.disconnect().await;
     assert!(red.await.is_ok() && blue.await.is_ok());
 }
+
+/// A stand-in for LiveKit's AES-GCM frame cryptor: XOR with a key byte, keeping the clear
+/// header bytes LiveKit keeps for VP8 (10 on keyframes, 3 otherwise) so the server can still
+/// read the frame type. It shows where frames are transformed; the real cipher is elsewhere.
+struct XorCryptor(u8);
+
+impl XorCryptor {
+    fn apply(&self, frame: &mut [u8], keyframe: bool) {
+        let clear = if keyframe { 10 } else { 3 };
+        frame.iter_mut().skip(clear).for_each(|b| *b ^= self.0);
+    }
+}
+
+impl livekit_str0m::FrameCryptor for XorCryptor {
+    fn encrypt(
+        &self,
+        context: &livekit_str0m::FrameContext<'_>,
+        frame: &mut Vec<u8>,
+    ) -> Result<(), livekit_str0m::FrameCryptError> {
+        self.apply(frame, context.keyframe);
+        Ok(())
+    }
+
+    fn decrypt(
+        &self,
+        _: &livekit_str0m::FrameContext<'_>,
+        frame: &mut Vec<u8>,
+    ) -> Result<(), livekit_str0m::FrameCryptError> {
+        // The VP8 frame tag is in the clear: bit 0 says whether this is a keyframe.
+        let keyframe = frame.first().is_some_and(|b| b & 1 == 0);
+        self.apply(frame, keyframe);
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn encrypted_tracks_go_through_the_frame_cryptor_on_both_ends() {
+    init_logs();
+    let room = TestRoom::create("rust-e2ee-hook").await;
+    let with_key = || RoomOptions {
+        frame_cryptor: Some(std::sync::Arc::new(XorCryptor(0x5a))),
+        ..Default::default()
+    };
+    let (alice, _alice_events) =
+        Room::connect(room.url(), &room.token("alice"), with_key()).await.expect("alice");
+    let (bob, mut bob_events) =
+        Room::connect(room.url(), &room.token("bob"), with_key()).await.expect("bob");
+    let (carol, mut carol_events) =
+        Room::connect(room.url(), &room.token("carol"), RoomOptions::default())
+            .await
+            .expect("carol");
+    let options =
+        VideoTrackOptions { width: 320, height: 240, encrypted: true, ..Default::default() };
+    let track = alice.publish_video(options).await.expect("publish");
+    let frames = spawn_pattern_publisher(track, TestPattern::RED, 320, 240, 15);
+
+    let mut at_bob = next_subscription(&mut bob_events, Duration::from_secs(15)).await;
+    assert!(at_bob.info().encrypted, "the server announces the track as encrypted");
+    let pictures = decode_pictures(&mut at_bob, 5, Duration::from_secs(15)).await;
+    let centre = centre_rgb(pictures.last().unwrap());
+    assert!(close_to(centre, (255, 0, 0), 40), "bob decrypts and sees {centre:?}");
+
+    // Carol has no key: the track is announced, but no frame reaches her decoder.
+    let mut at_carol = next_subscription(&mut carol_events, Duration::from_secs(15)).await;
+    assert!(at_carol.info().encrypted);
+    let nothing = tokio::time::timeout(Duration::from_secs(2), at_carol.recv()).await;
+    assert!(nothing.is_err(), "an encrypted frame reached a client without a cryptor");
+
+    alice.disconnect().await;
+    bob.disconnect().await;
+    carol.disconnect().await;
+    frames.await.expect("publisher task");
+}

@@ -71,10 +71,23 @@ pub fn spawn_pattern_publisher(
     height: u32,
     fps: u32,
 ) -> JoinHandle<u64> {
+    let mut config = Vp8EncoderConfig::new(width, height);
+    config.bitrate = 800_000;
+    let encoder = Vp8Encoder::new(config).expect("VP8 encoder");
+    spawn_encoding_publisher(track, Box::new(encoder), pattern, width, height, fps)
+}
+
+/// Publishes a test pattern through any encoder; ends (with the frame count) when the track
+/// closes.
+pub fn spawn_encoding_publisher(
+    track: LocalVideoTrack,
+    mut encoder: Box<dyn VideoEncoder>,
+    pattern: TestPattern,
+    width: u32,
+    height: u32,
+    fps: u32,
+) -> JoinHandle<u64> {
     tokio::spawn(async move {
-        let mut config = Vp8EncoderConfig::new(width, height);
-        config.bitrate = 800_000;
-        let mut encoder = Vp8Encoder::new(config).expect("VP8 encoder");
         let mut interval = tokio::time::interval(Duration::from_secs(1) / fps);
         let mut index = 0u64;
         loop {
@@ -87,9 +100,8 @@ pub fn spawn_pattern_publisher(
             for encoded in encoder.encode(&picture).expect("encode") {
                 let frame =
                     EncodedVideoFrame { data: encoded.data, keyframe: encoded.keyframe, timestamp };
-                match track.write(frame) {
-                    Err(livekit_str0m::TrackError::Closed) => return index,
-                    _ => {}
+                if track.write(frame) == Err(livekit_str0m::TrackError::Closed) {
+                    return index;
                 }
             }
             index += 1;
