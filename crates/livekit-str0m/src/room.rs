@@ -218,10 +218,11 @@ impl Room {
         if self.commands.send(Command::Disconnect { reply }).await.is_ok() {
             let _ = tokio::time::timeout(DISCONNECT_TIMEOUT, done).await;
         }
-        if let Some(task) = self.task.take() {
-            if tokio::time::timeout(DISCONNECT_TIMEOUT, &mut *Box::new(task)).await.is_err() {
-                tracing::warn!("connection task did not end in time");
-            }
+        if let Some(mut task) = self.task.take()
+            && tokio::time::timeout(DISCONNECT_TIMEOUT, &mut task).await.is_err()
+        {
+            tracing::warn!("connection task did not end in time; aborted");
+            task.abort();
         }
     }
 }

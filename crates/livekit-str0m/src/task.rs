@@ -528,10 +528,10 @@ impl Task {
                 }
             }
             EngineEvent::Frame { track_sid, frame } => {
-                if let Some(tx) = self.remote_tracks.get(&track_sid) {
-                    if let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(frame) {
-                        debug!(%track_sid, "remote frame dropped: the application is not reading");
-                    }
+                if let Some(tx) = self.remote_tracks.get(&track_sid)
+                    && let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(frame)
+                {
+                    debug!(%track_sid, "remote frame dropped: the application is not reading");
                 }
             }
             EngineEvent::LocalTrackPublished { cid, sid } => {
@@ -626,14 +626,13 @@ async fn poll_resume(
 async fn say_goodbye(engine: &mut Engine, mut signal: SignalConnection) {
     engine.leave();
     loop {
-        match engine.poll_output() {
-            Output::Signal(message) => {
-                if signal.send(message).await.is_err() {
-                    break;
-                }
-            }
-            Output::Timeout(_) => break,
-            _ => {}
+        let sent = match engine.poll_output() {
+            Output::Signal(message) => signal.send(message).await.is_ok(),
+            Output::Timeout(_) => false,
+            _ => true,
+        };
+        if !sent {
+            break;
         }
     }
     signal.close().await;

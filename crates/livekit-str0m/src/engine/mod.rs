@@ -41,6 +41,8 @@ const STUN_RETRIES: u32 = 3;
 const STUN_RTO: Duration = Duration::from_millis(500);
 
 /// What the engine wants done.
+// Signal messages are large and rare; boxing them would cost an allocation for nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub(crate) enum Output {
     /// Send on the WebSocket.
@@ -795,12 +797,12 @@ impl Engine {
         let Some(session) = self.session.as_mut() else { return };
         let changes = session.participants.update(infos);
         for change in changes {
-            if let ParticipantChange::TrackUnpublished(info) = &change {
-                if session.subscribed.remove(&info.track_sid).is_some() {
-                    self.outputs.push_back(Output::Event(EngineEvent::TrackUnsubscribed {
-                        track_sid: info.track_sid.clone(),
-                    }));
-                }
+            if let ParticipantChange::TrackUnpublished(info) = &change
+                && session.subscribed.remove(&info.track_sid).is_some()
+            {
+                self.outputs.push_back(Output::Event(EngineEvent::TrackUnsubscribed {
+                    track_sid: info.track_sid.clone(),
+                }));
             }
             self.outputs.push_back(Output::Event(EngineEvent::Participant(change)));
         }
@@ -831,16 +833,13 @@ impl Engine {
         now: Instant,
     ) {
         let Some(session) = self.session.as_mut() else { return };
-        if stun::is_stun(contents) {
-            if let Some((id, mapped)) = stun::parse_binding_response(contents) {
-                if let Some(index) =
-                    session.stun.iter().position(|q| q.id == id && q.server == source)
-                {
-                    let query = session.stun.remove(index);
-                    self.add_reflexive_candidate(query.peer, mapped, query.source, now);
-                    return;
-                }
-            }
+        if stun::is_stun(contents)
+            && let Some((id, mapped)) = stun::parse_binding_response(contents)
+            && let Some(index) = session.stun.iter().position(|q| q.id == id && q.server == source)
+        {
+            let query = session.stun.remove(index);
+            self.add_reflexive_candidate(query.peer, mapped, query.source, now);
+            return;
         }
         let kind = if session.publisher.owns(destination) {
             PeerKind::Publisher
@@ -933,15 +932,14 @@ impl Engine {
         for kind in [PeerKind::Publisher, PeerKind::Subscriber] {
             let Some(session) = self.session.as_mut() else { return };
             let peer = session.peer(kind);
-            if let Some(since) = peer.disconnected_since {
-                if now.saturating_duration_since(since) >= ICE_DISCONNECTED_GRACE {
-                    peer.disconnected_since = None;
-                    let reason =
-                        format!("{kind:?} ICE disconnected for {ICE_DISCONNECTED_GRACE:?}");
-                    warn!(%reason, "resuming");
-                    self.outputs.push_back(Output::Event(EngineEvent::ResumeNeeded(reason)));
-                    return;
-                }
+            if let Some(since) = peer.disconnected_since
+                && now.saturating_duration_since(since) >= ICE_DISCONNECTED_GRACE
+            {
+                peer.disconnected_since = None;
+                let reason = format!("{kind:?} ICE disconnected for {ICE_DISCONNECTED_GRACE:?}");
+                warn!(%reason, "resuming");
+                self.outputs.push_back(Output::Event(EngineEvent::ResumeNeeded(reason)));
+                return;
             }
             if now >= peer.timeout {
                 if let Err(error) = peer.rtc.handle_input(Input::Timeout(now)) {

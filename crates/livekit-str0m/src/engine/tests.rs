@@ -79,6 +79,9 @@ fn drain(engine: &mut Engine) -> (Vec<signal_request::Message>, Vec<Output>, Vec
     }
 }
 
+/// A datagram: from, to, bytes.
+type Datagram = (SocketAddr, SocketAddr, Vec<u8>);
+
 /// A str0m `Rtc` playing the SFU's side of one peer connection.
 struct FakeServer {
     rtc: Rtc,
@@ -93,7 +96,7 @@ impl FakeServer {
     }
 
     /// Drains the server and returns its datagrams.
-    fn transmits(&mut self) -> (Vec<(SocketAddr, SocketAddr, Vec<u8>)>, Vec<Event>, Instant) {
+    fn transmits(&mut self) -> (Vec<Datagram>, Vec<Event>, Instant) {
         let (mut out, mut events) = (Vec::new(), Vec::new());
         loop {
             match self.rtc.poll_output().unwrap() {

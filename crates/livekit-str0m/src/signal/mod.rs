@@ -30,6 +30,8 @@ pub(crate) struct SignalConnection {
 }
 
 /// What arrived on the WebSocket.
+// Moved once from the socket to the engine; boxing would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Incoming {
     /// A decoded message.
     Message(signal_response::Message),
