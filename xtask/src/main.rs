@@ -4,11 +4,16 @@
 //!   server, matrixrtc-auth) on 127.0.0.1, installed into `.devstack/`.
 //! * `cargo xtask demo`: the stack plus a smoke check that prints what runs and where.
 //! * `cargo xtask test`: every test of the workspace, against a stack it starts and stops.
+//! * `cargo xtask bench publish`: CPU time and peak memory of publishing video, our Rust client
+//!   against the official LiveKit Python SDK, on the local stack.
 
+mod bench;
 mod demo;
 mod devstack;
 mod serve_static;
 mod test;
+
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
@@ -28,7 +33,6 @@ enum Command {
     },
     /// Start the local stack and show it working.
     Demo,
-    /// Run all tests against the local stack (starts it if needed, stops what it started).
     /// Serve a single-page app from a folder on 127.0.0.1 (used by the stack for Element Call).
     #[command(hide = true)]
     ServeStatic {
@@ -39,10 +43,36 @@ enum Command {
         #[arg(long)]
         port: u16,
     },
+    /// Run all tests against the local stack (starts it if needed, stops what it started).
     Test {
         /// Extra arguments for `cargo test`.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         cargo_args: Vec<String>,
+    },
+    /// Benchmarks against the local stack (starts it if needed, stops what it started).
+    Bench {
+        #[command(subcommand)]
+        action: BenchAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchAction {
+    /// Publish the same video with our Rust client and the LiveKit Python SDK, one after the
+    /// other; compare the processes' CPU time and peak memory.
+    Publish(bench::PublishOptions),
+    /// Run a command, then write its CPU time and peak memory as JSON (used by `publish`).
+    #[command(hide = true)]
+    Measure {
+        /// Where to write the JSON.
+        #[arg(long)]
+        report: std::path::PathBuf,
+        /// Kill the command after this many seconds.
+        #[arg(long)]
+        timeout_seconds: u64,
+        /// The command and its arguments.
+        #[arg(trailing_var_arg = true, required = true)]
+        command: Vec<std::ffi::OsString>,
     },
 }
 
@@ -71,6 +101,12 @@ fn main() -> anyhow::Result<()> {
             Command::Demo => demo::run().await,
             Command::Test { cargo_args } => test::run(&cargo_args).await,
             Command::ServeStatic { root, port } => serve_static::run(root, port).await,
+            Command::Bench { action: BenchAction::Publish(options) } => {
+                bench::publish(&options).await
+            }
+            Command::Bench {
+                action: BenchAction::Measure { report, timeout_seconds, command },
+            } => bench::measure(&report, Duration::from_secs(timeout_seconds), &command),
         }
     })
 }

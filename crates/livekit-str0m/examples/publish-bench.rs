@@ -41,12 +41,17 @@ fn main() -> Result<(), Error> {
     match command.as_str() {
         "generate" => {
             let out = flags.get("out").ok_or("--out is required")?;
-            let mut bytes = Vec::new();
+            let mut file = std::io::BufWriter::new(std::fs::File::create(out)?);
+            let mut noise = Noise(0x2545_f491_4f6c_dd1d);
             for index in 0..u64::from(number("frames", Some(60))?) {
-                bytes
-                    .extend_from_slice(TestPattern::Moving.render(width, height, index).as_bytes());
+                let mut frame = TestPattern::Moving.render(width, height, index);
+                // Sensor-like noise on luma: a clean synthetic pattern compresses to almost
+                // nothing and leaves the encoder idle, which no camera does.
+                let (y, _, _) = frame.planes_mut();
+                y.iter_mut().for_each(|p| *p = p.saturating_add_signed(noise.next()));
+                std::io::Write::write_all(&mut file, frame.as_bytes())?;
             }
-            std::fs::write(out, bytes)?;
+            std::io::Write::flush(&mut file)?;
             Ok(())
         }
         "publish" => {
@@ -71,16 +76,34 @@ fn main() -> Result<(), Error> {
     }
 }
 
+/// A small deterministic noise source (xorshift), values in -6..=6.
+struct Noise(u64);
+
+impl Noise {
+    fn next(&mut self) -> i8 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % 13) as i8 - 6
+    }
+}
+
+/// Reads the frames one at a time, so memory holds each frame once.
 fn read_frames(path: &str, width: u32, height: u32) -> Result<Vec<I420Frame>, Error> {
-    let bytes = std::fs::read(path)?;
+    use std::io::Read as _;
     let size = (width * height) as usize + 2 * (width.div_ceil(2) * height.div_ceil(2)) as usize;
-    if bytes.is_empty() || bytes.len() % size != 0 {
+    let length = std::fs::metadata(path)?.len() as usize;
+    if length == 0 || !length.is_multiple_of(size) {
         return Err(format!("{path} is not a whole number of {width}x{height} I420 frames").into());
     }
-    Ok(bytes
-        .chunks(size)
-        .filter_map(|chunk| I420Frame::from_packed(width, height, chunk.to_vec()))
-        .collect())
+    let mut file = std::fs::File::open(path)?;
+    let mut frames = Vec::with_capacity(length / size);
+    for _ in 0..length / size {
+        let mut bytes = vec![0; size];
+        file.read_exact(&mut bytes)?;
+        frames.push(I420Frame::from_packed(width, height, bytes).ok_or("bad frame size")?);
+    }
+    Ok(frames)
 }
 
 #[derive(Clone, Copy)]
@@ -109,7 +132,8 @@ async fn publish(url: &str, token: &str, frames: &[I420Frame], s: Settings) -> R
     let mut encoder = Vp8Encoder::new(config)?;
     let interval = Duration::from_secs(1) / s.fps;
     let start = Instant::now();
-    let (mut sent, mut late) = (0u64, 0u64);
+    let (mut sent, mut late, mut bytes) = (0u64, 0u64, 0u64);
+    let mut encoding = Duration::ZERO;
     for index in 0..u64::from(s.fps * s.seconds) {
         let timestamp = interval * index as u32;
         let deadline = start + timestamp;
@@ -122,16 +146,35 @@ async fn publish(url: &str, token: &str, frames: &[I420Frame], s: Settings) -> R
         if track.take_keyframe_request() {
             encoder.request_keyframe();
         }
-        let picture = frames[index as usize % frames.len()].clone().with_timestamp(timestamp);
-        for encoded in encoder.encode(&picture)? {
+        // The encoder does not need the frame's own timestamp: the track gets `timestamp`.
+        let picture = &frames[index as usize % frames.len()];
+        let encode_started = Instant::now();
+        let encoded_frames = encoder.encode(picture)?;
+        encoding += encode_started.elapsed();
+        for encoded in encoded_frames {
+            let size = encoded.data.len() as u64;
             let frame =
                 EncodedVideoFrame { data: encoded.data, keyframe: encoded.keyframe, timestamp };
             if track.write(frame).is_ok() {
                 sent += 1;
+                bytes += size;
             }
         }
     }
     room.disconnect().await;
-    println!("{}", serde_json::json!({ "frames_sent": sent, "late": late, "seconds": s.seconds }));
+    let result = serde_json::json!({
+        "frames_sent": sent,
+        "late": late,
+        "seconds": start.elapsed().as_secs_f64(),
+        "encoded_bytes": bytes,
+        "encode_seconds": encoding.as_secs_f64(),
+    });
+    eprintln!(
+        "encoder: libvpx {}x{}, {sent} frames sent, {:.1} s encoding, {bytes} bytes",
+        s.width,
+        s.height,
+        encoding.as_secs_f64()
+    );
+    println!("{result}");
     Ok(())
 }

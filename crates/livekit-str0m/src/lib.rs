@@ -16,6 +16,8 @@
 mod e2ee;
 mod engine;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod net;
 mod room;
 mod signal;

@@ -89,18 +89,23 @@ pub(crate) fn run(command: &mut Command, what: &str) -> anyhow::Result<String> {
 }
 
 fn ensure_synapse(layout: &Layout) -> anyhow::Result<PathBuf> {
-    let venv = layout.root.join("venv");
+    ensure_venv(&layout.root.join("venv"), "matrix-synapse", SYNAPSE_VERSION)
+}
+
+/// A virtualenv at `venv` with `package==version` from PyPI; returns its Python. Installs only
+/// when the stamp file of that exact version is missing.
+pub(crate) fn ensure_venv(venv: &Path, package: &str, version: &str) -> anyhow::Result<PathBuf> {
     let python = venv.join("bin/python");
-    let stamp = venv.join(format!(".matrix-synapse-{SYNAPSE_VERSION}"));
+    let stamp = venv.join(format!(".{package}-{version}"));
     if stamp.exists() && python.exists() {
         return Ok(python);
     }
-    eprintln!("installing Synapse {SYNAPSE_VERSION} from PyPI into {}", venv.display());
+    eprintln!("installing {package} {version} from PyPI into {}", venv.display());
     if !python.exists() {
         let system_python = find_python()?;
         run(
-            Command::new(&system_python).args(["-m", "venv"]).arg(&venv),
-            "creating the Synapse virtualenv",
+            Command::new(&system_python).args(["-m", "venv"]).arg(venv),
+            &format!("creating the virtualenv {}", venv.display()),
         )?;
     }
     run(
@@ -108,15 +113,15 @@ fn ensure_synapse(layout: &Layout) -> anyhow::Result<PathBuf> {
             "install",
             "--quiet",
             "--disable-pip-version-check",
-            &format!("matrix-synapse=={SYNAPSE_VERSION}"),
+            &format!("{package}=={version}"),
         ]),
-        "pip install matrix-synapse",
+        &format!("pip install {package}"),
     )?;
     std::fs::write(&stamp, b"")?;
     Ok(python)
 }
 
-/// A Python 3.10+ interpreter to create the virtualenv with.
+/// A Python 3.10+ interpreter to create a virtualenv with.
 fn find_python() -> anyhow::Result<PathBuf> {
     for candidate in ["python3", "python3.13", "python3.12", "python3.11", "python3.10"] {
         let Ok(out) = Command::new(candidate)
@@ -130,7 +135,7 @@ fn find_python() -> anyhow::Result<PathBuf> {
         }
     }
     bail!(
-        "Synapse needs Python 3.10 or newer with the venv module (Debian: apt-get install python3 python3-venv)"
+        "Synapse and the benchmarks need Python 3.10 or newer with the venv module (Debian: apt-get install python3 python3-venv)"
     )
 }
 
@@ -178,11 +183,7 @@ fn build_auth(layout: &Layout) -> anyhow::Result<PathBuf> {
         ]),
         "building matrixrtc-auth",
     )?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| layout.workspace.join("target"));
-    let target = if target.is_absolute() { target } else { layout.workspace.join(target) };
-    Ok(target.join("debug/matrixrtc-auth"))
+    Ok(layout.target().join("debug/matrixrtc-auth"))
 }
 
 fn which(program: &str) -> Option<PathBuf> {

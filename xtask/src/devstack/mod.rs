@@ -56,11 +56,30 @@ impl Layout {
     pub(crate) fn service_dir(&self, name: &str) -> PathBuf {
         self.root.join(name)
     }
+
+    /// Cargo's target directory (`CARGO_TARGET_DIR`, else `target/` of the workspace).
+    pub(crate) fn target(&self) -> PathBuf {
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| self.workspace.join("target"));
+        if target.is_absolute() { target } else { self.workspace.join(target) }
+    }
 }
 
 /// Installs the Debian packages the workspace needs to build (libvpx).
 pub(crate) fn ensure_build_packages() -> anyhow::Result<()> {
     install::ensure_debian_packages(install::BUILD_PACKAGES)
+}
+
+/// A virtualenv `.devstack/<name>` with `package==version` from PyPI (installed when missing);
+/// returns its Python.
+pub(crate) fn ensure_venv(
+    layout: &Layout,
+    name: &str,
+    package: &str,
+    version: &str,
+) -> anyhow::Result<PathBuf> {
+    install::ensure_venv(&layout.root.join(name), package, version)
 }
 
 /// Ports of one run of the stack.

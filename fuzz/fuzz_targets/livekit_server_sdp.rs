@@ -1,0 +1,10 @@
+//! Any text as the SDP of the server's subscriber offer and publisher answer.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(sdp) = std::str::from_utf8(data) {
+        livekit_str0m::fuzzing::server_sdp(sdp);
+    }
+});
