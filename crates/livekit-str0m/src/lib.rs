@@ -26,7 +26,7 @@ mod task;
 mod track;
 
 pub use e2ee::{FrameContext, FrameCryptError, FrameCryptor};
-pub use engine::ParticipantSummary;
+pub use engine::{ParticipantSummary, Speaker};
 pub use error::{ConnectError, DisconnectCause, PublishError, TrackError};
 pub use livekit_protocol::DisconnectReason;
 pub use room::{ConnectionState, Room, RoomEvent, RoomEvents, RoomOptions};

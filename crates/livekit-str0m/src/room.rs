@@ -8,7 +8,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::e2ee::FrameCryptor;
-use crate::engine::ParticipantSummary;
+use crate::engine::{ParticipantSummary, Speaker};
 use crate::error::{ConnectError, DisconnectCause, PublishError};
 use crate::task::{Command, Shared, Task, open_connection};
 use crate::track::{
@@ -78,6 +78,8 @@ pub enum RoomEvent {
     TrackUnpublished(RemoteTrackInfo),
     /// A remote track was muted or unmuted.
     TrackMuted(RemoteTrackInfo),
+    /// Speaking levels changed (only those that changed; our own sid may be among them).
+    ActiveSpeakersChanged(Vec<Speaker>),
     /// Media of a remote track is arriving: read frames from it.
     TrackSubscribed(RemoteVideoTrack),
     /// A remote track's media stopped (its [`RemoteVideoTrack::recv`] returns `None`).

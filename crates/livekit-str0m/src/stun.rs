@@ -93,41 +93,42 @@ fn read_address(value: &[u8], xor: Option<&TransactionId>) -> Option<SocketAddr>
     Some(SocketAddr::new(ip, port))
 }
 
+/// A binding success response as a STUN server writes it (tests only).
+#[cfg(test)]
+pub(crate) fn binding_success(id: &TransactionId, address: SocketAddr, xor: bool) -> Vec<u8> {
+    let cookie = MAGIC_COOKIE.to_be_bytes();
+    let mut value = vec![0, if address.is_ipv4() { 1 } else { 2 }];
+    let mut port = address.port();
+    if xor {
+        port ^= u16::from_be_bytes([cookie[0], cookie[1]]);
+    }
+    value.extend_from_slice(&port.to_be_bytes());
+    let mut ip = match address.ip() {
+        IpAddr::V4(v4) => v4.octets().to_vec(),
+        IpAddr::V6(v6) => v6.octets().to_vec(),
+    };
+    if xor {
+        let mask: Vec<u8> = cookie.iter().chain(id.iter()).copied().collect();
+        ip.iter_mut().zip(mask).for_each(|(o, m)| *o ^= m);
+    }
+    value.extend_from_slice(&ip);
+    // An unknown attribute with padding first, then the address.
+    let mut attributes = vec![0x80, 0x22, 0, 3, b'a', b'b', b'c', 0];
+    let attr = if xor { ATTR_XOR_MAPPED_ADDRESS } else { ATTR_MAPPED_ADDRESS };
+    attributes.extend_from_slice(&attr.to_be_bytes());
+    attributes.extend_from_slice(&(value.len() as u16).to_be_bytes());
+    attributes.extend_from_slice(&value);
+    let mut packet = BINDING_SUCCESS.to_be_bytes().to_vec();
+    packet.extend_from_slice(&(attributes.len() as u16).to_be_bytes());
+    packet.extend_from_slice(&cookie);
+    packet.extend_from_slice(id);
+    packet.extend_from_slice(&attributes);
+    packet
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A binding success response as a STUN server writes it.
-    fn response(id: &TransactionId, address: SocketAddr, xor: bool) -> Vec<u8> {
-        let cookie = MAGIC_COOKIE.to_be_bytes();
-        let mut value = vec![0, if address.is_ipv4() { 1 } else { 2 }];
-        let mut port = address.port();
-        if xor {
-            port ^= u16::from_be_bytes([cookie[0], cookie[1]]);
-        }
-        value.extend_from_slice(&port.to_be_bytes());
-        let mut ip = match address.ip() {
-            IpAddr::V4(v4) => v4.octets().to_vec(),
-            IpAddr::V6(v6) => v6.octets().to_vec(),
-        };
-        if xor {
-            let mask: Vec<u8> = cookie.iter().chain(id.iter()).copied().collect();
-            ip.iter_mut().zip(mask).for_each(|(o, m)| *o ^= m);
-        }
-        value.extend_from_slice(&ip);
-        // An unknown attribute with padding first, then the address.
-        let mut attributes = vec![0x80, 0x22, 0, 3, b'a', b'b', b'c', 0];
-        let attr = if xor { ATTR_XOR_MAPPED_ADDRESS } else { ATTR_MAPPED_ADDRESS };
-        attributes.extend_from_slice(&attr.to_be_bytes());
-        attributes.extend_from_slice(&(value.len() as u16).to_be_bytes());
-        attributes.extend_from_slice(&value);
-        let mut packet = BINDING_SUCCESS.to_be_bytes().to_vec();
-        packet.extend_from_slice(&(attributes.len() as u16).to_be_bytes());
-        packet.extend_from_slice(&cookie);
-        packet.extend_from_slice(id);
-        packet.extend_from_slice(&attributes);
-        packet
-    }
 
     #[test]
     fn request_is_a_binding_request_with_the_cookie() {
@@ -145,7 +146,7 @@ mod tests {
             let address: SocketAddr = address.parse().unwrap();
             for xor in [true, false] {
                 assert_eq!(
-                    parse_binding_response(&response(&id, address, xor)),
+                    parse_binding_response(&binding_success(&id, address, xor)),
                     Some((id, address))
                 );
             }
@@ -155,7 +156,7 @@ mod tests {
     #[test]
     fn truncations_never_panic() {
         let (id, _) = binding_request();
-        let packet = response(&id, "198.51.100.1:1".parse().unwrap(), true);
+        let packet = binding_success(&id, "198.51.100.1:1".parse().unwrap(), true);
         for len in 0..packet.len() {
             let _ = parse_binding_response(&packet[..len]);
         }

@@ -377,7 +377,11 @@ impl Task {
                     resume_started = Instant::now();
                     self.trouble_since = Some(resume_started);
                     let within = RESUME_TIMEOUT.min(self.options.reconnect_timeout);
-                    let attempt = open_resume(self.url.clone(), self.token.clone(), sid, within);
+                    let params = SignalParams {
+                        auto_subscribe: self.options.auto_subscribe,
+                        resume_sid: Some(sid),
+                    };
+                    let attempt = open_resume(self.url.clone(), self.token.clone(), params, within);
                     resume = Some(Box::pin(attempt));
                 }
             }
@@ -511,6 +515,7 @@ impl Task {
                     ParticipantChange::TrackPublished(t) => RoomEvent::TrackPublished(t),
                     ParticipantChange::TrackUnpublished(t) => RoomEvent::TrackUnpublished(t),
                     ParticipantChange::TrackMuted(t) => RoomEvent::TrackMuted(t),
+                    ParticipantChange::Speakers(s) => RoomEvent::ActiveSpeakersChanged(s),
                 };
                 let _ = self.events.send(event);
             }
@@ -573,8 +578,12 @@ type ResumeResult = Result<(SignalConnection, proto::ReconnectResponse), Connect
 /// Reopens the WebSocket with `reconnect=1&sid=…`; the server's first message must be the
 /// `reconnect` response. Retries briefly (the server may be restarting) within
 /// `within`.
-async fn open_resume(url: String, token: String, sid: String, within: Duration) -> ResumeResult {
-    let params = SignalParams { auto_subscribe: true, resume_sid: Some(sid) };
+async fn open_resume(
+    url: String,
+    token: String,
+    params: SignalParams,
+    within: Duration,
+) -> ResumeResult {
     let attempt = async {
         let mut delay = Duration::from_millis(100);
         loop {

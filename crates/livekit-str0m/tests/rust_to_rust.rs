@@ -162,3 +162,72 @@ async fn encrypted_tracks_go_through_the_frame_cryptor_on_both_ends() {
     carol.disconnect().await;
     frames.await.expect("publisher task");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mute_and_manual_subscription_reach_the_other_side() {
+    init_logs();
+    let room = TestRoom::create("rust-mute").await;
+    let (alice, _alice_events) =
+        Room::connect(room.url(), &room.token("alice"), RoomOptions::default())
+            .await
+            .expect("alice");
+    let manual = RoomOptions { auto_subscribe: false, ..Default::default() };
+    let (bob, mut bob_events) =
+        Room::connect(room.url(), &room.token("bob"), manual).await.expect("bob");
+    let track = alice
+        .publish_video(VideoTrackOptions { width: 160, height: 120, ..Default::default() })
+        .await
+        .expect("publish");
+    let frames = spawn_pattern_publisher(track.clone(), TestPattern::RED, 160, 120, 15);
+
+    // Without auto-subscribe bob hears of the track but gets no media until he asks.
+    let published = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match bob_events.recv().await.expect("events") {
+                RoomEvent::TrackPublished(info) => return info,
+                RoomEvent::TrackSubscribed(_) => panic!("subscribed without asking"),
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("bob hears of alice's track");
+    assert_eq!(Some(published.track_sid.clone()), track.sid());
+    let early = tokio::time::timeout(Duration::from_secs(2), async {
+        loop {
+            if let Some(RoomEvent::TrackSubscribed(_)) = bob_events.recv().await {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(early.is_err(), "no subscription before asking");
+    bob.set_subscribed(&published.track_sid, true).await;
+    let mut remote = next_subscription(&mut bob_events, Duration::from_secs(10)).await;
+    decode_pictures(&mut remote, 3, Duration::from_secs(10)).await;
+
+    // Alice mutes: bob sees it.
+    track.set_muted(true).await.expect("mute");
+    let muted = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Some(RoomEvent::TrackMuted(info)) = bob_events.recv().await {
+                return info;
+            }
+        }
+    })
+    .await
+    .expect("bob sees the mute");
+    assert!(muted.muted);
+
+    // Bob unsubscribes: his track ends.
+    bob.set_subscribed(&published.track_sid, false).await;
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        while remote.recv().await.is_some() {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the track ends after unsubscribing");
+
+    alice.disconnect().await;
+    bob.disconnect().await;
+    frames.await.expect("publisher task");
+}

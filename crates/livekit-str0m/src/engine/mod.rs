@@ -26,8 +26,8 @@ use crate::track::{
     EncodedVideoFrame, RemoteTrackInfo, RemoteVideoFrame, VideoCodec, VideoTrackOptions,
     is_keyframe,
 };
-pub use participants::ParticipantSummary;
 pub(crate) use participants::{ParticipantChange, Participants};
+pub use participants::{ParticipantSummary, Speaker};
 use peer::{Peer, PeerKind, sdp_track_ids};
 
 /// How long the required peer connection may take to connect after a join.
@@ -588,6 +588,14 @@ impl Engine {
                     .map(|(c, _)| c.clone());
                 if let Some(cid) = cid {
                     self.set_muted(&cid, mute.muted);
+                }
+            }
+            M::SpeakersChanged(changed) => {
+                let speakers = session.participants.speakers(changed.speakers);
+                if !speakers.is_empty() {
+                    self.outputs.push_back(Output::Event(EngineEvent::Participant(
+                        ParticipantChange::Speakers(speakers),
+                    )));
                 }
             }
             M::PongResp(pong) => {

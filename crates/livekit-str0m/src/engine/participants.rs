@@ -7,7 +7,7 @@ use livekit_protocol::{ParticipantInfo, participant_info};
 use crate::track::RemoteTrackInfo;
 
 /// A change the application hears about.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) enum ParticipantChange {
     /// Someone joined (or was there when we joined).
     Connected(ParticipantSummary),
@@ -19,6 +19,21 @@ pub(crate) enum ParticipantChange {
     TrackUnpublished(RemoteTrackInfo),
     /// A remote track's mute state changed.
     TrackMuted(RemoteTrackInfo),
+    /// Speaking levels changed (only the participants whose level changed).
+    Speakers(Vec<Speaker>),
+}
+
+/// A participant's speaking level.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Speaker {
+    /// The participant sid.
+    pub sid: String,
+    /// Their identity, when known.
+    pub identity: Option<String>,
+    /// Audio level, 0.0 (silent) to 1.0.
+    pub level: f32,
+    /// Whether they count as speaking.
+    pub active: bool,
 }
 
 /// Who a participant is.
@@ -55,6 +70,20 @@ pub(crate) struct Participants {
 impl Participants {
     pub(crate) fn new(own_sid: String) -> Self {
         Self { own_sid, by_sid: HashMap::new() }
+    }
+
+    /// Speaker updates with identities filled in (our own sid included).
+    pub(crate) fn speakers(&self, speakers: Vec<livekit_protocol::SpeakerInfo>) -> Vec<Speaker> {
+        speakers
+            .into_iter()
+            .filter(|s| !s.sid.is_empty())
+            .map(|s| Speaker {
+                identity: self.by_sid.get(&s.sid).map(|p| p.identity.clone()),
+                level: if s.level.is_finite() { s.level.clamp(0.0, 1.0) } else { 0.0 },
+                active: s.active,
+                sid: s.sid,
+            })
+            .collect()
     }
 
     /// The published track with this sid.

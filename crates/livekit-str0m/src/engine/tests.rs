@@ -424,3 +424,75 @@ fn a_server_offer_is_answered_with_its_id_and_media_becomes_a_subscription() {
     assert!(frame.keyframe);
     assert_eq!(frame.codec, VideoCodec::Vp8);
 }
+
+#[test]
+fn stun_answers_become_trickled_server_reflexive_candidates() {
+    let now = Instant::now();
+    let mut engine = started(now);
+    drain(&mut engine);
+    // A publication gives the publisher a description, so its candidates can be trickled.
+    engine.add_track("TR_RS1".into(), VideoTrackOptions::default());
+    let published =
+        proto::TrackPublishedResponse { cid: "TR_RS1".into(), track: Some(track("TR_m")) };
+    engine.handle_signal(signal_response::Message::TrackPublished(published), now);
+    drain(&mut engine);
+
+    let stun_server = addr("198.51.100.7:3478");
+    engine.add_stun_servers(&[stun_server], now);
+    let (_, transmits, _) = drain(&mut engine);
+    let requests: Vec<(SocketAddr, Vec<u8>)> = transmits
+        .into_iter()
+        .filter_map(|t| match t {
+            Output::Transmit { source, destination, contents } if destination == stun_server => {
+                Some((source, contents))
+            }
+            _ => None,
+        })
+        .collect();
+    let sources: Vec<SocketAddr> = requests.iter().map(|(s, _)| *s).collect();
+    assert_eq!(sources, [addr(PUBLISHER), addr(SUBSCRIBER)], "one request per socket");
+
+    // Unanswered requests are retried, then given up.
+    engine.handle_timeout(now + Duration::from_millis(600));
+    let (_, retries, _) = drain(&mut engine);
+    assert_eq!(retries.len(), 2, "one retry per socket");
+
+    // The publisher socket's answer: a trickle of a srflx candidate for the publisher.
+    let (source, request) = &requests[0];
+    let id: crate::stun::TransactionId = request[8..20].try_into().unwrap();
+    let mapped = addr("203.0.113.5:61000");
+    let response = crate::stun::binding_success(&id, mapped, true);
+    engine.handle_datagram(stun_server, *source, &response, now + Duration::from_millis(700));
+    let (signals, _, _) = drain(&mut engine);
+    let [signal_request::Message::Trickle(trickle)] = &signals[..] else { panic!("{signals:?}") };
+    assert_eq!(trickle.target, proto::SignalTarget::Publisher as i32);
+    let init: serde_json::Value = serde_json::from_str(&trickle.candidate_init).unwrap();
+    let candidate = init["candidate"].as_str().unwrap();
+    assert!(candidate.contains("203.0.113.5 61000 typ srflx"), "{candidate}");
+    assert!(init["sdpMid"].is_string());
+
+    // A forged answer (unknown transaction) or one from elsewhere changes nothing.
+    engine.handle_datagram(
+        stun_server,
+        *source,
+        &crate::stun::binding_success(&[7; 12], mapped, true),
+        now,
+    );
+    engine.handle_datagram(addr("192.0.2.66:3478"), *source, &response, now);
+    let (signals, _, _) = drain(&mut engine);
+    assert!(signals.is_empty(), "{signals:?}");
+
+    // The unanswered (subscriber) request gets its third and last try, then nothing more.
+    let to_stun = |outputs: &[Output]| {
+        outputs
+            .iter()
+            .filter(|t| matches!(t, Output::Transmit { destination, .. } if *destination == stun_server))
+            .count()
+    };
+    engine.handle_timeout(now + Duration::from_secs(5));
+    let (_, third, _) = drain(&mut engine);
+    assert_eq!(to_stun(&third), 1);
+    engine.handle_timeout(now + Duration::from_secs(10));
+    let (_, after, _) = drain(&mut engine);
+    assert_eq!(to_stun(&after), 0);
+}
