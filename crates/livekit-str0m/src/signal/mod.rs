@@ -68,10 +68,16 @@ impl SignalConnection {
                 let status = response.status().as_u16();
                 let body =
                     response.body().as_deref().map(String::from_utf8_lossy).unwrap_or_default();
-                let message: String = body.trim().chars().take(200).collect();
+                // LiveKit quotes a rejected token back ("invalid token: <jwt>"): never pass it on.
+                let message: String =
+                    body.replace(token, "[redacted]").trim().chars().take(200).collect();
                 return Err(ConnectError::Refused { status, message });
             }
-            Ok(Err(error)) => return Err(ConnectError::Unreachable(error.to_string())),
+            Ok(Err(error)) => {
+                return Err(ConnectError::Unreachable(
+                    error.to_string().replace(token, "[redacted]"),
+                ));
+            }
             Ok(Ok(connected)) => connected,
         };
         Ok(Self { ws })
