@@ -113,6 +113,17 @@ fn pump(
     engine: &mut Engine,
     server: &mut FakeServer,
     now: &mut Instant,
+    done: impl FnMut(&[EngineEvent], &[Event]) -> bool,
+) -> (Vec<EngineEvent>, Vec<Event>) {
+    pump_lossy(engine, server, now, |_| false, done)
+}
+
+/// [`pump`], dropping the engine's datagrams for which `lose` says so.
+fn pump_lossy(
+    engine: &mut Engine,
+    server: &mut FakeServer,
+    now: &mut Instant,
+    mut lose: impl FnMut(&[u8]) -> bool,
     mut done: impl FnMut(&[EngineEvent], &[Event]) -> bool,
 ) -> (Vec<EngineEvent>, Vec<Event>) {
     let (mut engine_events, mut server_events) = (Vec::new(), Vec::new());
@@ -122,7 +133,7 @@ fn pump(
         engine_events.extend(events);
         for t in transmits {
             let Output::Transmit { source, destination, contents } = t else { continue };
-            if destination != addr(SERVER) {
+            if destination != addr(SERVER) || lose(&contents) {
                 continue;
             }
             let input = Input::Receive(
@@ -495,4 +506,68 @@ fn stun_answers_become_trickled_server_reflexive_candidates() {
     engine.handle_timeout(now + Duration::from_secs(10));
     let (_, after, _) = drain(&mut engine);
     assert_eq!(to_stun(&after), 0);
+}
+
+#[test]
+fn a_lost_packet_is_retransmitted_after_a_nack() {
+    let mut now = Instant::now();
+    let mut engine = started(now);
+    drain(&mut engine);
+    engine.add_track("TR_RS1".into(), VideoTrackOptions::default());
+    let published =
+        proto::TrackPublishedResponse { cid: "TR_RS1".into(), track: Some(track("TR_m")) };
+    engine.handle_signal(signal_response::Message::TrackPublished(published), now);
+    let (signals, _, _) = drain(&mut engine);
+    let Some(signal_request::Message::Offer(offer)) = signals.last() else { panic!("{signals:?}") };
+    let mut server = FakeServer::new(now);
+    let answer =
+        server.rtc.sdp_api().accept_offer(SdpOffer::from_sdp_string(&offer.sdp).unwrap()).unwrap();
+    assert!(answer.to_sdp_string().contains("rtx/90000"), "RTX is negotiated");
+    let answer = proto::SessionDescription {
+        r#type: "answer".into(),
+        sdp: answer.to_sdp_string(),
+        id: offer.id,
+        ..Default::default()
+    };
+    engine.handle_signal(signal_response::Message::Answer(answer), now);
+    pump(&mut engine, &mut server, &mut now, |_, s| {
+        s.iter().any(|e| matches!(e, Event::Connected))
+    });
+
+    // A keyframe bigger than one packet; the first packet of its second copy is lost.
+    let mut payload = vec![0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x40, 0x01, 0xf0, 0x00];
+    payload.extend((0..6000u32).map(|i| (i * 7) as u8));
+    let is_rtp = |d: &[u8]| d.len() > 12 && d[0] >> 6 == 2 && (96..=127).contains(&(d[1] & 0x7f));
+    let mut frames_seen = Vec::new();
+    let mut lost = 0;
+    for i in 0..6u32 {
+        let frame = EncodedVideoFrame {
+            data: payload.clone(),
+            keyframe: true,
+            timestamp: Duration::from_millis(100) * i,
+        };
+        engine.write_frame("TR_RS1", frame, now);
+        let (_, events) = pump_lossy(
+            &mut engine,
+            &mut server,
+            &mut now,
+            |d| {
+                // Drop exactly one media packet, early on.
+                if lost == 0 && i == 1 && is_rtp(d) && d.len() > 500 {
+                    lost += 1;
+                    return true;
+                }
+                false
+            },
+            |_, s| s.iter().any(|e| matches!(e, Event::MediaData(_))),
+        );
+        frames_seen.extend(events.into_iter().filter_map(|e| match e {
+            Event::MediaData(data) => Some(data),
+            _ => None,
+        }));
+    }
+    assert_eq!(lost, 1, "a packet was dropped");
+    assert_eq!(frames_seen.len(), 6, "every frame arrived");
+    assert!(frames_seen.iter().all(|f| f.data[..] == payload[..]), "every frame arrived whole");
+    assert!(frames_seen.iter().all(|f| f.contiguous), "the loss was repaired, not skipped");
 }
