@@ -30,6 +30,10 @@ pub enum ConnectError {
     /// The server spoke something that is not the LiveKit protocol.
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// The session broke before media was up (a peer connection failed, the server asked for
+    /// a new join, the signalling connection closed).
+    #[error("the connection was lost before it was up: {0}")]
+    LostBeforeConnected(String),
     /// The peer connections did not connect in time.
     #[error("media connection timed out after {0:?}")]
     MediaTimeout(std::time::Duration),

@@ -1,7 +1,7 @@
 //! The tokio task that owns a room connection's WebSocket, UDP sockets and timers, and moves
 //! bytes between them and the sans-IO [`Engine`]. It also reconnects.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
@@ -80,6 +80,8 @@ pub(crate) struct Task {
     local_tracks: HashMap<String, Arc<LocalTrackShared>>,
     pending_publish: HashMap<String, (oneshot::Sender<Result<String, PublishError>>, Instant)>,
     remote_tracks: HashMap<String, mpsc::Sender<RemoteVideoFrame>>,
+    /// Remote tracks whose channel overflowed: the next frame delivered is marked non-contiguous.
+    dropped_frames: HashSet<String>,
     /// When the current trouble began (a resume attempt), so a rejoin after a failed resume
     /// still ends within the reconnect timeout.
     trouble_since: Option<Instant>,
@@ -88,6 +90,7 @@ pub(crate) struct Task {
 /// How a session ended.
 enum SessionEnd {
     Lost(String),
+    MediaTimeout,
     Left(proto::DisconnectReason),
     Disconnect(Option<oneshot::Sender<()>>),
 }
@@ -143,6 +146,7 @@ impl Task {
             local_tracks: HashMap::new(),
             pending_publish: HashMap::new(),
             remote_tracks: HashMap::new(),
+            dropped_frames: HashSet::new(),
             trouble_since: None,
         }
     }
@@ -162,6 +166,7 @@ impl Task {
                 self.engine.end_session();
                 self.flush_events();
                 self.remote_tracks.clear();
+                self.dropped_frames.clear();
                 let reason = match end {
                     SessionEnd::Disconnect(reply) => {
                         self.finish(DisconnectCause::ClientInitiated);
@@ -177,16 +182,23 @@ impl Task {
                         self.finish(DisconnectCause::Server(reason));
                         return;
                     }
-                    SessionEnd::Lost(reason) => reason,
+                    SessionEnd::Lost(reason) => Err(reason),
+                    SessionEnd::MediaTimeout => Ok(crate::engine::MEDIA_CONNECT_TIMEOUT),
                 };
                 if let Some(tx) = connected.take() {
                     // Never connected: the caller of `connect` gets the error, no reconnects.
-                    let _ = tx.send(Err(ConnectError::MediaTimeout(
-                        crate::engine::MEDIA_CONNECT_TIMEOUT,
-                    )));
+                    let error = match reason {
+                        Ok(timeout) => ConnectError::MediaTimeout(timeout),
+                        Err(reason) => ConnectError::LostBeforeConnected(reason),
+                    };
+                    let _ = tx.send(Err(error));
                     self.set_state(ConnectionState::Disconnected);
                     return;
                 }
+                let reason = match reason {
+                    Ok(timeout) => format!("no media within {timeout:?}"),
+                    Err(reason) => reason,
+                };
                 info!(%reason, "connection lost; reconnecting");
                 self.set_state(ConnectionState::Reconnecting);
                 match self.reconnect().await {
@@ -487,6 +499,27 @@ impl Task {
         }
     }
 
+    /// Hands a remote frame to its track's channel. When the application does not keep up,
+    /// frames are dropped, the next one delivered is marked non-contiguous and a keyframe is
+    /// requested, so the decoder restarts cleanly.
+    fn deliver(&mut self, track_sid: String, mut frame: RemoteVideoFrame) {
+        let Some(tx) = self.remote_tracks.get(&track_sid) else { return };
+        let gap = self.dropped_frames.contains(&track_sid);
+        frame.contiguous &= !gap;
+        match tx.try_send(frame) {
+            Ok(()) if gap => {
+                self.dropped_frames.remove(&track_sid);
+            }
+            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                if self.dropped_frames.insert(track_sid.clone()) {
+                    debug!(%track_sid, "remote frames dropped: the application is not reading");
+                }
+                self.engine.request_keyframe(&track_sid, Instant::now());
+            }
+        }
+    }
+
     /// Delivers events the engine produced outside a session (unsubscriptions at its end).
     fn flush_events(&mut self) {
         let mut none = None;
@@ -532,13 +565,7 @@ impl Task {
                     let _ = self.events.send(RoomEvent::TrackUnsubscribed { track_sid });
                 }
             }
-            EngineEvent::Frame { track_sid, frame } => {
-                if let Some(tx) = self.remote_tracks.get(&track_sid)
-                    && let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(frame)
-                {
-                    debug!(%track_sid, "remote frame dropped: the application is not reading");
-                }
-            }
+            EngineEvent::Frame { track_sid, frame } => self.deliver(track_sid, frame),
             EngineEvent::LocalTrackPublished { cid, sid } => {
                 if let Some(shared) = self.local_tracks.get(&cid) {
                     *shared.sid.lock().unwrap_or_else(|e| e.into_inner()) = Some(sid.clone());
@@ -561,6 +588,7 @@ impl Task {
                 }
             }
             // The session loop handles resumes before routing; elsewhere a rejoin is all there is.
+            EngineEvent::MediaTimeout => return Some(SessionEnd::MediaTimeout),
             EngineEvent::Lost(reason) | EngineEvent::ResumeNeeded(reason) => {
                 return Some(SessionEnd::Lost(reason));
             }

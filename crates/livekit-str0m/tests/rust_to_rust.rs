@@ -231,3 +231,54 @@ async fn mute_and_manual_subscription_reach_the_other_side() {
     bob.disconnect().await;
     frames.await.expect("publisher task");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_reader_gets_a_marked_gap_and_a_fresh_keyframe() {
+    init_logs();
+    let room = TestRoom::create("rust-slow-reader").await;
+    let (alice, _alice_events) =
+        Room::connect(room.url(), &room.token("alice"), RoomOptions::default())
+            .await
+            .expect("alice");
+    let (bob, mut bob_events) =
+        Room::connect(room.url(), &room.token("bob"), RoomOptions::default()).await.expect("bob");
+    let track = alice
+        .publish_video(VideoTrackOptions { width: 160, height: 120, ..Default::default() })
+        .await
+        .expect("publish");
+    let frames = spawn_pattern_publisher(track, TestPattern::Moving, 160, 120, 30);
+    let mut remote = next_subscription(&mut bob_events, Duration::from_secs(10)).await;
+    decode_pictures(&mut remote, 3, Duration::from_secs(10)).await;
+
+    // Bob stops reading for longer than the track buffers (60 frames at 30 fps).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut buffered = 0;
+    let after_gap = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let frame = remote.recv().await.expect("the track is alive");
+            if !frame.contiguous {
+                return frame;
+            }
+            buffered += 1;
+        }
+    })
+    .await
+    .expect("a frame after the gap is marked non-contiguous");
+    assert!(buffered >= 50, "the buffered frames come first ({buffered})");
+    // A keyframe follows soon after the gap (requested when frames were dropped), and decoding
+    // resumes from it.
+    if !after_gap.keyframe {
+        let keyframe = tokio::time::timeout(Duration::from_secs(5), async {
+            while let Some(frame) = remote.recv().await {
+                if frame.keyframe {
+                    return;
+                }
+            }
+        })
+        .await;
+        assert!(keyframe.is_ok(), "a keyframe after the gap");
+    }
+    alice.disconnect().await;
+    bob.disconnect().await;
+    frames.await.expect("publisher task");
+}

@@ -77,6 +77,9 @@ pub(crate) enum EngineEvent {
     /// The session is broken beyond repair (media never connected, a peer connection failed,
     /// the server asked for a new join): the task rejoins from scratch.
     Lost(String),
+    /// The required peer connection did not connect within [`MEDIA_CONNECT_TIMEOUT`] of the
+    /// join (a firewall, no usable candidate pair).
+    MediaTimeout,
     /// The signalling connection looks dead or ICE broke, but the session may live on: the task
     /// reopens the WebSocket with `reconnect=1` and calls [`Engine::resume`].
     ResumeNeeded(String),
@@ -932,9 +935,8 @@ impl Engine {
         if !session.connected
             && now.saturating_duration_since(session.started) >= MEDIA_CONNECT_TIMEOUT
         {
-            self.lost(format!(
-                "the media connection did not come up within {MEDIA_CONNECT_TIMEOUT:?}"
-            ));
+            warn!("the media connection did not come up within {MEDIA_CONNECT_TIMEOUT:?}");
+            self.outputs.push_back(Output::Event(EngineEvent::MediaTimeout));
             return;
         }
         for kind in [PeerKind::Publisher, PeerKind::Subscriber] {
