@@ -8,10 +8,10 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use common::{
-    TestRoom, centre_rgb, close_to, decode_pictures, init_logs, js_events, rgb, samples,
-    spawn_encoding_publisher, spawn_js_client,
+    TestRoom, centre_rgb, close_to, decode_pictures, init_logs, js_events, next_subscription, rgb,
+    samples, spawn_encoding_publisher, spawn_js_client,
 };
-use livekit_str0m::{Room, RoomEvent, RoomOptions, VideoCodec, VideoTrackOptions};
+use livekit_str0m::{Room, RoomOptions, VideoCodec, VideoTrackOptions};
 use rtc_media::codec::{
     H264Encoder, H264EncoderConfig, VideoEncoder, Vp8Encoder, Vp8EncoderConfig,
 };
@@ -139,17 +139,7 @@ async fn rust_decodes_a_canvas_published_by_livekit_client() {
         ],
     );
     let started = Instant::now();
-    let mut track = tokio::time::timeout(Duration::from_secs(30), async {
-        loop {
-            match events.recv().await.expect("events") {
-                RoomEvent::TrackSubscribed(track) => return track,
-                RoomEvent::Disconnected(cause) => panic!("disconnected: {cause}"),
-                _ => {}
-            }
-        }
-    })
-    .await
-    .expect("the browser's track is subscribed");
+    let mut track = next_subscription(&mut events, Duration::from_secs(30)).await;
     assert_eq!(track.info().participant_identity, "browser-canvas");
     assert_eq!(track.info().name, "canvas");
     let pictures = decode_pictures(&mut track, 20, Duration::from_secs(20)).await;

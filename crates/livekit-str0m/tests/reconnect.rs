@@ -5,28 +5,14 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{CuttableProxy, PrivateLiveKit, decode_pictures, init_logs, spawn_pattern_publisher};
+use common::{
+    CuttableProxy, PrivateLiveKit, decode_pictures, init_logs, next_subscription,
+    spawn_pattern_publisher,
+};
 use livekit_str0m::{
-    ConnectionState, DisconnectCause, Room, RoomEvent, RoomEvents, RoomOptions, VideoTrackOptions,
+    ConnectionState, DisconnectCause, Room, RoomEvent, RoomOptions, VideoTrackOptions,
 };
 use rtc_media::pattern::TestPattern;
-
-async fn next_subscription(
-    events: &mut RoomEvents,
-    within: Duration,
-) -> livekit_str0m::RemoteVideoTrack {
-    tokio::time::timeout(within, async {
-        loop {
-            match events.recv().await.expect("room events end") {
-                RoomEvent::TrackSubscribed(track) => return track,
-                RoomEvent::Disconnected(cause) => panic!("disconnected: {cause}"),
-                _ => {}
-            }
-        }
-    })
-    .await
-    .expect("a track is subscribed in time")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn video_comes_back_after_a_server_restart() {

@@ -4,27 +4,12 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestRoom, centre_rgb, close_to, decode_pictures, init_logs, spawn_pattern_publisher};
-use livekit_str0m::{Room, RoomEvent, RoomEvents, RoomOptions, VideoTrackOptions};
+use common::{
+    TestRoom, centre_rgb, close_to, decode_pictures, init_logs, next_subscription,
+    spawn_pattern_publisher,
+};
+use livekit_str0m::{Room, RoomEvent, RoomOptions, VideoTrackOptions};
 use rtc_media::pattern::{Rgb, TestPattern};
-
-/// Waits for the first subscribed track.
-async fn next_subscription(
-    events: &mut RoomEvents,
-    within: Duration,
-) -> livekit_str0m::RemoteVideoTrack {
-    tokio::time::timeout(within, async {
-        loop {
-            match events.recv().await.expect("room events end") {
-                RoomEvent::TrackSubscribed(track) => return track,
-                RoomEvent::Disconnected(cause) => panic!("disconnected: {cause}"),
-                _ => {}
-            }
-        }
-    })
-    .await
-    .expect("a track is subscribed in time")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_rust_clients_exchange_video() {

@@ -108,6 +108,26 @@ impl FakeServer {
     }
 }
 
+/// The fake SFU's answer to a publisher offer, carrying the offer's id.
+fn answer_from(
+    server: &mut FakeServer,
+    offer: &proto::SessionDescription,
+) -> proto::SessionDescription {
+    let parsed = SdpOffer::from_sdp_string(&offer.sdp).unwrap();
+    let answer = server.rtc.sdp_api().accept_offer(parsed).unwrap();
+    proto::SessionDescription {
+        r#type: "answer".into(),
+        sdp: answer.to_sdp_string(),
+        id: offer.id,
+        ..Default::default()
+    }
+}
+
+/// A keyframe-shaped encoded frame `index` frames of `interval` into the stream.
+fn frame(data: &[u8], index: u32, interval: Duration) -> EncodedVideoFrame {
+    EncodedVideoFrame { data: data.to_vec(), keyframe: true, timestamp: interval * index }
+}
+
 /// Moves datagrams both ways and time forward until `done` or a time limit.
 fn pump(
     engine: &mut Engine,
@@ -308,14 +328,7 @@ fn a_published_track_is_offered_connected_and_its_frames_reach_the_peer() {
 
     // The fake SFU answers; ICE and DTLS come up over the in-memory "network".
     let mut server = FakeServer::new(now);
-    let answer =
-        server.rtc.sdp_api().accept_offer(SdpOffer::from_sdp_string(&offer.sdp).unwrap()).unwrap();
-    let answer = proto::SessionDescription {
-        r#type: "answer".into(),
-        sdp: answer.to_sdp_string(),
-        id: 1,
-        ..Default::default()
-    };
+    let answer = answer_from(&mut server, offer);
     engine.handle_signal(signal_response::Message::Answer(answer), now);
     let (_, server_events) = pump(&mut engine, &mut server, &mut now, |_, server| {
         server.iter().any(|e| matches!(e, Event::Connected))
@@ -326,12 +339,7 @@ fn a_published_track_is_offered_connected_and_its_frames_reach_the_peer() {
     let payload = [0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x40, 0x01, 0xf0, 0x00, 0x11, 0x22, 0x33];
     let mut received = None;
     for i in 0..30u32 {
-        let frame = EncodedVideoFrame {
-            data: payload.to_vec(),
-            keyframe: true,
-            timestamp: Duration::from_millis(33) * i,
-        };
-        engine.write_frame("TR_RS1", frame, now);
+        engine.write_frame("TR_RS1", frame(&payload, i, Duration::from_millis(33)), now);
         let (_, server_events) = pump(&mut engine, &mut server, &mut now, |_, s| {
             s.iter().any(|e| matches!(e, Event::MediaData(_)))
         });
@@ -520,15 +528,8 @@ fn a_lost_packet_is_retransmitted_after_a_nack() {
     let (signals, _, _) = drain(&mut engine);
     let Some(signal_request::Message::Offer(offer)) = signals.last() else { panic!("{signals:?}") };
     let mut server = FakeServer::new(now);
-    let answer =
-        server.rtc.sdp_api().accept_offer(SdpOffer::from_sdp_string(&offer.sdp).unwrap()).unwrap();
-    assert!(answer.to_sdp_string().contains("rtx/90000"), "RTX is negotiated");
-    let answer = proto::SessionDescription {
-        r#type: "answer".into(),
-        sdp: answer.to_sdp_string(),
-        id: offer.id,
-        ..Default::default()
-    };
+    let answer = answer_from(&mut server, offer);
+    assert!(answer.sdp.contains("rtx/90000"), "RTX is negotiated");
     engine.handle_signal(signal_response::Message::Answer(answer), now);
     pump(&mut engine, &mut server, &mut now, |_, s| {
         s.iter().any(|e| matches!(e, Event::Connected))
@@ -541,12 +542,7 @@ fn a_lost_packet_is_retransmitted_after_a_nack() {
     let mut frames_seen = Vec::new();
     let mut lost = 0;
     for i in 0..6u32 {
-        let frame = EncodedVideoFrame {
-            data: payload.clone(),
-            keyframe: true,
-            timestamp: Duration::from_millis(100) * i,
-        };
-        engine.write_frame("TR_RS1", frame, now);
+        engine.write_frame("TR_RS1", frame(&payload, i, Duration::from_millis(100)), now);
         let (_, events) = pump_lossy(
             &mut engine,
             &mut server,

@@ -3,7 +3,9 @@
 
 use std::time::{Duration, SystemTime};
 
-use livekit_str0m::{EncodedVideoFrame, LocalVideoTrack, RemoteVideoTrack, VideoCodec};
+use livekit_str0m::{
+    EncodedVideoFrame, LocalVideoTrack, RemoteVideoTrack, RoomEvent, RoomEvents, VideoCodec,
+};
 use matrixrtc_auth::access_token::{Claims, VideoGrant};
 use matrixrtc_auth::room_service::RoomServiceClient;
 use matrixrtc_auth::secret::Secret;
@@ -107,6 +109,21 @@ pub fn spawn_encoding_publisher(
             index += 1;
         }
     })
+}
+
+/// Waits for the next subscribed track, failing on a disconnect.
+pub async fn next_subscription(events: &mut RoomEvents, within: Duration) -> RemoteVideoTrack {
+    tokio::time::timeout(within, async {
+        loop {
+            match events.recv().await.expect("room events end") {
+                RoomEvent::TrackSubscribed(track) => return track,
+                RoomEvent::Disconnected(cause) => panic!("disconnected: {cause}"),
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("a track is subscribed in time")
 }
 
 /// Receives and decodes frames of a remote VP8 track until `count` pictures came out.
