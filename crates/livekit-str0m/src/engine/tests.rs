@@ -567,3 +567,55 @@ fn a_lost_packet_is_retransmitted_after_a_nack() {
     assert!(frames_seen.iter().all(|f| f.data[..] == payload[..]), "every frame arrived whole");
     assert!(frames_seen.iter().all(|f| f.contiguous), "the loss was repaired, not skipped");
 }
+
+#[test]
+fn a_silent_peer_makes_ice_fail_and_asks_for_a_resume() {
+    let mut now = Instant::now();
+    let mut engine = started(now);
+    drain(&mut engine);
+    let mut server = FakeServer::new(now);
+    let mut api = server.rtc.sdp_api();
+    api.add_media(
+        MediaKind::Video,
+        Direction::SendOnly,
+        Some("PA_bob|TR_bob".into()),
+        Some("TR_bob".into()),
+        None,
+    );
+    let (offer, pending) = api.apply().unwrap();
+    let offer = proto::SessionDescription {
+        r#type: "offer".into(),
+        sdp: offer.to_sdp_string(),
+        id: 1,
+        ..Default::default()
+    };
+    engine.handle_signal(signal_response::Message::Offer(offer), now);
+    let (signals, _, _) = drain(&mut engine);
+    let Some(signal_request::Message::Answer(answer)) = signals.first() else {
+        panic!("{signals:?}")
+    };
+    let answer = str0m::change::SdpAnswer::from_sdp_string(&answer.sdp).unwrap();
+    server.rtc.sdp_api().accept_answer(pending, answer).unwrap();
+    let (events, _) = pump(&mut engine, &mut server, &mut now, |events, _| {
+        events.iter().any(|e| matches!(e, EngineEvent::Connected))
+    });
+    assert!(events.iter().any(|e| matches!(e, EngineEvent::Connected)));
+
+    // The network goes away (the server keeps answering pings on the WebSocket).
+    let mut resume = None;
+    for _ in 0..600 {
+        now += Duration::from_millis(100);
+        engine.handle_signal(signal_response::Message::PongResp(proto::Pong::default()), now);
+        engine.handle_timeout(now);
+        let (_, _, events) = drain(&mut engine);
+        if let Some(reason) = events.into_iter().find_map(|e| match e {
+            EngineEvent::ResumeNeeded(reason) => Some(reason),
+            _ => None,
+        }) {
+            resume = Some(reason);
+            break;
+        }
+    }
+    let reason = resume.expect("ICE failure leads to a resume within a minute");
+    assert!(reason.contains("ICE disconnected"), "{reason}");
+}
