@@ -49,10 +49,11 @@ fn usable(ip: IpAddr) -> bool {
     }
 }
 
-/// The sockets of one peer connection.
+/// The sockets of one peer connection, with the address each is bound to (read once: looking
+/// it up per datagram would cost a system call on the hot path).
 #[derive(Debug)]
 pub(crate) struct Sockets {
-    sockets: Vec<UdpSocket>,
+    sockets: Vec<(UdpSocket, SocketAddr)>,
 }
 
 impl Sockets {
@@ -61,8 +62,12 @@ impl Sockets {
         let mut sockets = Vec::new();
         let mut last_error = None;
         for ip in ips {
-            match UdpSocket::bind(SocketAddr::new(*ip, 0)).await {
-                Ok(socket) => sockets.push(socket),
+            let bound = match UdpSocket::bind(SocketAddr::new(*ip, 0)).await {
+                Ok(socket) => socket.local_addr().map(|addr| (socket, addr)),
+                Err(error) => Err(error),
+            };
+            match bound {
+                Ok(pair) => sockets.push(pair),
                 Err(error) => last_error = Some(error),
             }
         }
@@ -75,7 +80,7 @@ impl Sockets {
 
     /// The bound addresses.
     pub(crate) fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.sockets.iter().filter_map(|s| s.local_addr().ok()).collect()
+        self.sockets.iter().map(|(_, addr)| *addr).collect()
     }
 
     /// Sends from the socket bound to `source`; a full socket buffer drops the datagram (as the
@@ -86,7 +91,7 @@ impl Sockets {
         destination: SocketAddr,
         contents: &[u8],
     ) -> bool {
-        let Some(socket) = self.sockets.iter().find(|s| s.local_addr().ok() == Some(source)) else {
+        let Some((socket, _)) = self.sockets.iter().find(|(_, addr)| *addr == source) else {
             return false;
         };
         match socket.try_send_to(contents, destination) {
@@ -104,12 +109,11 @@ impl Sockets {
             return std::future::pending().await;
         }
         poll_fn(|cx| {
-            for socket in &self.sockets {
+            for (socket, to) in &self.sockets {
                 let mut read = ReadBuf::new(buf);
                 match socket.poll_recv_from(cx, &mut read) {
                     Poll::Ready(Ok(from)) => {
-                        let to = socket.local_addr()?;
-                        return Poll::Ready(Ok((read.filled().len(), from, to)));
+                        return Poll::Ready(Ok((read.filled().len(), from, *to)));
                     }
                     // ICMP errors surface as recv errors on Linux: not fatal for UDP.
                     Poll::Ready(Err(error)) => {

@@ -397,7 +397,6 @@ impl Task {
                     resume = Some(Box::pin(attempt));
                 }
             }
-            self.expire_publish_requests();
             let sleep_until = deadline.min(Instant::now() + Duration::from_secs(1));
             tokio::select! {
                 incoming = recv_signal(&mut signal) => match incoming {
@@ -456,7 +455,11 @@ impl Task {
                     stun_pending = false;
                     self.engine.add_stun_servers(&servers, Instant::now());
                 }
-                () = tokio::time::sleep_until(sleep_until.into()) => self.engine.handle_timeout(Instant::now()),
+                () = tokio::time::sleep_until(sleep_until.into()) => {
+                    self.engine.handle_timeout(Instant::now());
+                    // The timer fires at least once a second, which is precise enough here.
+                    self.expire_publish_requests();
+                }
             }
         }
     }

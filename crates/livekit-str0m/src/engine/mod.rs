@@ -105,8 +105,6 @@ struct LocalTrack {
 struct Publication {
     sid: Option<String>,
     mid: Option<Mid>,
-    /// Frames encrypted or written, for the IV-free bookkeeping of cryptors and logs.
-    frames: u64,
 }
 
 /// One signalling session (one join, until it is lost).
@@ -429,12 +427,11 @@ impl Engine {
             return;
         }
         let Some(session) = self.session.as_mut() else { return };
-        let Some(publication) = session.publications.get_mut(cid) else { return };
+        let Some(publication) = session.publications.get(cid) else { return };
         let (Some(mid), Some(sid)) = (publication.mid, publication.sid.clone()) else { return };
         if !session.publisher.connected {
             return;
         }
-        publication.frames += 1;
         let rtp_time = (frame.timestamp.as_micros() * 9 / 100) as u64;
         let mut data = frame.data;
         if encrypted {
@@ -1046,8 +1043,6 @@ impl Engine {
                     Ok(RtcOutput::Event(event)) => events.push(event),
                     Err(error) => {
                         peer.timeout = now + Duration::from_secs(1);
-                        events.clear();
-                        drop(events);
                         self.lost(format!("{kind:?} peer connection failed: {error}"));
                         return;
                     }

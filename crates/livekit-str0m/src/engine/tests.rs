@@ -128,6 +128,20 @@ fn frame(data: &[u8], index: u32, interval: Duration) -> EncodedVideoFrame {
     EncodedVideoFrame { data: data.to_vec(), keyframe: true, timestamp: interval * index }
 }
 
+/// Publishes a default track `TR_RS1` (confirmed by the server as `TR_m`) and returns the
+/// publisher offer that follows.
+fn publish_default_track(engine: &mut Engine, now: Instant) -> proto::SessionDescription {
+    engine.add_track("TR_RS1".into(), VideoTrackOptions::default());
+    let published =
+        proto::TrackPublishedResponse { cid: "TR_RS1".into(), track: Some(track("TR_m")) };
+    engine.handle_signal(signal_response::Message::TrackPublished(published), now);
+    let (signals, _, _) = drain(engine);
+    match signals.into_iter().last() {
+        Some(signal_request::Message::Offer(offer)) => offer,
+        other => panic!("no offer after publishing: {other:?}"),
+    }
+}
+
 /// Moves datagrams both ways and time forward until `done` or a time limit.
 fn pump(
     engine: &mut Engine,
@@ -450,11 +464,7 @@ fn stun_answers_become_trickled_server_reflexive_candidates() {
     let mut engine = started(now);
     drain(&mut engine);
     // A publication gives the publisher a description, so its candidates can be trickled.
-    engine.add_track("TR_RS1".into(), VideoTrackOptions::default());
-    let published =
-        proto::TrackPublishedResponse { cid: "TR_RS1".into(), track: Some(track("TR_m")) };
-    engine.handle_signal(signal_response::Message::TrackPublished(published), now);
-    drain(&mut engine);
+    publish_default_track(&mut engine, now);
 
     let stun_server = addr("198.51.100.7:3478");
     engine.add_stun_servers(&[stun_server], now);
@@ -521,14 +531,9 @@ fn a_lost_packet_is_retransmitted_after_a_nack() {
     let mut now = Instant::now();
     let mut engine = started(now);
     drain(&mut engine);
-    engine.add_track("TR_RS1".into(), VideoTrackOptions::default());
-    let published =
-        proto::TrackPublishedResponse { cid: "TR_RS1".into(), track: Some(track("TR_m")) };
-    engine.handle_signal(signal_response::Message::TrackPublished(published), now);
-    let (signals, _, _) = drain(&mut engine);
-    let Some(signal_request::Message::Offer(offer)) = signals.last() else { panic!("{signals:?}") };
+    let offer = publish_default_track(&mut engine, now);
     let mut server = FakeServer::new(now);
-    let answer = answer_from(&mut server, offer);
+    let answer = answer_from(&mut server, &offer);
     assert!(answer.sdp.contains("rtx/90000"), "RTX is negotiated");
     engine.handle_signal(signal_response::Message::Answer(answer), now);
     pump(&mut engine, &mut server, &mut now, |_, s| {
