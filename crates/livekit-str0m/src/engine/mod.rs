@@ -707,6 +707,7 @@ impl Engine {
         let parsed = match SdpAnswer::from_sdp_string(&answer.sdp) {
             Ok(parsed) => parsed,
             Err(error) => {
+                let error = sdp_error_for_log(&error, &answer.sdp);
                 self.lost(format!("the server's answer is not valid SDP: {error}"));
                 return;
             }
@@ -729,6 +730,7 @@ impl Engine {
         let parsed = match SdpOffer::from_sdp_string(&offer.sdp) {
             Ok(parsed) => parsed,
             Err(error) => {
+                let error = sdp_error_for_log(&error, &offer.sdp);
                 warn!(%error, "the server's offer is not valid SDP; ignored");
                 return;
             }
@@ -1223,6 +1225,20 @@ fn new_rtc(now: Instant, addrs: &[SocketAddr]) -> Rtc {
 fn unix_ms(base: (Instant, SystemTime), now: Instant) -> i64 {
     let wall = base.1 + now.saturating_duration_since(base.0);
     wall.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// A parse error of `sdp` fit for logs: parser messages may quote the input, and the ICE
+/// password (`a=ice-pwd`) is a credential of the session.
+fn sdp_error_for_log(error: &impl std::fmt::Display, sdp: &str) -> String {
+    let mut text = error.to_string();
+    for line in sdp.lines() {
+        if let Some(pwd) = line.trim().strip_prefix("a=ice-pwd:").map(str::trim)
+            && !pwd.is_empty()
+        {
+            text = text.replace(pwd, "[redacted]");
+        }
+    }
+    text
 }
 
 /// The first `a=mid:` of an SDP.

@@ -624,3 +624,13 @@ fn a_silent_peer_makes_ice_fail_and_asks_for_a_resume() {
     let reason = resume.expect("ICE failure leads to a resume within a minute");
     assert!(reason.contains("ICE disconnected"), "{reason}");
 }
+
+#[test]
+fn sdp_errors_in_logs_never_quote_the_ice_password() {
+    let sdp = "v=0\r\na=ice-pwd:s3cr3tpassword0123456789\r\nm=video 9 broken";
+    let error = SdpOffer::from_sdp_string(sdp).unwrap_err();
+    let shown = sdp_error_for_log(&error, sdp);
+    assert!(!shown.contains("s3cr3tpassword0123456789"), "{shown}");
+    let quoting = "unexpected s3cr3tpassword0123456789 at line 2";
+    assert_eq!(sdp_error_for_log(&quoting, sdp), "unexpected [redacted] at line 2");
+}
