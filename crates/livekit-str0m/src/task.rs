@@ -82,6 +82,8 @@ pub(crate) struct Task {
     remote_tracks: HashMap<String, mpsc::Sender<RemoteVideoFrame>>,
     /// Remote tracks whose channel overflowed: the next frame delivered is marked non-contiguous.
     dropped_frames: HashSet<String>,
+    /// Remote tracks whose decoder lost frames here and needs a keyframe.
+    awaiting_keyframe: HashSet<String>,
     /// When the current trouble began (a resume attempt), so a rejoin after a failed resume
     /// still ends within the reconnect timeout.
     trouble_since: Option<Instant>,
@@ -147,6 +149,7 @@ impl Task {
             pending_publish: HashMap::new(),
             remote_tracks: HashMap::new(),
             dropped_frames: HashSet::new(),
+            awaiting_keyframe: HashSet::new(),
             trouble_since: None,
         }
     }
@@ -167,6 +170,7 @@ impl Task {
                 self.flush_events();
                 self.remote_tracks.clear();
                 self.dropped_frames.clear();
+                self.awaiting_keyframe.clear();
                 let reason = match end {
                     SessionEnd::Disconnect(reply) => {
                         self.finish(DisconnectCause::ClientInitiated);
@@ -503,22 +507,28 @@ impl Task {
     }
 
     /// Hands a remote frame to its track's channel. When the application does not keep up,
-    /// frames are dropped, the next one delivered is marked non-contiguous and a keyframe is
-    /// requested, so the decoder restarts cleanly.
+    /// frames are dropped; the next one delivered is marked non-contiguous, and keyframes are
+    /// asked for (rate-limited) until one is delivered. Asking while the channel is still full
+    /// would be useless: that keyframe would be dropped too.
     fn deliver(&mut self, track_sid: String, mut frame: RemoteVideoFrame) {
         let Some(tx) = self.remote_tracks.get(&track_sid) else { return };
-        let gap = self.dropped_frames.contains(&track_sid);
-        frame.contiguous &= !gap;
+        let keyframe = frame.keyframe;
+        frame.contiguous &= !self.dropped_frames.contains(&track_sid);
         match tx.try_send(frame) {
-            Ok(()) if gap => {
+            Ok(()) => {
                 self.dropped_frames.remove(&track_sid);
+                if keyframe {
+                    self.awaiting_keyframe.remove(&track_sid);
+                } else if self.awaiting_keyframe.contains(&track_sid) {
+                    self.engine.request_keyframe(&track_sid, Instant::now());
+                }
             }
-            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
                 if self.dropped_frames.insert(track_sid.clone()) {
                     debug!(%track_sid, "remote frames dropped: the application is not reading");
                 }
-                self.engine.request_keyframe(&track_sid, Instant::now());
+                self.awaiting_keyframe.insert(track_sid);
             }
         }
     }
