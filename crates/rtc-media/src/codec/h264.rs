@@ -1,6 +1,9 @@
 //! H.264 with Cisco's openh264 (built from its bundled source, faster with `nasm`): constrained
 //! baseline, real-time camera usage, bitrate rate control, Annex B output (start codes) that an
 //! RTP packetiser splits into NAL units for packetisation mode 1.
+// The safe API of the openh264 crate cannot change the bitrate of a running encoder; the raw
+// `SetOption` call below does, as libwebrtc does it.
+#![allow(unsafe_code)]
 
 use std::time::Duration;
 
@@ -70,6 +73,8 @@ impl YUVSource for FrameRef<'_> {
 pub struct H264Encoder {
     inner: Encoder,
     config: H264EncoderConfig,
+    /// openh264 initialises the encoder on the first frame; options can only be set after it.
+    started: bool,
 }
 
 impl std::fmt::Debug for H264Encoder {
@@ -101,7 +106,7 @@ impl H264Encoder {
             ));
         }
         let inner = Self::build(&config)?;
-        Ok(Self { inner, config })
+        Ok(Self { inner, config, started: false })
     }
 
     fn build(config: &H264EncoderConfig) -> Result<Encoder, CodecError> {
@@ -141,12 +146,14 @@ impl VideoEncoder for H264Encoder {
             self.config.width = frame.width();
             self.config.height = frame.height();
             self.inner = Self::build(&self.config)?;
+            self.started = false;
         }
         let millis = u64::try_from(frame.timestamp.as_millis()).unwrap_or(u64::MAX);
         let stream = self
             .inner
             .encode_at(&FrameRef(frame), openh264::Timestamp::from_millis(millis))
             .map_err(|e| CodecError::Encode(e.to_string()))?;
+        self.started = true;
         let keyframe = match stream.frame_type() {
             FrameType::Skip | FrameType::Invalid => return Ok(Vec::new()),
             FrameType::IDR => true,
@@ -165,9 +172,31 @@ impl VideoEncoder for H264Encoder {
     }
 
     fn set_bitrate(&mut self, bits_per_second: u32) -> Result<(), CodecError> {
-        // openh264's safe API has no rate change: a new encoder starts with an IDR frame.
+        if bits_per_second < 1000 {
+            return Err(CodecError::Config("the bitrate must be at least 1 kbit/s".into()));
+        }
         self.config.bitrate = bits_per_second;
-        self.inner = Self::build(&self.config)?;
+        if !self.started {
+            // Not initialised yet: the first frame starts with the new rate (and an IDR anyway).
+            self.inner = Self::build(&self.config)?;
+            return Ok(());
+        }
+        let mut info = openh264_sys2::SBitrateInfo {
+            iLayer: openh264_sys2::SPATIAL_LAYER_ALL,
+            iBitrate: i32::try_from(bits_per_second).unwrap_or(i32::MAX),
+        };
+        // SAFETY: the encoder is initialised (it has encoded a frame); ENCODER_OPTION_BITRATE
+        // takes a pointer to an SBitrateInfo that lives across the call. It changes the rate
+        // control's target only, without a new IDR frame, as libwebrtc's SetRates does.
+        let code = unsafe {
+            self.inner.raw_api().set_option(
+                openh264_sys2::ENCODER_OPTION_BITRATE,
+                std::ptr::from_mut(&mut info).cast(),
+            )
+        };
+        if code != 0 {
+            return Err(CodecError::Config(format!("openh264 refused the bitrate (code {code})")));
+        }
         Ok(())
     }
 }
@@ -240,6 +269,12 @@ mod tests {
         let mut encoder = H264Encoder::new(H264EncoderConfig::new(w, h)).unwrap();
         let mut decoder = H264Decoder::new().unwrap();
         super::super::round_trip(&mut encoder, &mut decoder, pattern, (w, h), frames)
+    }
+
+    #[test]
+    fn the_bitrate_changes_without_a_keyframe() {
+        let mut encoder = H264Encoder::new(H264EncoderConfig::new(640, 480)).unwrap();
+        super::super::check_rate_change(&mut encoder);
     }
 
     #[test]

@@ -93,6 +93,25 @@ pub trait VideoDecoder: Send {
     fn decode(&mut self, data: &[u8]) -> Result<Option<I420Frame>, CodecError>;
 }
 
+/// A decoder for `codec` (H.264 needs the `h264` feature).
+///
+/// ```
+/// use rtc_media::codec::{VideoCodec, new_decoder};
+/// assert_eq!(new_decoder(VideoCodec::Vp8)?.codec(), VideoCodec::Vp8);
+/// # Ok::<(), rtc_media::codec::CodecError>(())
+/// ```
+pub fn new_decoder(codec: VideoCodec) -> Result<Box<dyn VideoDecoder>, CodecError> {
+    match codec {
+        VideoCodec::Vp8 => Ok(Box::new(Vp8Decoder::new()?)),
+        #[cfg(feature = "h264")]
+        VideoCodec::H264 => Ok(Box::new(H264Decoder::new()?)),
+        #[cfg(not(feature = "h264"))]
+        VideoCodec::H264 => {
+            Err(CodecError::Config("H.264 needs the `h264` feature of rtc-media (openh264)".into()))
+        }
+    }
+}
+
 /// Encodes `frames` frames of `pattern` and decodes each right away (tests of both codecs).
 #[cfg(test)]
 pub(crate) fn round_trip(
@@ -111,4 +130,47 @@ pub(crate) fn round_trip(
             (encoded, decoded)
         })
         .collect()
+}
+
+/// Encodes noisy moving frames at 2 Mbit/s, then at 300 kbit/s: the second half must be much
+/// smaller, and the rate change must not cost a keyframe (tests of both codecs).
+#[cfg(test)]
+pub(crate) fn check_rate_change(encoder: &mut dyn VideoEncoder) {
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut frame_bytes = |encoder: &mut dyn VideoEncoder, index: u64| {
+        let mut picture = crate::pattern::TestPattern::Moving
+            .render(640, 480, index)
+            .with_timestamp(Duration::from_millis(index * 33));
+        let (y, _, _) = picture.planes_mut();
+        for pixel in y.iter_mut() {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            *pixel = pixel.saturating_add((seed % 24) as u8);
+        }
+        let encoded = encoder.encode(&picture).unwrap();
+        let keyframe = encoded.iter().any(|f| f.keyframe);
+        (encoded.iter().map(|f| f.data.len()).sum::<usize>(), keyframe)
+    };
+    encoder.set_bitrate(2_000_000).unwrap();
+    let mut high = 0;
+    for index in 0..90 {
+        let (bytes, keyframe) = frame_bytes(encoder, index);
+        assert!(keyframe || index > 0, "the stream starts with a keyframe");
+        if index >= 30 {
+            high += bytes;
+        }
+    }
+    encoder.set_bitrate(300_000).unwrap();
+    let mut low = 0;
+    for index in 90..180 {
+        let (bytes, keyframe) = frame_bytes(encoder, index);
+        // (Encoders may still start one on a scene change later, as openh264 does.)
+        assert!(!keyframe || index >= 100, "a rate change needs no keyframe (frame {index})");
+        if index >= 120 {
+            low += bytes;
+        }
+    }
+    // 60 frames each: about 500 kB at 2 Mbit/s, 75 kB at 300 kbit/s.
+    assert!(low * 3 < high, "300 kbit/s gave {low} bytes against {high} at 2 Mbit/s");
 }

@@ -438,6 +438,12 @@ mod tests {
     }
 
     #[test]
+    fn the_bitrate_changes_without_a_keyframe() {
+        let mut encoder = Vp8Encoder::new(Vp8EncoderConfig::new(640, 480)).unwrap();
+        super::super::check_rate_change(&mut encoder);
+    }
+
+    #[test]
     fn solid_colour_survives_at_640x480_and_1280x720() {
         for (w, h) in [(640, 480), (1280, 720)] {
             // Real-time rate control starts coarse and settles within a few frames.
