@@ -153,8 +153,7 @@ async fn publish(url: &str, token: &str, frames: &[I420Frame], s: Settings) -> R
         encoding += encode_started.elapsed();
         for encoded in encoded_frames {
             let size = encoded.data.len() as u64;
-            let frame =
-                EncodedVideoFrame { data: encoded.data, keyframe: encoded.keyframe, timestamp };
+            let frame = EncodedVideoFrame { timestamp, ..encoded.into() };
             if track.write(frame).is_ok() {
                 sent += 1;
                 bytes += size;

@@ -12,6 +12,10 @@ pub enum ConnectError {
     /// The WebSocket could not be opened (refused, TLS, DNS, timeout).
     #[error("cannot reach the LiveKit server: {0}")]
     Unreachable(String),
+    /// The TLS handshake failed (a certificate this machine does not trust, a name mismatch, or
+    /// a plain-text server behind a `wss://` URL).
+    #[error("TLS with the LiveKit server failed: {0}")]
+    Tls(String),
     /// The server refused the WebSocket upgrade with an HTTP status (401: bad token, 404: room
     /// does not exist, ...). `message` is the server's text, shortened.
     #[error("the LiveKit server refused the connection with HTTP {status}: {message}")]

@@ -18,6 +18,8 @@ mod engine;
 mod error;
 #[doc(hidden)]
 pub mod fuzzing;
+#[cfg(feature = "rtc-media")]
+pub mod media;
 mod net;
 mod room;
 mod signal;

@@ -595,6 +595,11 @@ impl Task {
                     let _ = reply.send(Err(PublishError::Refused(reason)));
                 }
             }
+            EngineEvent::TrackBitrate { cid, bits_per_second } => {
+                if let Some(shared) = self.local_tracks.get(&cid) {
+                    shared.target_bitrate.store(bits_per_second, Ordering::Release);
+                }
+            }
             EngineEvent::KeyframeRequested { cid } => {
                 if let Some(shared) = self.local_tracks.get(&cid) {
                     shared.keyframe_requested.store(true, Ordering::Release);

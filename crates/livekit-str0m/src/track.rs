@@ -2,7 +2,7 @@
 //! remote tracks), with the metadata LiveKit gives them.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -162,6 +162,8 @@ impl Default for VideoTrackOptions {
 #[derive(Debug, Default)]
 pub(crate) struct LocalTrackShared {
     pub(crate) keyframe_requested: AtomicBool,
+    /// The encoder target from the bandwidth estimate, bits per second; 0 before the first.
+    pub(crate) target_bitrate: AtomicU32,
     pub(crate) frames_dropped: AtomicU64,
     pub(crate) sid: std::sync::Mutex<Option<String>>,
 }
@@ -170,7 +172,8 @@ pub(crate) struct LocalTrackShared {
 ///
 /// Frames are sent as they come (no queue beyond a few frames: a busy connection drops them and
 /// says so). Check [`LocalVideoTrack::take_keyframe_request`] before encoding each frame: it is
-/// set when a subscriber lost a picture (PLI/FIR) or joined.
+/// set when a subscriber lost a picture (PLI/FIR) or joined; and follow
+/// [`LocalVideoTrack::target_bitrate`] with the encoder's bitrate.
 #[derive(Debug, Clone)]
 pub struct LocalVideoTrack {
     pub(crate) cid: String,
@@ -212,6 +215,14 @@ impl LocalVideoTrack {
     /// Whether a keyframe was asked for since the last call (and clears the request).
     pub fn take_keyframe_request(&self) -> bool {
         self.shared.keyframe_requested.swap(false, Ordering::AcqRel)
+    }
+
+    /// The bitrate the encoder should aim at now, in bits per second: this track's share of
+    /// what the connection to the server can carry (from the server's congestion-control
+    /// feedback), never above [`VideoTrackOptions::max_bitrate`]. `None` until the first
+    /// estimate, a moment after media starts; encode at the maximum until then.
+    pub fn target_bitrate(&self) -> Option<u32> {
+        Some(self.shared.target_bitrate.load(Ordering::Acquire)).filter(|&bps| bps > 0)
     }
 
     /// Frames dropped because the connection was busy.

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use livekit_protocol as proto;
 use proto::{signal_request, signal_response};
+use str0m::bwe::{Bitrate, BweKind};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::media::{Direction, Frequency, KeyframeRequestKind, MediaKind, MediaTime, Mid};
 use str0m::net::{Protocol, Receive};
@@ -36,6 +37,11 @@ pub(crate) const MEDIA_CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 const ICE_DISCONNECTED_GRACE: Duration = Duration::from_secs(8);
 /// Keyframe requests toward a publisher, at most one per this interval per track.
 const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(500);
+/// Where the publisher's bandwidth estimate starts: libwebrtc starts at 300 kbit/s and probes
+/// upward; starting higher gives a sharper first second on the links calls usually have.
+const INITIAL_BANDWIDTH_ESTIMATE: u64 = 1_000_000;
+/// The lowest bitrate handed to a video encoder, whatever the estimate says.
+const MIN_TRACK_BITRATE: u32 = 100_000;
 /// STUN binding retransmissions.
 const STUN_RETRIES: u32 = 3;
 const STUN_RTO: Duration = Duration::from_millis(500);
@@ -74,6 +80,9 @@ pub(crate) enum EngineEvent {
     LocalTrackRefused { cid: String, reason: String },
     /// A subscriber wants a keyframe of a local track.
     KeyframeRequested { cid: String },
+    /// What a local track's encoder should aim at now, in bits per second: its share of the
+    /// publisher connection's bandwidth estimate.
+    TrackBitrate { cid: String, bits_per_second: u32 },
     /// The session is broken beyond repair (media never connected, a peer connection failed,
     /// the server asked for a new join): the task rejoins from scratch.
     Lost(String),
@@ -105,6 +114,10 @@ struct LocalTrack {
 struct Publication {
     sid: Option<String>,
     mid: Option<Mid>,
+    /// The server's REMB for this track's media, if it sent one.
+    remb: Option<u64>,
+    /// The target last announced, to announce changes only.
+    announced: Option<u32>,
 }
 
 /// One signalling session (one join, until it is lost).
@@ -147,6 +160,8 @@ struct Session {
     sync_state_due: bool,
     /// Our latest answer on the subscriber connection, for `sync_state`.
     last_subscriber_answer: Option<proto::SessionDescription>,
+    /// The publisher connection's bandwidth estimate (TWCC), bits per second.
+    egress_estimate: Option<u64>,
 }
 
 impl Session {
@@ -211,8 +226,8 @@ impl Engine {
             |s: i32, default: u64| Duration::from_secs(if s > 0 { s as u64 } else { default });
         let ping_interval = seconds(join.ping_interval, 5);
         let ping_timeout = seconds(join.ping_timeout, 15);
-        let publisher = Peer::new(new_rtc(now, &addrs.publisher), addrs.publisher, now);
-        let subscriber = Peer::new(new_rtc(now, &addrs.subscriber), addrs.subscriber, now);
+        let publisher = Peer::new(new_rtc(now, &addrs.publisher, true), addrs.publisher, now);
+        let subscriber = Peer::new(new_rtc(now, &addrs.subscriber, false), addrs.subscriber, now);
         info!(
             participant_sid = %participant.sid,
             server_version = join.server_info.as_ref().map(|s| s.version.as_str()).unwrap_or(&join.server_version),
@@ -249,6 +264,7 @@ impl Engine {
             ice_restart: false,
             sync_state_due: false,
             last_subscriber_answer: None,
+            egress_estimate: None,
         };
         for change in session.participants.update(join.other_participants) {
             self.outputs.push_back(Output::Event(EngineEvent::Participant(change)));
@@ -388,6 +404,8 @@ impl Engine {
         let Some(session) = self.session.as_mut() else { return };
         if let Some(mid) = session.publications.remove(cid).and_then(|p| p.mid) {
             session.mids_to_stop.push(mid);
+            self.update_desired_bitrate();
+            self.allocate_bitrate();
             self.negotiate_publisher(now);
         }
     }
@@ -506,6 +524,56 @@ impl Engine {
             _ => debug!(%mid, "no keyframe request possible on this media"),
         }
         self.drain(PeerKind::Subscriber, now);
+    }
+
+    /// Shares the publisher's bandwidth estimate among the published video tracks in
+    /// proportion to their maximum bitrates (each capped at its maximum and at the server's
+    /// REMB for it), and announces targets that changed by more than 5 %.
+    fn allocate_bitrate(&mut self) {
+        let Some(session) = self.session.as_mut() else { return };
+        let Some(estimate) = session.egress_estimate else { return };
+        let tracks: Vec<(&String, u32)> = session
+            .publications
+            .iter()
+            .filter(|(_, p)| p.mid.is_some())
+            .filter_map(|(cid, _)| Some((cid, self.local_tracks.get(cid)?.options.max_bitrate)))
+            .collect();
+        let total: u64 = tracks.iter().map(|(_, max)| u64::from(*max)).sum();
+        if total == 0 {
+            return;
+        }
+        let mut targets = Vec::new();
+        for (cid, max) in tracks {
+            let share = estimate * u64::from(max) / total;
+            let remb = session.publications.get(cid).and_then(|p| p.remb).unwrap_or(u64::MAX);
+            let target = share.min(remb).min(u64::from(max)).max(u64::from(MIN_TRACK_BITRATE));
+            targets.push((cid.clone(), u32::try_from(target).unwrap_or(u32::MAX)));
+        }
+        for (cid, target) in targets {
+            let Some(publication) = session.publications.get_mut(&cid) else { continue };
+            let changed = publication
+                .announced
+                .is_none_or(|last| u64::from(last.abs_diff(target)) * 20 > u64::from(last));
+            if changed {
+                publication.announced = Some(target);
+                self.outputs.push_back(Output::Event(EngineEvent::TrackBitrate {
+                    cid,
+                    bits_per_second: target,
+                }));
+            }
+        }
+    }
+
+    /// Tells the publisher's estimator what the published tracks would like to send.
+    fn update_desired_bitrate(&mut self) {
+        let Some(session) = self.session.as_mut() else { return };
+        let desired: u64 = session
+            .publications
+            .keys()
+            .filter_map(|cid| self.local_tracks.get(cid))
+            .map(|t| u64::from(t.options.max_bitrate))
+            .sum();
+        session.publisher.rtc.bwe().set_bitrate(Bitrate::ZERO, Bitrate::bps(desired));
     }
 
     /// The WebSocket closed under us: resume if the session may live on, else rejoin.
@@ -721,6 +789,8 @@ impl Engine {
         for candidate in queued {
             session.publisher.rtc.add_remote_candidate(candidate);
         }
+        self.update_desired_bitrate();
+        self.allocate_bitrate();
         self.drain(PeerKind::Publisher, now);
         self.negotiate_publisher(now);
     }
@@ -1167,6 +1237,20 @@ impl Engine {
                     self.outputs.push_back(Output::Event(EngineEvent::KeyframeRequested { cid }));
                 }
             }
+            Event::EgressBitrateEstimate(BweKind::Twcc { estimate, .. }) => {
+                trace!(bps = estimate.as_u64(), "bandwidth estimate");
+                session.egress_estimate = Some(estimate.as_u64());
+                self.allocate_bitrate();
+            }
+            Event::EgressBitrateEstimate(BweKind::Remb { estimate, mid }) => {
+                trace!(%mid, bps = estimate.as_u64(), "REMB");
+                if let Some(publication) =
+                    session.publications.values_mut().find(|p| p.mid == Some(mid))
+                {
+                    publication.remb = Some(estimate.as_u64());
+                }
+                self.allocate_bitrate();
+            }
             Event::ChannelOpen(_, label) => debug!(?kind, %label, "data channel open"),
             _ => {}
         }
@@ -1202,14 +1286,20 @@ fn sync_state(session: &Session) -> proto::SyncState {
 }
 
 /// A new `Rtc` with our codecs and the host candidates of the sockets.
-fn new_rtc(now: Instant, addrs: &[SocketAddr]) -> Rtc {
-    let mut rtc = Rtc::builder()
+///
+/// The publisher estimates its bandwidth from the server's transport-wide congestion control
+/// feedback (TWCC), probing with padding when media alone cannot tell.
+fn new_rtc(now: Instant, addrs: &[SocketAddr], estimate_bandwidth: bool) -> Rtc {
+    let mut builder = Rtc::builder()
         .clear_codecs()
         .enable_vp8(true)
         .enable_h264(true)
         .enable_opus(true, false)
-        .set_stats_interval(None)
-        .build(now);
+        .set_stats_interval(None);
+    if estimate_bandwidth {
+        builder = builder.enable_bwe(Some(Bitrate::bps(INITIAL_BANDWIDTH_ESTIMATE)));
+    }
+    let mut rtc = builder.build(now);
     for addr in addrs {
         match Candidate::host(*addr, "udp") {
             Ok(candidate) => {

@@ -149,19 +149,30 @@ fn pump(
     now: &mut Instant,
     done: impl FnMut(&[EngineEvent], &[Event]) -> bool,
 ) -> (Vec<EngineEvent>, Vec<Event>) {
-    pump_lossy(engine, server, now, |_| false, done)
+    pump_lossy(engine, server, now, Duration::from_secs(10), |_| false, done)
 }
 
-/// [`pump`], dropping the engine's datagrams for which `lose` says so.
+/// Moves datagrams both ways for `duration` of fake time; the engine's events.
+fn pump_for(
+    engine: &mut Engine,
+    server: &mut FakeServer,
+    now: &mut Instant,
+    duration: Duration,
+) -> Vec<EngineEvent> {
+    pump_lossy(engine, server, now, duration, |_| false, |_, _| false).0
+}
+
+/// [`pump`] for at most `within`, dropping the engine's datagrams for which `lose` says so.
 fn pump_lossy(
     engine: &mut Engine,
     server: &mut FakeServer,
     now: &mut Instant,
+    within: Duration,
     mut lose: impl FnMut(&[u8]) -> bool,
     mut done: impl FnMut(&[EngineEvent], &[Event]) -> bool,
 ) -> (Vec<EngineEvent>, Vec<Event>) {
     let (mut engine_events, mut server_events) = (Vec::new(), Vec::new());
-    let limit = *now + Duration::from_secs(10);
+    let limit = *now + within;
     while *now < limit {
         let (_, transmits, events) = drain(engine);
         engine_events.extend(events);
@@ -552,6 +563,7 @@ fn a_lost_packet_is_retransmitted_after_a_nack() {
             &mut engine,
             &mut server,
             &mut now,
+            Duration::from_secs(10),
             |d| {
                 // Drop exactly one media packet, early on.
                 if lost == 0 && i == 1 && is_rtp(d) && d.len() > 500 {
@@ -633,4 +645,39 @@ fn sdp_errors_in_logs_never_quote_the_ice_password() {
     assert!(!shown.contains("s3cr3tpassword0123456789"), "{shown}");
     let quoting = "unexpected s3cr3tpassword0123456789 at line 2";
     assert_eq!(sdp_error_for_log(&quoting, sdp), "unexpected [redacted] at line 2");
+}
+
+#[test]
+fn the_bandwidth_estimate_sets_the_track_bitrate_within_its_bounds() {
+    let mut now = Instant::now();
+    let mut engine = started(now);
+    drain(&mut engine);
+    let offer = publish_default_track(&mut engine, now);
+    let mut server = FakeServer::new(now);
+    let answer = answer_from(&mut server, &offer);
+    assert!(answer.sdp.contains("transport-wide-cc"), "TWCC is negotiated:\n{}", answer.sdp);
+    engine.handle_signal(signal_response::Message::Answer(answer), now);
+    pump(&mut engine, &mut server, &mut now, |_, s| {
+        s.iter().any(|e| matches!(e, Event::Connected))
+    });
+
+    // Two seconds of 30 fps video; the peer's TWCC feedback drives the estimate.
+    let mut payload = vec![0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x40, 0x01, 0xf0, 0x00];
+    payload.extend((0..3000u32).map(|i| (i * 13) as u8));
+    let mut targets = Vec::new();
+    for i in 0..60u32 {
+        engine.write_frame("TR_RS1", frame(&payload, i, Duration::from_millis(33)), now);
+        let events = pump_for(&mut engine, &mut server, &mut now, Duration::from_millis(33));
+        targets.extend(events.into_iter().filter_map(|e| match e {
+            EngineEvent::TrackBitrate { cid, bits_per_second } => Some((cid, bits_per_second)),
+            _ => None,
+        }));
+    }
+    eprintln!("targets: {targets:?}");
+    assert!(!targets.is_empty(), "the estimate reached the track");
+    let max = VideoTrackOptions::default().max_bitrate;
+    for (cid, bps) in &targets {
+        assert_eq!(cid, "TR_RS1");
+        assert!((MIN_TRACK_BITRATE..=max).contains(bps), "{bps} within bounds");
+    }
 }

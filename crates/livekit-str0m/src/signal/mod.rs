@@ -29,6 +29,12 @@ pub(crate) struct SignalConnection {
     ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
 }
 
+/// With the `native-tls` feature the WebSocket's TLS goes through the platform's library
+/// (tokio-tungstenite picks it whenever it is built in); otherwise through rustls with the
+/// Mozilla roots.
+pub(crate) const TLS_BACKEND: &str =
+    if cfg!(feature = "native-tls") { "native-tls" } else { "rustls" };
+
 /// What arrived on the WebSocket.
 // Moved once from the socket to the engine; boxing would only add an allocation.
 #[allow(clippy::large_enum_variant)]
@@ -73,6 +79,18 @@ impl SignalConnection {
                     body.replace(token, "[redacted]").trim().chars().take(200).collect();
                 return Err(ConnectError::Refused { status, message });
             }
+            Ok(Err(tungstenite::Error::Tls(error))) => {
+                return Err(ConnectError::Tls(format!(
+                    "{} ({TLS_BACKEND})",
+                    error.to_string().replace(token, "[redacted]")
+                )));
+            }
+            Ok(Err(tungstenite::Error::Io(error)))
+                if error.kind() == std::io::ErrorKind::InvalidData
+                    || error.to_string().contains("certificate") =>
+            {
+                return Err(ConnectError::Tls(format!("{error} ({TLS_BACKEND})")));
+            }
             Ok(Err(error)) => {
                 return Err(ConnectError::Unreachable(
                     error.to_string().replace(token, "[redacted]"),
@@ -87,7 +105,10 @@ impl SignalConnection {
     pub(crate) fn peer_is_loopback(&self) -> bool {
         let stream = match self.ws.get_ref() {
             MaybeTlsStream::Plain(stream) => stream,
+            #[cfg(not(feature = "native-tls"))]
             MaybeTlsStream::Rustls(tls) => tls.get_ref().0,
+            #[cfg(feature = "native-tls")]
+            MaybeTlsStream::NativeTls(tls) => tls.get_ref().get_ref().get_ref(),
             _ => return false,
         };
         stream.peer_addr().is_ok_and(|addr| addr.ip().is_loopback())

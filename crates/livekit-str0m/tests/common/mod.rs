@@ -3,9 +3,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use livekit_str0m::{
-    EncodedVideoFrame, LocalVideoTrack, RemoteVideoTrack, RoomEvent, RoomEvents, VideoCodec,
-};
+use livekit_str0m::{LocalVideoTrack, RemoteVideoTrack, RoomEvent, RoomEvents, VideoCodec};
 use matrixrtc_auth::access_token::{Claims, VideoGrant};
 use matrixrtc_auth::room_service::RoomServiceClient;
 use matrixrtc_auth::secret::Secret;
@@ -100,9 +98,7 @@ pub fn spawn_encoding_publisher(
             let timestamp = Duration::from_secs(1) * index as u32 / fps;
             let picture = pattern.render(width, height, index).with_timestamp(timestamp);
             for encoded in encoder.encode(&picture).expect("encode") {
-                let frame =
-                    EncodedVideoFrame { data: encoded.data, keyframe: encoded.keyframe, timestamp };
-                if track.write(frame) == Err(livekit_str0m::TrackError::Closed) {
+                if track.write(encoded.into()) == Err(livekit_str0m::TrackError::Closed) {
                     return index;
                 }
             }
