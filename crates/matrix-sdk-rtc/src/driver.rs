@@ -1,20 +1,56 @@
-//! [`LiveKitRoomDriver`]: connects to LiveKit while our device is in the room's call and really
-//! tears the connection down when it is not.
+//! [`LiveKitRoomDriver`]: joins and leaves a room's call as it starts and ends, keeps a LiveKit
+//! connection up while we are in it, and really tears everything down when we are not.
+//!
+//! Who decides that we are in the call is the [`Presence`] policy: our own membership managed
+//! by someone else (the default), or the driver itself joining with a ghost-free
+//! [`OwnMembership`] while others are in the call ([`Presence::Follow`]) or all the time
+//! ([`Presence::Always`]). Joining the call and connecting to LiveKit run side by side, both
+//! bounded in time, and a shutdown or a change of the call interrupts either.
 
 use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use matrix_sdk::Room;
+use tokio::sync::watch;
+use tokio::time::Instant;
 
+use crate::backoff::Backoff;
 use crate::call_session::CallState;
 use crate::error::RtcError;
+use crate::own_membership::{JoinOptions, MembershipTimings, OwnMembership};
 use crate::room_call::RoomCallObserver;
 use crate::transports::livekit_service_url;
+
+/// What a connector needs to connect for a room's call.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct ConnectRequest<'a> {
+    /// The Matrix room.
+    pub room: &'a Room,
+    /// The authorization service we publish through (our transport, as our membership
+    /// advertises it).
+    pub service_url: &'a str,
+    /// Our membership id when the driver joined with a sticky membership: `/get_token` binds
+    /// the LiveKit identity to it. `None` for state memberships (`/sfu/get`).
+    pub member_id: Option<&'a str>,
+    /// The call as it changes (members, their transports), for subscribing to members on other
+    /// SFUs and naming the members behind LiveKit participants.
+    pub call: watch::Receiver<CallState>,
+}
 
 /// A live LiveKit connection, owned by the driver.
 pub trait LiveKitConnection: Send + Sync + 'static {
     /// Closes the connection and releases everything it holds (sockets, tasks, tracks).
     fn disconnect(self) -> impl Future<Output = Result<(), RtcError>> + Send;
+
+    /// Resolves when the connection ended by itself (the server closed it, or reconnecting
+    /// gave up), with the reason; the driver then connects again with fresh credentials. The
+    /// default never resolves.
+    fn closed(&mut self) -> impl Future<Output = RtcError> + Send {
+        std::future::pending()
+    }
 }
 
 /// Opens LiveKit connections for a Matrix room's call.
@@ -22,23 +58,73 @@ pub trait LiveKitConnector: Send + Sync {
     /// The connection type.
     type Connection: LiveKitConnection;
 
-    /// Connects to the SFU behind the authorization service at `service_url` for `room`.
+    /// Connects to the SFU behind the authorization service of `request` for its room.
     fn connect(
         &self,
-        service_url: &str,
-        room: &Room,
+        request: ConnectRequest<'_>,
     ) -> impl Future<Output = Result<Self::Connection, RtcError>> + Send;
+}
+
+/// When the driver wants us in the call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Presence {
+    /// Connect while our own device's membership is in the call; someone else (the
+    /// application, a widget) sends and removes the membership. The default.
+    #[default]
+    OwnMembership,
+    /// Join the call with our own membership while anybody else is in it, and leave when the
+    /// last other member has left: a bot that keeps people company.
+    Follow,
+    /// Join the call and stay in it, even alone: a camera that is watchable at any time.
+    Always,
+    /// Connect while any call is active, without a membership of our own. Other members do not
+    /// count us as one of them (and Element Call shows no tile for us).
+    AnyActiveCall,
+}
+
+impl Presence {
+    /// Whether the driver sends (and removes) our membership itself.
+    pub fn manages_membership(self) -> bool {
+        matches!(self, Self::Follow | Self::Always)
+    }
+
+    /// Whether we should be in the call in `state`, as `user_id`'s `device_id`.
+    ///
+    /// ```
+    /// use matrix_sdk_rtc::{CallState, driver::Presence};
+    /// let empty = CallState::default();
+    /// assert!(Presence::Always.wants_call(&empty, "@bot:example.org", "BOT"));
+    /// assert!(!Presence::Follow.wants_call(&empty, "@bot:example.org", "BOT"));
+    /// ```
+    pub fn wants_call(self, state: &CallState, user_id: &str, device_id: &str) -> bool {
+        match self {
+            Self::OwnMembership => state.member(user_id, device_id).is_some(),
+            Self::Follow => {
+                state.members.iter().any(|m| m.user_id() != user_id || m.device_id() != device_id)
+            }
+            Self::Always => true,
+            Self::AnyActiveCall => state.is_active(),
+        }
+    }
 }
 
 /// Options of the driver.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct DriverOptions {
-    /// Connect whenever any call is active in the room, even when our device is not a member
-    /// (the prototype's behaviour). Default: only while our device is a member.
-    pub follow_any_active_call: bool,
-    /// The authorization service to connect through; discovered from the homeserver when `None`.
+    /// When we are in the call. Default [`Presence::OwnMembership`].
+    pub presence: Presence,
+    /// The authorization service to connect through (and advertise, when the driver sends our
+    /// membership); discovered from the homeserver when `None`.
     pub service_url: Option<String>,
+    /// With [`Presence::Follow`] and [`Presence::Always`]: the membership's timings.
+    pub membership_timings: MembershipTimings,
+    /// With [`Presence::Follow`] and [`Presence::Always`]: send a sticky membership (MSC4354)
+    /// instead of the state event.
+    pub sticky: bool,
+    /// How long one connection attempt may take (credentials, signalling, media).
+    pub connect_timeout: Duration,
     /// First wait before retrying a failed connect; doubles up to `max_retry_delay`.
     pub retry_delay: Duration,
     /// Longest wait between connect attempts.
@@ -48,20 +134,59 @@ pub struct DriverOptions {
 impl Default for DriverOptions {
     fn default() -> Self {
         Self {
-            follow_any_active_call: false,
+            presence: Presence::default(),
             service_url: None,
+            membership_timings: MembershipTimings::default(),
+            sticky: false,
+            connect_timeout: Duration::from_secs(30),
             retry_delay: Duration::from_secs(1),
             max_retry_delay: Duration::from_secs(30),
         }
     }
 }
 
-/// Connects a [`LiveKitConnector`] while the room's call wants us connected.
+/// What the driver is doing.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum DriverStatus {
+    /// Not in the call (waiting for one, or none is wanted).
+    Idle,
+    /// Joining the call and connecting to LiveKit (`attempt` counts connects since the last
+    /// success).
+    Connecting {
+        /// 1 for the first attempt.
+        attempt: u32,
+    },
+    /// Connected to LiveKit (and, when the driver manages it, our membership is being sent).
+    Connected,
+    /// A connect failed or the connection was lost; the next attempt comes after `retry_in`.
+    Retrying {
+        /// The attempt that failed (1 for the first), or 0 when an established connection was
+        /// lost.
+        attempt: u32,
+        /// Why.
+        error: Arc<RtcError>,
+        /// The wait before the next attempt.
+        retry_in: Duration,
+    },
+    /// Leaving the call and disconnecting.
+    Leaving,
+    /// The driver has stopped.
+    Stopped,
+}
+
+type Pending<'a, T> = Option<Pin<Box<dyn Future<Output = T> + Send + 'a>>>;
+
+/// Joins, connects, leaves and disconnects as the room's call wants.
 ///
 /// ```no_run
 /// # async fn run(room: matrix_sdk::Room, connector: impl matrix_sdk_rtc::LiveKitConnector) -> Result<(), matrix_sdk_rtc::RtcError> {
-/// use matrix_sdk_rtc::LiveKitRoomDriver;
-/// LiveKitRoomDriver::new(room, connector).run().await
+/// use matrix_sdk_rtc::{DriverOptions, LiveKitRoomDriver, driver::Presence};
+/// let mut options = DriverOptions::default();
+/// options.presence = Presence::Follow;
+/// LiveKitRoomDriver::with_options(room, connector, options)
+///     .run_until(async { let _ = tokio::signal::ctrl_c().await; })
+///     .await
 /// # }
 /// ```
 #[derive(Debug)]
@@ -69,6 +194,8 @@ pub struct LiveKitRoomDriver<C> {
     room: Room,
     connector: C,
     options: DriverOptions,
+    observer: Option<RoomCallObserver>,
+    status: watch::Sender<DriverStatus>,
 }
 
 impl<C: LiveKitConnector> LiveKitRoomDriver<C> {
@@ -79,17 +206,31 @@ impl<C: LiveKitConnector> LiveKitRoomDriver<C> {
 
     /// A driver with `options`.
     pub fn with_options(room: Room, connector: C, options: DriverOptions) -> Self {
-        Self { room, connector, options }
+        let (status, _) = watch::channel(DriverStatus::Idle);
+        Self { room, connector, options, observer: None, status }
     }
 
-    /// Runs until the room's call observer ends (the client is dropped); disconnects then.
+    /// Follows the call through `observer` (which the application may watch too) instead of
+    /// one of its own.
+    pub fn with_observer(mut self, observer: RoomCallObserver) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// What the driver is doing, as a watch channel.
+    pub fn status(&self) -> watch::Receiver<DriverStatus> {
+        self.status.subscribe()
+    }
+
+    /// Runs until the room's call observer ends (the client is dropped); leaves then.
     pub async fn run(self) -> Result<(), RtcError> {
         self.run_until(std::future::pending()).await
     }
 
-    /// Runs until `shutdown` completes, then disconnects.
+    /// Runs until `shutdown` completes, then leaves the call and disconnects (bounded in time).
+    /// Errors only when it cannot start (not logged in, no transport to discover).
     pub async fn run_until(
-        self,
+        mut self,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), RtcError> {
         let client = self.room.client();
@@ -99,79 +240,237 @@ impl<C: LiveKitConnector> LiveKitRoomDriver<C> {
             Some(url) => url.clone(),
             None => livekit_service_url(&client).await?,
         };
-        let observer = RoomCallObserver::new(&self.room).await?;
-        let mut states = observer.subscribe();
+        let observer = match self.observer.take() {
+            Some(observer) => observer,
+            None => RoomCallObserver::new(&self.room).await?,
+        };
+        let mut calls = observer.subscribe();
+        let presence = self.options.presence;
+        // One member id per driver: a sticky membership and its `/get_token` identity match.
+        let member_id = (presence.manages_membership() && self.options.sticky)
+            .then(|| uuid::Uuid::new_v4().to_string());
+
+        let mut membership: Option<OwnMembership> = None;
         let mut connection: Option<C::Connection> = None;
-        let mut retry_delay = self.options.retry_delay;
-        let mut retry_at: Option<tokio::time::Instant> = None;
+        let mut joining: Pending<'_, Result<OwnMembership, RtcError>> = None;
+        let mut connecting: Pending<'_, Result<C::Connection, RtcError>> = None;
+        let mut leaving: Pending<'_, ()> = None;
+        let mut backoff = Backoff::new(self.options.retry_delay, self.options.max_retry_delay);
+        let mut attempt = 0u32;
+        let mut retry_at: Option<Instant> = None;
         tokio::pin!(shutdown);
 
-        loop {
-            let wanted = {
-                let state = states.borrow_and_update();
-                wants_connection(&state, &user_id, &device_id, self.options.follow_any_active_call)
-            };
-            match (wanted, connection.is_some()) {
-                (true, false) if retry_at.is_none_or(|at| tokio::time::Instant::now() >= at) => {
-                    tracing::info!(%service_url, "the call wants us: connecting to LiveKit");
-                    match self.connector.connect(&service_url, &self.room).await {
-                        Ok(c) => {
-                            connection = Some(c);
-                            retry_delay = self.options.retry_delay;
-                            retry_at = None;
-                        }
-                        Err(error) => {
-                            tracing::warn!(%error, retry_in = ?retry_delay, "connecting to LiveKit failed");
-                            retry_at = Some(tokio::time::Instant::now() + retry_delay);
-                            retry_delay = (retry_delay * 2).min(self.options.max_retry_delay);
-                        }
-                    }
-                    continue;
+        let result = loop {
+            let wanted = presence.wants_call(&calls.borrow_and_update(), &user_id, &device_id);
+            if wanted && leaving.is_none() {
+                if presence.manages_membership() && membership.is_none() && joining.is_none() {
+                    let mut options = JoinOptions::new(service_url.clone());
+                    options.timings = self.options.membership_timings.clone();
+                    options.sticky = self.options.sticky;
+                    options.member_id = member_id.clone();
+                    tracing::info!(%service_url, "joining the call");
+                    let room = self.room.clone();
+                    joining =
+                        Some(Box::pin(
+                            async move { OwnMembership::join_with(&room, options).await },
+                        ));
                 }
-                (false, true) => {
-                    tracing::info!("the call no longer wants us: disconnecting from LiveKit");
-                    if let Some(c) = connection.take()
-                        && let Err(error) = c.disconnect().await
-                    {
-                        tracing::warn!(%error, "disconnecting from LiveKit failed");
-                    }
+                let due = retry_at.is_none_or(|at| Instant::now() >= at);
+                if connection.is_none() && connecting.is_none() && due {
+                    attempt += 1;
                     retry_at = None;
-                    retry_delay = self.options.retry_delay;
-                    continue;
+                    self.set_status(DriverStatus::Connecting { attempt });
+                    tracing::info!(%service_url, attempt, "connecting to LiveKit");
+                    let request = ConnectRequest {
+                        room: &self.room,
+                        service_url: &service_url,
+                        member_id: member_id.as_deref(),
+                        call: calls.clone(),
+                    };
+                    let timeout = self.options.connect_timeout;
+                    let connect = self.connector.connect(request);
+                    connecting = Some(Box::pin(async move {
+                        tokio::time::timeout(timeout, connect)
+                            .await
+                            .unwrap_or(Err(RtcError::Timeout("connecting to LiveKit")))
+                    }));
                 }
-                (false, false) => retry_at = None,
-                _ => {}
+            } else if !wanted && leaving.is_none() {
+                // Whatever was under way is abandoned; what exists is taken down.
+                joining = None;
+                connecting = None;
+                retry_at = None;
+                attempt = 0;
+                backoff.reset();
+                if membership.is_some() || connection.is_some() {
+                    tracing::info!("the call no longer wants us: leaving");
+                    self.set_status(DriverStatus::Leaving);
+                    leaving = Some(Box::pin(leave(membership.take(), connection.take())));
+                } else if !matches!(*self.status.borrow(), DriverStatus::Idle) {
+                    self.set_status(DriverStatus::Idle);
+                }
             }
-            let retry = async {
-                match retry_at {
-                    Some(at) if wanted => tokio::time::sleep_until(at).await,
-                    _ => std::future::pending().await,
-                }
-            };
+
             tokio::select! {
-                changed = states.changed() => if changed.is_err() { break },
-                () = retry => {}
-                () = &mut shutdown => break,
+                changed = calls.changed() => if changed.is_err() { break Ok(()) },
+                joined = poll(&mut joining) => match joined {
+                    Ok(joined) => membership = Some(joined),
+                    // Not logged in, or no sticky events on the server: nothing to retry.
+                    Err(error) => break Err(error),
+                },
+                connected = poll(&mut connecting) => match connected {
+                    Ok(c) => {
+                        tracing::info!(attempt, "connected to LiveKit");
+                        connection = Some(c);
+                        attempt = 0;
+                        backoff.reset();
+                        self.set_status(DriverStatus::Connected);
+                    }
+                    Err(error) => {
+                        let retry_in = backoff.next_delay();
+                        tracing::warn!(%error, attempt, ?retry_in, "connecting to LiveKit failed");
+                        retry_at = Some(Instant::now() + retry_in);
+                        self.set_status(DriverStatus::Retrying { attempt, error: Arc::new(error), retry_in });
+                    }
+                },
+                error = closed(&mut connection) => {
+                    let retry_in = backoff.next_delay();
+                    tracing::warn!(%error, ?retry_in, "the LiveKit connection ended; connecting again");
+                    connection = None;
+                    attempt = 0;
+                    retry_at = Some(Instant::now() + retry_in);
+                    self.set_status(DriverStatus::Retrying { attempt, error: Arc::new(error), retry_in });
+                }
+                () = poll(&mut leaving) => {
+                    tracing::info!("left the call");
+                    self.set_status(DriverStatus::Idle);
+                }
+                () = sleep_until(retry_at.filter(|_| wanted)) => {}
+                () = &mut shutdown => break Ok(()),
             }
+        };
+
+        // Stop: finish a leave under way, then leave what is left.
+        drop(joining);
+        drop(connecting);
+        self.set_status(DriverStatus::Leaving);
+        if let Some(leaving) = leaving {
+            leaving.await;
         }
-        if let Some(c) = connection.take() {
-            tracing::info!("driver stopping: disconnecting from LiveKit");
-            c.disconnect().await?;
+        if membership.is_some() || connection.is_some() {
+            tracing::info!("driver stopping: leaving the call");
+            leave(membership.take(), connection.take()).await;
         }
-        Ok(())
+        drop(observer);
+        self.set_status(DriverStatus::Stopped);
+        result
+    }
+
+    fn set_status(&self, status: DriverStatus) {
+        self.status.send_replace(status);
     }
 }
 
-/// Whether the driver should be connected in `state`.
-pub fn wants_connection(
-    state: &CallState,
-    user_id: &str,
-    device_id: &str,
-    follow_any_active_call: bool,
-) -> bool {
-    if follow_any_active_call {
-        state.is_active()
-    } else {
-        state.member(user_id, device_id).is_some()
+/// Leaves the call and disconnects, side by side (each is bounded in time).
+async fn leave<L: LiveKitConnection>(membership: Option<OwnMembership>, connection: Option<L>) {
+    let membership = async {
+        if let Some(membership) = membership
+            && let Err(error) = membership.leave().await
+        {
+            tracing::warn!(%error, "leaving the call failed; the delayed leave will do it");
+        }
+    };
+    let connection = async {
+        if let Some(connection) = connection
+            && let Err(error) = connection.disconnect().await
+        {
+            tracing::warn!(%error, "disconnecting from LiveKit failed");
+        }
+    };
+    tokio::join!(membership, connection);
+}
+
+/// Resolves when `connection` ended by itself; pending while there is none.
+async fn closed<L: LiveKitConnection>(connection: &mut Option<L>) -> RtcError {
+    match connection.as_mut() {
+        Some(connection) => connection.closed().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The result of a pending future, clearing it; pending while there is none.
+async fn poll<T>(pending: &mut Pending<'_, T>) -> T {
+    match pending.as_mut() {
+        Some(future) => {
+            let result = future.await;
+            *pending = None;
+            result
+        }
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::CallSession;
+    use crate::membership::MembershipEvent;
+
+    fn state(members: &[(&str, &str)]) -> CallState {
+        let mut session = CallSession::new();
+        for (i, (user, device)) in members.iter().enumerate() {
+            session.set_room_membership(user, true);
+            let event = json!({
+                "type": "org.matrix.msc3401.call.member",
+                "state_key": format!("_{user}_{device}_m.call"),
+                "sender": user, "origin_server_ts": 1_000 + i,
+                "content": {"application": "m.call", "call_id": "", "scope": "m.room",
+                            "device_id": device, "expires": 14_400_000,
+                            "focus_active": {"type": "livekit", "focus_selection": "multi_sfu"},
+                            "foci_preferred": [{"type": "livekit", "livekit_service_url": "https://a.example",
+                                                "livekit_alias": "!r:example.org"}]}
+            });
+            session.handle_event(&MembershipEvent::from_json(&event, 1_000).unwrap());
+        }
+        session.state(2_000)
+    }
+
+    const ME: (&str, &str) = ("@bot:example.org", "BOT");
+    const ALICE: (&str, &str) = ("@alice:example.org", "ALICE");
+
+    #[test]
+    fn each_presence_wants_the_call_when_it_should() {
+        let cases = [
+            (vec![], [false, false, true, false]),
+            (vec![ME], [true, false, true, true]),
+            (vec![ALICE], [false, true, true, true]),
+            (vec![ALICE, ME], [true, true, true, true]),
+            // Our user on another device is somebody else.
+            (vec![("@bot:example.org", "PHONE")], [false, true, true, true]),
+        ];
+        let presences =
+            [Presence::OwnMembership, Presence::Follow, Presence::Always, Presence::AnyActiveCall];
+        for (members, expected) in cases {
+            let state = state(&members);
+            for (presence, expected) in presences.iter().zip(expected) {
+                assert_eq!(
+                    presence.wants_call(&state, ME.0, ME.1),
+                    expected,
+                    "{presence:?} with {members:?}"
+                );
+            }
+        }
+        assert!(Presence::Follow.manages_membership() && Presence::Always.manages_membership());
+        assert!(!Presence::OwnMembership.manages_membership());
+        assert!(!Presence::AnyActiveCall.manages_membership());
     }
 }

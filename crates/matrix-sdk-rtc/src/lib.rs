@@ -8,11 +8,13 @@
 //!   seconds, so that a crash leaves no ghost in the call;
 //! * [`discover_transports`] / [`livekit_service_url`]: which authorization service the
 //!   homeserver advertises;
-//! * [`LiveKitRoomDriver`]: connects a [`LiveKitConnector`] while our device is in the call.
+//! * [`LiveKitRoomDriver`]: joins and leaves the call as it starts and ends ([`Presence`]) and
+//!   keeps a [`LiveKitConnector`]'s connection up while we are in it.
 //!
 //! This crate knows nothing of LiveKit's wire protocol; `matrix-sdk-rtc-livekit` implements the
 //! connector.
 
+mod backoff;
 pub mod call_session;
 mod clock;
 pub mod driver;
@@ -24,7 +26,10 @@ pub mod room_call;
 pub mod transports;
 
 pub use call_session::{CallMember, CallSession, CallState};
-pub use driver::{DriverOptions, LiveKitConnection, LiveKitConnector, LiveKitRoomDriver};
+pub use driver::{
+    ConnectRequest, DriverOptions, DriverStatus, LiveKitConnection, LiveKitConnector,
+    LiveKitRoomDriver, Presence,
+};
 pub use error::RtcError;
 pub use own_membership::{
     JoinOptions, MembershipStatus, MembershipTimings, OwnMembership, SendDialect,

@@ -11,9 +11,9 @@ use matrix_sdk::config::SyncSettings;
 use matrix_sdk::{Client, Room};
 use matrix_sdk_rtc::membership::Dialect;
 use matrix_sdk_rtc::{
-    DriverOptions, JoinOptions, LiveKitConnection, LiveKitConnector, LiveKitRoomDriver,
-    MembershipStatus, MembershipTimings, OwnMembership, RoomCallObserver, RtcError,
-    TransportSource, discover_transports, livekit_service_url,
+    ConnectRequest, DriverOptions, DriverStatus, JoinOptions, LiveKitConnection, LiveKitConnector,
+    LiveKitRoomDriver, MembershipStatus, MembershipTimings, OwnMembership, Presence,
+    RoomCallObserver, RtcError, TransportSource, discover_transports, livekit_service_url,
 };
 use rtc_test_support::{Homeserver, StackInfo, User, encode_path_segment};
 use serde_json::{Value, json};
@@ -304,28 +304,60 @@ enum Recorded {
     Disconnect,
 }
 
+/// Records connects and disconnects. `fail` makes the next connects fail; a connection ends by
+/// itself when `lose` is notified.
 #[derive(Clone, Default)]
-struct RecordingConnector(Arc<Mutex<Vec<Recorded>>>);
+struct RecordingConnector {
+    log: Arc<Mutex<Vec<Recorded>>>,
+    fail: Arc<Mutex<u32>>,
+    lose: Arc<tokio::sync::Notify>,
+    member_ids: Arc<Mutex<Vec<Option<String>>>>,
+    /// The (user, device) of every call member, as the driver saw the call at each connect.
+    calls: Arc<Mutex<Vec<Vec<Device>>>>,
+}
 
-struct RecordingConnection(Arc<Mutex<Vec<Recorded>>>);
+/// A call member's (user, device).
+type Device = (String, String);
+
+struct RecordingConnection {
+    log: Arc<Mutex<Vec<Recorded>>>,
+    lose: Arc<tokio::sync::Notify>,
+}
 
 impl LiveKitConnection for RecordingConnection {
     async fn disconnect(self) -> Result<(), RtcError> {
-        self.0.lock().unwrap().push(Recorded::Disconnect);
+        self.log.lock().unwrap().push(Recorded::Disconnect);
         Ok(())
+    }
+
+    async fn closed(&mut self) -> RtcError {
+        self.lose.notified().await;
+        RtcError::connector("the test closed the connection")
     }
 }
 
 impl LiveKitConnector for RecordingConnector {
     type Connection = RecordingConnection;
 
-    async fn connect(
-        &self,
-        service_url: &str,
-        _room: &Room,
-    ) -> Result<RecordingConnection, RtcError> {
-        self.0.lock().unwrap().push(Recorded::Connect(service_url.to_owned()));
-        Ok(RecordingConnection(self.0.clone()))
+    async fn connect(&self, request: ConnectRequest<'_>) -> Result<RecordingConnection, RtcError> {
+        self.log.lock().unwrap().push(Recorded::Connect(request.service_url.to_owned()));
+        self.member_ids.lock().unwrap().push(request.member_id.map(str::to_owned));
+        let members = request
+            .call
+            .borrow()
+            .members
+            .iter()
+            .map(|m| (m.user_id().to_owned(), m.device_id().to_owned()))
+            .collect();
+        self.calls.lock().unwrap().push(members);
+        {
+            let mut fail = self.fail.lock().unwrap();
+            if *fail > 0 {
+                *fail -= 1;
+                return Err(RtcError::connector("the test refused the connection"));
+            }
+        }
+        Ok(RecordingConnection { log: self.log.clone(), lose: self.lose.clone() })
     }
 }
 
@@ -339,28 +371,34 @@ async fn wait_recorded(log: &Arc<Mutex<Vec<Recorded>>>, expected: &[Recorded]) {
 
 /// A driver with a recording connector, running in a task.
 struct RecordingDriver {
+    connector: RecordingConnector,
     log: Arc<Mutex<Vec<Recorded>>>,
+    status: tokio::sync::watch::Receiver<DriverStatus>,
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<Result<(), RtcError>>,
 }
 
 impl RecordingDriver {
     fn spawn(room: Room, options: DriverOptions) -> Self {
-        let connector = RecordingConnector::default();
-        let log = connector.0.clone();
+        Self::spawn_with(room, options, RecordingConnector::default())
+    }
+
+    fn spawn_with(room: Room, options: DriverOptions, connector: RecordingConnector) -> Self {
+        let log = connector.log.clone();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(
-            LiveKitRoomDriver::with_options(room, connector, options).run_until(async {
-                let _ = stopped.await;
-            }),
-        );
-        Self { log, stop, task }
+        let driver = LiveKitRoomDriver::with_options(room, connector.clone(), options);
+        let status = driver.status();
+        let task = tokio::spawn(driver.run_until(async {
+            let _ = stopped.await;
+        }));
+        Self { connector, log, status, stop, task }
     }
 
     /// Stops the driver and checks that it ended without an error.
     async fn stop(self) {
         let _ = self.stop.send(());
         self.task.await.unwrap().unwrap();
+        assert!(matches!(*self.status.borrow(), DriverStatus::Stopped));
     }
 }
 
@@ -370,7 +408,8 @@ async fn the_driver_connects_while_our_device_is_in_the_call() {
     let driver = RecordingDriver::spawn(b.room(&room_id), DriverOptions::default());
     let log = driver.log.clone();
 
-    // Someone else's call does not make us connect.
+    // Someone else's call does not make us connect (checked below: the one connect happened
+    // with our own device in the call).
     let alice = OwnMembership::join(
         &a.room(&room_id),
         &stack.auth_service_url,
@@ -379,8 +418,6 @@ async fn the_driver_connects_while_our_device_is_in_the_call() {
     .await
     .unwrap();
     alice.wait_joined(Duration::from_secs(10)).await.unwrap();
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(log.lock().unwrap().is_empty(), "{:?}", log.lock().unwrap());
 
     let bob = OwnMembership::join(
         &b.room(&room_id),
@@ -390,6 +427,11 @@ async fn the_driver_connects_while_our_device_is_in_the_call() {
     .await
     .unwrap();
     wait_recorded(&log, &[Recorded::Connect(stack.auth_service_url.clone())]).await;
+    let calls = driver.connector.calls.lock().unwrap().clone();
+    assert!(
+        calls[0].contains(&(b.user.user_id.clone(), "BOBDEV".to_owned())),
+        "connected only once our device was in the call: {calls:?}"
+    );
     bob.leave().await.unwrap();
     wait_recorded(&log, &[Recorded::Connect(stack.auth_service_url.clone()), Recorded::Disconnect])
         .await;
@@ -402,7 +444,7 @@ async fn the_driver_connects_while_our_device_is_in_the_call() {
 async fn the_driver_can_follow_any_active_call() {
     let (stack, _, a, b, room_id) = two_peers().await;
     let mut options = DriverOptions::default();
-    options.follow_any_active_call = true;
+    options.presence = Presence::AnyActiveCall;
     options.service_url = Some("https://explicit.example".to_owned());
     let driver = RecordingDriver::spawn(b.room(&room_id), options);
     let log = driver.log.clone();
@@ -423,4 +465,95 @@ async fn the_driver_can_follow_any_active_call() {
     // Stopping the driver while disconnected records nothing more.
     driver.stop().await;
     assert_eq!(log.lock().unwrap().len(), 2);
+}
+
+/// `Follow`: the driver joins with its own membership (seen by the other client) when somebody
+/// starts a call, connects, and leaves and disconnects when the last other member has left.
+#[tokio::test]
+async fn the_driver_follows_calls_with_its_own_membership() {
+    let (stack, _, a, b, room_id) = two_peers().await;
+    let mut options = DriverOptions::default();
+    options.presence = Presence::Follow;
+    options.service_url = Some(stack.auth_service_url.clone());
+    let driver = RecordingDriver::spawn(b.room(&room_id), options);
+    let a_sees = RoomCallObserver::new(&a.room(&room_id)).await.unwrap();
+
+    let alice = OwnMembership::join(
+        &a.room(&room_id),
+        &stack.auth_service_url,
+        MembershipTimings::default(),
+    )
+    .await
+    .unwrap();
+    let state = a_sees
+        .wait_for(Duration::from_secs(15), |s| s.member(&b.user.user_id, "BOBDEV").is_some())
+        .await
+        .expect("the driver joins Alice's call with its own membership");
+    let bob = state.member(&b.user.user_id, "BOBDEV").unwrap();
+    assert_eq!(
+        bob.transport.as_ref().unwrap().livekit_service_url(),
+        Some(stack.auth_service_url.as_str())
+    );
+    wait_recorded(&driver.log, &[Recorded::Connect(stack.auth_service_url.clone())]).await;
+    assert_eq!(driver.connector.member_ids.lock().unwrap().as_slice(), [None]);
+
+    alice.leave().await.unwrap();
+    a_sees
+        .wait_for(Duration::from_secs(15), |s| !s.is_active())
+        .await
+        .expect("the driver leaves when Alice has left");
+    wait_recorded(
+        &driver.log,
+        &[Recorded::Connect(stack.auth_service_url.clone()), Recorded::Disconnect],
+    )
+    .await;
+    driver.stop().await;
+}
+
+/// `Always` with a sticky membership: the driver starts the call alone, hands its member id to
+/// the connector, reconnects after a failed connect and after a lost connection, and leaves on
+/// shutdown.
+#[tokio::test]
+async fn the_driver_stays_in_the_call_and_reconnects() {
+    let (stack, _, a, b, room_id) = two_peers().await;
+    let mut options = DriverOptions::default();
+    options.presence = Presence::Always;
+    options.sticky = true;
+    options.service_url = Some(stack.auth_service_url.clone());
+    options.retry_delay = Duration::from_millis(200);
+    let connector = RecordingConnector::default();
+    *connector.fail.lock().unwrap() = 1;
+    let driver = RecordingDriver::spawn_with(b.room(&room_id), options, connector);
+    let a_sees = RoomCallObserver::new(&a.room(&room_id)).await.unwrap();
+    let state = a_sees
+        .wait_for(Duration::from_secs(15), |s| s.member(&b.user.user_id, "BOBDEV").is_some())
+        .await
+        .expect("the driver starts the call alone");
+    let member_id = state.member(&b.user.user_id, "BOBDEV").unwrap().membership.member_id.clone();
+
+    // The first connect fails (the test refuses it), the second works.
+    let url = stack.auth_service_url.clone();
+    wait_recorded(&driver.log, &[Recorded::Connect(url.clone()), Recorded::Connect(url.clone())])
+        .await;
+    let ids = driver.connector.member_ids.lock().unwrap().clone();
+    assert_eq!(ids, [Some(member_id.clone()), Some(member_id)], "the sticky member id");
+    let mut status = driver.status.clone();
+    status
+        .wait_for(|s| matches!(s, DriverStatus::Connected))
+        .await
+        .expect("connected after the retry");
+
+    // The connection ends by itself: the driver connects again.
+    driver.connector.lose.notify_one();
+    wait_recorded(
+        &driver.log,
+        &[Recorded::Connect(url.clone()), Recorded::Connect(url.clone()), Recorded::Connect(url)],
+    )
+    .await;
+
+    driver.stop().await;
+    a_sees
+        .wait_for(Duration::from_secs(15), |s| !s.is_active())
+        .await
+        .expect("the driver left on shutdown");
 }

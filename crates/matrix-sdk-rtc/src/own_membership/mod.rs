@@ -45,6 +45,9 @@ pub struct JoinOptions {
     /// Send a sticky `org.matrix.msc4143.rtc.member` membership instead of the per-device state
     /// event (opt-in; see [`SendDialect::Sticky`]).
     pub sticky: bool,
+    /// The member id of a sticky membership (a fresh UUID when `None`). A LiveKit token from
+    /// `/get_token` is bound to it, so whoever asks for one needs it before joining.
+    pub member_id: Option<String>,
 }
 
 impl JoinOptions {
@@ -54,6 +57,7 @@ impl JoinOptions {
             service_url: service_url.into(),
             timings: MembershipTimings::default(),
             sticky: false,
+            member_id: None,
         }
     }
 }
@@ -80,6 +84,7 @@ pub struct OwnMembership {
     status: watch::Receiver<MembershipStatus>,
     task: Option<tokio::task::JoinHandle<()>>,
     state_key: String,
+    member_id: Option<String>,
     leave_timeout: Duration,
 }
 
@@ -98,7 +103,7 @@ impl OwnMembership {
 
     /// Joins the call of `room` as `options` say.
     pub async fn join_with(room: &Room, options: JoinOptions) -> Result<Self, RtcError> {
-        let JoinOptions { service_url, timings, sticky } = options;
+        let JoinOptions { service_url, timings, sticky, member_id } = options;
         let client = room.client();
         let user_id = client.user_id().ok_or(RtcError::NotLoggedIn)?.to_string();
         let device_id = client.device_id().ok_or(RtcError::NotLoggedIn)?.to_string();
@@ -113,7 +118,9 @@ impl OwnMembership {
                     "sticky events (MSC4354, org.matrix.msc4354 in /versions)",
                 ));
             }
-            SendDialect::Sticky { member_id: uuid::Uuid::new_v4().to_string() }
+            SendDialect::Sticky {
+                member_id: member_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+            }
         } else {
             clear_stale(room, &user_id, &device_id, &state_key).await;
             SendDialect::Session
@@ -127,6 +134,10 @@ impl OwnMembership {
             dialect,
         };
         let leave_timeout = timings.request_timeout * 2 + Duration::from_secs(1);
+        let member_id = match &me.dialect {
+            SendDialect::Sticky { member_id } => Some(member_id.clone()),
+            _ => None,
+        };
         let mut core = OwnMembershipCore::new(me, timings, delayed_events);
         let target = Target { state_key: state_key.clone(), sticky, leave: core.leave_content() };
         core.join(Instant::now());
@@ -165,7 +176,7 @@ impl OwnMembership {
             }
             .instrument(span),
         );
-        Ok(Self { control, status, task: Some(task), state_key, leave_timeout })
+        Ok(Self { control, status, task: Some(task), state_key, member_id, leave_timeout })
     }
 
     /// The status, as a watch channel.
@@ -176,6 +187,11 @@ impl OwnMembership {
     /// The state key of our membership event.
     pub fn state_key(&self) -> &str {
         &self.state_key
+    }
+
+    /// The member id of a sticky membership (`None` for a state membership).
+    pub fn member_id(&self) -> Option<&str> {
+        self.member_id.as_deref()
     }
 
     /// Waits until the membership is in the room (status `Joined`), up to `timeout`.
