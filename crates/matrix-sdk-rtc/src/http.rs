@@ -1,5 +1,8 @@
 //! Plain JSON requests to the homeserver for endpoints that ruma cannot parse as servers answer
 //! them (Synapse's `{}` from `rtc/transports`, the delayed-events listing).
+//!
+//! They go through the Matrix client's own HTTP client: one connection pool per process, and
+//! the TLS stack the application chose for it.
 
 use std::time::Duration;
 
@@ -9,19 +12,11 @@ use crate::error::RtcError;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
-fn http() -> Result<reqwest::Client, RtcError> {
-    reqwest::Client::builder()
-        .timeout(TIMEOUT)
-        .redirect(reqwest::redirect::Policy::limited(3))
-        .build()
-        .map_err(|e| RtcError::Http(e.to_string()))
-}
-
 /// `GET {homeserver}{path}` with the client's access token; the JSON answer, or an error naming
 /// the status.
 pub(crate) async fn get_json(client: &matrix_sdk::Client, path: &str) -> Result<Value, RtcError> {
     let url = format!("{}{}", client.homeserver().as_str().trim_end_matches('/'), path);
-    let mut request = http()?.get(&url);
+    let mut request = client.http_client().get(&url).timeout(TIMEOUT);
     if let Some(token) = client.access_token() {
         request = request.bearer_auth(token);
     }
@@ -29,8 +24,11 @@ pub(crate) async fn get_json(client: &matrix_sdk::Client, path: &str) -> Result<
 }
 
 /// `GET url` without authentication.
-pub(crate) async fn get_public_json(url: &str) -> Result<Value, RtcError> {
-    send(http()?.get(url)).await
+pub(crate) async fn get_public_json(
+    client: &matrix_sdk::Client,
+    url: &str,
+) -> Result<Value, RtcError> {
+    send(client.http_client().get(url).timeout(TIMEOUT)).await
 }
 
 async fn send(request: reqwest::RequestBuilder) -> Result<Value, RtcError> {
@@ -54,7 +52,7 @@ pub(crate) async fn put_json(
     timeout: Duration,
 ) -> Result<Value, RtcError> {
     let url = format!("{}{}", client.homeserver().as_str().trim_end_matches('/'), path);
-    let mut request = http()?.put(&url).timeout(timeout).json(body);
+    let mut request = client.http_client().put(&url).timeout(timeout).json(body);
     if let Some(token) = client.access_token() {
         request = request.bearer_auth(token);
     }

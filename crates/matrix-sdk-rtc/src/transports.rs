@@ -70,7 +70,7 @@ pub async fn discover_transports(
             .push(format!("https://{}/.well-known/matrix/client", user_id.server_name()));
     }
     for url in well_known_urls {
-        match http::get_public_json(&url).await {
+        match http::get_public_json(client, &url).await {
             Ok(answer) => {
                 let transports = parse_list(answer.get("org.matrix.msc4143.rtc_foci"));
                 if !transports.is_empty() {

@@ -1,0 +1,179 @@
+//! [`LiveKitStr0mConnector`]: the [`LiveKitConnector`] that `matrix-sdk-rtc`'s driver calls to
+//! put us on the call's media, with `livekit-str0m` underneath.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use livekit_str0m::RoomOptions;
+use matrix_sdk_rtc::{ConnectRequest, LiveKitConnector, RtcError};
+use tokio::sync::mpsc;
+
+use crate::connection::{CallConnection, Context, EventSink, connect_room, sfu_info};
+use crate::credentials::{self, CredentialSource, TokenRequest};
+use crate::events::{CallEvent, CallEvents};
+use crate::publisher::{VideoFeed, VideoPublisher};
+
+/// Events buffered for the application.
+const EVENT_BUFFER: usize = 256;
+
+/// Options of the connector.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ConnectorOptions {
+    /// Allow plain `http://` and `ws://` toward other machines (OpenID and LiveKit tokens
+    /// then travel in clear text). Default: only toward this machine.
+    pub allow_insecure: bool,
+    /// Subscribe to members who publish on other SFUs (Element Call's `multi_sfu`). Default on.
+    pub subscribe_to_other_sfus: bool,
+    /// How often [`CallEvent::PublishStats`] comes. Default 10 s.
+    pub stats_interval: Duration,
+    /// How long `livekit-str0m` keeps rejoining a lost connection before the driver connects
+    /// anew with fresh credentials. Default 20 s.
+    pub reconnect_timeout: Duration,
+}
+
+impl Default for ConnectorOptions {
+    fn default() -> Self {
+        Self {
+            allow_insecure: false,
+            subscribe_to_other_sfus: true,
+            stats_interval: Duration::from_secs(10),
+            reconnect_timeout: Duration::from_secs(20),
+        }
+    }
+}
+
+/// Connects the call's media through LiveKit: fetches fresh credentials, joins our LiveKit room,
+/// publishes the [`VideoFeed`] if there is one, decodes everybody's video, and subscribes to
+/// members on other SFUs. Events of all its connections come out of the [`CallEvents`] that
+/// [`LiveKitStr0mConnector::new`] returns.
+///
+/// ```no_run
+/// # async fn run(room: matrix_sdk::Room) -> Result<(), matrix_sdk_rtc::RtcError> {
+/// use matrix_sdk_rtc::{DriverOptions, LiveKitRoomDriver, Presence};
+/// use matrix_sdk_rtc_livekit::{CallEvent, CredentialSource, LiveKitStr0mConnector, VideoFeed};
+/// use rtc_media::pattern::TestPattern;
+/// use rtc_media::source::TestPatternSource;
+///
+/// let feed = VideoFeed::new(|| Ok(TestPatternSource::new(TestPattern::RED, 640, 480, 30, 1)));
+/// let (connector, mut events) = LiveKitStr0mConnector::new(CredentialSource::Transport);
+/// let connector = connector.with_video(feed);
+/// tokio::spawn(async move {
+///     while let Some(event) = events.recv().await {
+///         if let CallEvent::VideoSubscribed(mut video) = event {
+///             tokio::spawn(async move { while let Some(_picture) = video.recv().await {} });
+///         }
+///     }
+/// });
+/// let mut options = DriverOptions::default();
+/// options.presence = Presence::Follow;
+/// LiveKitRoomDriver::with_options(room, connector, options).run().await
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct LiveKitStr0mConnector {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug, Clone)]
+struct Inner {
+    credentials: CredentialSource,
+    video: Option<VideoFeed>,
+    options: ConnectorOptions,
+    events: EventSink,
+}
+
+impl LiveKitStr0mConnector {
+    /// A connector that takes its credentials from `credentials`, publishes nothing, and the
+    /// stream of its events.
+    pub fn new(credentials: CredentialSource) -> (Self, CallEvents) {
+        let (tx, rx) = mpsc::channel(EVENT_BUFFER);
+        let inner = Inner {
+            credentials,
+            video: None,
+            options: ConnectorOptions::default(),
+            events: EventSink(tx),
+        };
+        (Self { inner: Arc::new(inner) }, CallEvents(rx))
+    }
+
+    /// Publishes `feed` on every connection.
+    pub fn with_video(self, feed: VideoFeed) -> Self {
+        self.map(|inner| inner.video = Some(feed))
+    }
+
+    /// Connects as `options` say.
+    pub fn with_options(self, options: ConnectorOptions) -> Self {
+        self.map(|inner| inner.options = options)
+    }
+
+    fn map(mut self, change: impl FnOnce(&mut Inner)) -> Self {
+        change(Arc::make_mut(&mut self.inner));
+        self
+    }
+
+    async fn connect_call(
+        &self,
+        request: ConnectRequest<'_>,
+    ) -> Result<CallConnection, crate::Error> {
+        let inner = &self.inner;
+        let client = request.room.client();
+        let room_id = request.room.room_id().to_string();
+        let token_request = TokenRequest {
+            client: &client,
+            room_id: &room_id,
+            service_url: request.service_url,
+            member_id: request.member_id,
+            allow_insecure: inner.options.allow_insecure,
+        };
+        let credentials = credentials::fetch(&inner.credentials, token_request).await?;
+        let info = sfu_info(&credentials, true);
+        tracing::info!(livekit = %info.livekit_url, identity = %info.identity, room = %info.room, "LiveKit credentials ready");
+        inner.events.send(CallEvent::Connecting(info.clone()));
+        let room_options = RoomOptions {
+            reconnect_timeout: inner.options.reconnect_timeout,
+            ..RoomOptions::default()
+        };
+        let (room, events) = connect_room(&credentials, room_options.clone()).await?;
+        let publisher = match &inner.video {
+            Some(feed) => {
+                match VideoPublisher::start(
+                    &room,
+                    feed,
+                    inner.events.0.clone(),
+                    inner.options.stats_interval,
+                )
+                .await
+                {
+                    Ok(publisher) => Some(publisher),
+                    Err(error) => {
+                        room.disconnect().await;
+                        return Err(error);
+                    }
+                }
+            }
+            None => None,
+        };
+        inner.events.send(CallEvent::Connected(info.clone()));
+        let context = Context {
+            client,
+            room_id,
+            service_url: request.service_url.to_owned(),
+            member_id: request.member_id.map(str::to_owned),
+            call: request.call,
+            events: inner.events.clone(),
+            room_options,
+            allow_insecure: inner.options.allow_insecure,
+            subscribe_to_other_sfus: inner.options.subscribe_to_other_sfus,
+        };
+        Ok(CallConnection::start(room, events, publisher, info.livekit_url, &context))
+    }
+}
+
+impl LiveKitConnector for LiveKitStr0mConnector {
+    type Connection = CallConnection;
+
+    async fn connect(&self, request: ConnectRequest<'_>) -> Result<CallConnection, RtcError> {
+        self.connect_call(request).await.map_err(RtcError::connector)
+    }
+}

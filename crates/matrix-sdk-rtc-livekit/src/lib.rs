@@ -1,0 +1,34 @@
+//! MatrixRTC calls with media through LiveKit, in pure Rust: the glue between
+//! [`matrix_sdk_rtc`] (memberships, the driver that joins and leaves calls) and
+//! [`livekit_str0m`] (the LiveKit client), with [`rtc_media`] for pictures and codecs.
+//!
+//! * [`credentials`]: a LiveKit server and join token from the MatrixRTC authorization service
+//!   (`/sfu/get`, `/get_token`), an explicit `/sfu/get` URL, or a static token; fresh for
+//!   every connection, never logged;
+//! * [`LiveKitStr0mConnector`]: the connector `matrix-sdk-rtc`'s driver calls: our LiveKit
+//!   room, a [`VideoFeed`] published into it, everybody's video decoded ([`RemoteVideo`]), and
+//!   a subscribe-only connection to every other SFU members publish on;
+//! * [`CallEvent`]s: connections, our publishing, remote participants and their video;
+//! * [`tls`]: one TLS stack for the WebSocket and the HTTP clients (`native-tls` or
+//!   `rustls-tls`).
+//!
+//! See [`LiveKitStr0mConnector`] for a whole bot in a few lines.
+
+mod connection;
+mod connector;
+pub mod credentials;
+pub mod endpoint;
+mod error;
+mod events;
+mod publisher;
+mod remote;
+pub mod tls;
+
+pub use connection::CallConnection;
+pub use connector::{ConnectorOptions, LiveKitStr0mConnector};
+pub use credentials::{CredentialSource, Credentials, Jwt};
+pub use error::{Error, ErrorKind};
+pub use events::{CallEvent, CallEvents, PublishInfo, PublishStats, SfuInfo};
+pub use publisher::VideoFeed;
+pub use remote::{RemoteVideo, RemoteVideoStats};
+pub use {livekit_str0m, matrix_sdk_rtc, rtc_media};
