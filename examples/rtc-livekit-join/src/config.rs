@@ -1,0 +1,565 @@
+//! The configuration: every setting is an environment variable (the seed's names) and a flag.
+//! A variable that is empty or only whitespace counts as unset.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use matrix_sdk::ruma::{OwnedRoomOrAliasId, OwnedServerName};
+use matrix_sdk_rtc_livekit::livekit_str0m::VideoCodec;
+use matrix_sdk_rtc_livekit::{CredentialSource, Jwt, endpoint};
+use rtc_media::pattern::TestPattern;
+
+/// A Rust program in a Matrix call, the way Element Call does it: it joins the room's MatrixRTC
+/// call with its own membership and publishes a camera or a test pattern through LiveKit.
+///
+/// Every option is also an environment variable; empty or whitespace-only values count as
+/// unset. LiveKit credentials come from LIVEKIT_SFU_GET_URL if set, else from
+/// LIVEKIT_SERVICE_URL with LIVEKIT_TOKEN, else from the authorization service the homeserver
+/// advertises.
+#[derive(Debug, Parser)]
+#[command(
+    name = "example-rtc-livekit-join",
+    version,
+    after_help = "Exit codes: 0 stopped by SIGINT/SIGTERM, 1 internal error, 2 configuration \
+                  (including an unknown room and a homeserver without a LiveKit transport), \
+                  3 authentication (password, authorization service or LiveKit refused), \
+                  4 network (unreachable, TLS, timeouts), 5 media (camera or encoder).\n\
+                  Logs: RUST_LOG (default info)."
+)]
+pub(crate) struct Args {
+    /// The homeserver's client API URL, e.g. https://matrix.example.org.
+    #[arg(long, env = "HOMESERVER_URL", hide_env_values = true)]
+    homeserver_url: Option<String>,
+    /// The Matrix user: a full id (@bot:example.org) or a local part.
+    #[arg(long, env = "MATRIX_USERNAME", hide_env_values = true)]
+    username: Option<String>,
+    /// The user's password (used when no stored session is valid).
+    #[arg(long, env = "MATRIX_PASSWORD", hide_env_values = true)]
+    password: Option<String>,
+    /// The device id to log in as. Default: the device of the stored session, else a new one
+    /// that later runs reuse.
+    #[arg(long, env = "MATRIX_DEVICE_ID", hide_env_values = true)]
+    device_id: Option<String>,
+    /// The room: an id (!room:example.org) or an alias (#call:example.org).
+    #[arg(long = "room", env = "ROOM_ID", hide_env_values = true)]
+    room_id: Option<String>,
+    /// Comma-separated server names to join the room through (for aliases and rooms on other
+    /// servers).
+    #[arg(long = "via", env = "VIA_SERVERS", hide_env_values = true)]
+    via_servers: Option<String>,
+    /// An authorization service's /sfu/get URL to take LiveKit credentials from (before
+    /// LIVEKIT_SERVICE_URL/LIVEKIT_TOKEN and before discovery).
+    #[arg(long, env = "LIVEKIT_SFU_GET_URL", hide_env_values = true)]
+    sfu_get_url: Option<String>,
+    /// A LiveKit server (wss://…) to join with LIVEKIT_TOKEN, a token minted elsewhere.
+    #[arg(long = "livekit-url", env = "LIVEKIT_SERVICE_URL", hide_env_values = true)]
+    livekit_url: Option<String>,
+    /// A LiveKit join token for LIVEKIT_SERVICE_URL.
+    #[arg(long, env = "LIVEKIT_TOKEN", hide_env_values = true)]
+    livekit_token: Option<String>,
+    /// What to publish: camera (or webcam), test_red (or test-red, red), pattern (a moving,
+    /// counting test pattern; or moving, test_pattern, test-pattern), none. Default: camera
+    /// when V4L2_DEVICE is set, else none.
+    #[arg(long = "video-source", env = "V4L2_VIDEO_SOURCE", hide_env_values = true)]
+    video_source: Option<String>,
+    /// The camera device (needs the v4l2 feature), e.g. /dev/video0.
+    #[arg(long = "video-device", env = "V4L2_DEVICE", hide_env_values = true)]
+    video_device: Option<String>,
+    /// Width of the published video. Default: the camera's current width, 640 for patterns.
+    #[arg(long, env = "V4L2_WIDTH", hide_env_values = true)]
+    width: Option<String>,
+    /// Height of the published video. Default: the camera's current height, 480 for patterns.
+    #[arg(long, env = "V4L2_HEIGHT", hide_env_values = true)]
+    height: Option<String>,
+    /// Frames per second of test patterns (cameras run at their own rate). Default 30.
+    #[arg(long, env = "VIDEO_FPS", hide_env_values = true)]
+    fps: Option<String>,
+    /// The video codec: vp8 (default, what Element Call uses) or h264.
+    #[arg(long, env = "VIDEO_CODEC", hide_env_values = true)]
+    codec: Option<String>,
+    /// The highest video bitrate, in bits per second (1700000, 1700k or 1.7M). Default 1.7M.
+    #[arg(long, env = "VIDEO_MAX_BITRATE", hide_env_values = true)]
+    max_bitrate: Option<String>,
+    /// When to be in the call: follow (join when somebody else is in the call, leave when the
+    /// last one has left; default) or always (start the call and stay, even alone).
+    #[arg(long, env = "CALL_PRESENCE", hide_env_values = true)]
+    presence: Option<String>,
+    /// The membership to send: state (the per-device state event Element Call sends by default)
+    /// or sticky (an MSC4354 sticky event, Element Call's Matrix 2.0 mode).
+    #[arg(long, env = "MATRIXRTC_MEMBERSHIP", hide_env_values = true)]
+    membership: Option<String>,
+    /// Where the Matrix session and the device's keys are kept (sqlite feature). Default:
+    /// $XDG_STATE_HOME/example-rtc-livekit-join, else ~/.local/state/example-rtc-livekit-join.
+    #[arg(long, env = "MATRIX_STORE_DIR", hide_env_values = true)]
+    store_dir: Option<PathBuf>,
+    /// Allow http:// and ws:// to other machines (passwords and tokens then travel in clear
+    /// text). Default: only to this machine.
+    #[arg(long, env = "ALLOW_INSECURE_HTTP", hide_env_values = true, value_parser = clap::builder::FalseyValueParser::new())]
+    allow_insecure_http: bool,
+    /// Seconds between the status lines about video sent and received. Default 10.
+    #[arg(long, env = "STATUS_INTERVAL_SECS", hide_env_values = true)]
+    status_interval: Option<String>,
+    /// A recovery key to import the account's secrets with (needs media encryption support,
+    /// which this build does not have: ignored with a warning).
+    #[arg(long, env = "MATRIX_RECOVERY_KEY", hide_env_values = true)]
+    recovery_key: Option<String>,
+    /// Host Element Call as a widget (not part of this build: refused).
+    #[arg(long, env = "ELEMENT_CALL_URL", hide_env_values = true)]
+    element_call_url: Option<String>,
+    /// The widget id for ELEMENT_CALL_URL.
+    #[arg(long, env = "ELEMENT_CALL_WIDGET_ID", hide_env_values = true)]
+    element_call_widget_id: Option<String>,
+    /// The parent URL for ELEMENT_CALL_URL.
+    #[arg(long, env = "ELEMENT_CALL_PARENT_URL", hide_env_values = true)]
+    element_call_parent_url: Option<String>,
+}
+
+/// When to be in the call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Presence {
+    Follow,
+    Always,
+}
+
+/// What to publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Video {
+    None,
+    Pattern { pattern: TestPattern, width: u32, height: u32, fps: u32 },
+    Camera { device: String, size: Option<(u32, u32)> },
+}
+
+/// A checked configuration.
+#[derive(Debug)]
+pub(crate) struct Config {
+    pub(crate) homeserver_url: url::Url,
+    pub(crate) username: String,
+    pub(crate) password: String,
+    pub(crate) device_id: Option<String>,
+    pub(crate) room: OwnedRoomOrAliasId,
+    pub(crate) via_servers: Vec<OwnedServerName>,
+    pub(crate) credentials: CredentialSource,
+    /// The authorization service to advertise, when the credentials name one.
+    pub(crate) service_url: Option<String>,
+    pub(crate) video: Video,
+    pub(crate) codec: VideoCodec,
+    pub(crate) max_bitrate: u32,
+    pub(crate) presence: Presence,
+    pub(crate) sticky: bool,
+    pub(crate) store_dir: PathBuf,
+    pub(crate) allow_insecure: bool,
+    pub(crate) status_interval: std::time::Duration,
+    pub(crate) warnings: Vec<String>,
+}
+
+/// A configuration error: one line naming the variable and what to do.
+#[derive(Debug)]
+pub(crate) struct ConfigError(pub(crate) String);
+
+fn set(value: Option<String>) -> Option<String> {
+    value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+}
+
+fn required(
+    value: Option<String>,
+    name: &str,
+    flag: &str,
+    what: &str,
+) -> Result<String, ConfigError> {
+    set(value).ok_or_else(|| ConfigError(format!("{name} (or --{flag}) must be set: {what}")))
+}
+
+fn number(value: Option<String>, name: &str, default: u32) -> Result<u32, ConfigError> {
+    match set(value) {
+        None => Ok(default),
+        Some(text) => text.parse::<u32>().ok().filter(|n| *n > 0).ok_or_else(|| {
+            ConfigError(format!("{name} must be a positive whole number, not `{text}`"))
+        }),
+    }
+}
+
+fn optional_number(value: Option<String>, name: &str) -> Result<Option<u32>, ConfigError> {
+    Ok(match set(value) {
+        None => None,
+        some => Some(number(some, name, 0)?),
+    })
+}
+
+/// `1700000`, `1700k`, `1.7M` → bits per second.
+fn bitrate(value: Option<String>) -> Result<u32, ConfigError> {
+    let Some(text) = set(value) else { return Ok(1_700_000) };
+    let lower = text.to_ascii_lowercase();
+    let (digits, factor) = if let Some(d) = lower.strip_suffix('m') {
+        (d, 1_000_000.0)
+    } else if let Some(d) = lower.strip_suffix('k') {
+        (d, 1_000.0)
+    } else {
+        (lower.as_str(), 1.0)
+    };
+    digits
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .map(|v| v * factor)
+        .filter(|v| (50_000.0..=50_000_000.0).contains(v))
+        .map(|v| v as u32)
+        .ok_or_else(|| {
+            ConfigError(format!(
+                "VIDEO_MAX_BITRATE must be between 50k and 50M bits per second, not `{text}`"
+            ))
+        })
+}
+
+impl Args {
+    /// Checks everything and turns it into a [`Config`].
+    pub(crate) fn into_config(self) -> Result<Config, ConfigError> {
+        let mut warnings = Vec::new();
+        let allow_insecure = self.allow_insecure_http;
+        let homeserver = required(
+            self.homeserver_url,
+            "HOMESERVER_URL",
+            "homeserver-url",
+            "the homeserver's client API URL, e.g. https://matrix.example.org",
+        )?;
+        let homeserver_url = endpoint::http_url(&homeserver, "the Matrix password", allow_insecure)
+            .map_err(|e| ConfigError(format!("HOMESERVER_URL: {e}")))?;
+        let username =
+            required(self.username, "MATRIX_USERNAME", "username", "the bot's Matrix user")?;
+        let password =
+            required(self.password, "MATRIX_PASSWORD", "password", "the bot's password")?;
+        let room_text = required(self.room_id, "ROOM_ID", "room", "a room id (!…) or alias (#…)")?;
+        let room = OwnedRoomOrAliasId::try_from(room_text.as_str()).map_err(|e| {
+            ConfigError(format!(
+                "ROOM_ID `{room_text}` is neither a room id (!room:server) nor an alias (#alias:server): {e}"
+            ))
+        })?;
+        let via_servers = set(self.via_servers)
+            .map(|list| {
+                list.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| {
+                        OwnedServerName::try_from(s).map_err(|e| {
+                            ConfigError(format!("VIA_SERVERS: `{s}` is not a server name: {e}"))
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()?
+            .unwrap_or_default();
+
+        let sfu_get = set(self.sfu_get_url);
+        let livekit_url = set(self.livekit_url);
+        let livekit_token = set(self.livekit_token);
+        let (credentials, service_url) = match (sfu_get, livekit_url, livekit_token) {
+            (Some(sfu_get), static_url, static_token) => {
+                if static_url.is_some() || static_token.is_some() {
+                    warnings.push(
+                        "LIVEKIT_SFU_GET_URL is set: LIVEKIT_SERVICE_URL and LIVEKIT_TOKEN are ignored"
+                            .to_owned(),
+                    );
+                }
+                let url = endpoint::http_url(&sfu_get, "an OpenID token", allow_insecure)
+                    .map_err(|e| ConfigError(format!("LIVEKIT_SFU_GET_URL: {e}")))?;
+                // The service behind `…/sfu/get` is our transport.
+                let path = url.path().trim_end_matches('/');
+                let service = path.strip_suffix("/sfu/get").map(|base| {
+                    let mut service = url.clone();
+                    service.set_path(base);
+                    service.set_query(None);
+                    service.to_string().trim_end_matches('/').to_owned()
+                });
+                (CredentialSource::SfuGet(url), service)
+            }
+            (None, Some(url), Some(token)) => {
+                let livekit_url = endpoint::livekit_url(&url, allow_insecure)
+                    .map_err(|e| ConfigError(format!("LIVEKIT_SERVICE_URL: {e}")))?;
+                (CredentialSource::Static { livekit_url, token: Jwt::new(token) }, None)
+            }
+            (None, Some(_), None) => {
+                return Err(ConfigError(
+                    "LIVEKIT_SERVICE_URL needs LIVEKIT_TOKEN (a join token for that LiveKit server); \
+                     or set LIVEKIT_SFU_GET_URL, or neither to use the homeserver's authorization service"
+                        .into(),
+                ));
+            }
+            (None, None, Some(_)) => {
+                return Err(ConfigError(
+                    "LIVEKIT_TOKEN needs LIVEKIT_SERVICE_URL (the LiveKit server, wss://…) it is valid for"
+                        .into(),
+                ));
+            }
+            (None, None, None) => (CredentialSource::Transport, None),
+        };
+
+        let width = optional_number(self.width, "V4L2_WIDTH")?;
+        let height = optional_number(self.height, "V4L2_HEIGHT")?;
+        let size = match (width, height) {
+            (Some(w), Some(h)) => Some((w, h)),
+            (None, None) => None,
+            _ => return Err(ConfigError("set both V4L2_WIDTH and V4L2_HEIGHT, or neither".into())),
+        };
+        let fps = number(self.fps, "VIDEO_FPS", 30)?;
+        let device = set(self.video_device);
+        let source = set(self.video_source).map(|s| s.to_ascii_lowercase());
+        let pattern = |pattern| {
+            let (width, height) = size.unwrap_or((640, 480));
+            Video::Pattern { pattern, width, height, fps }
+        };
+        let video = match source.as_deref() {
+            Some("test_red" | "test-red" | "red") => pattern(TestPattern::RED),
+            Some("pattern" | "moving" | "test_pattern" | "test-pattern") => {
+                pattern(TestPattern::Moving)
+            }
+            Some("none" | "off") => Video::None,
+            Some("camera" | "webcam") | None => match device {
+                Some(device) => Video::Camera { device, size },
+                None if source.is_some() => {
+                    return Err(ConfigError(
+                        "V4L2_VIDEO_SOURCE=camera needs V4L2_DEVICE (e.g. /dev/video0); \
+                         or choose test_red, pattern or none"
+                            .into(),
+                    ));
+                }
+                None => Video::None,
+            },
+            Some(other) => {
+                return Err(ConfigError(format!(
+                    "V4L2_VIDEO_SOURCE `{other}` is not one of camera, webcam, test_red, test-red, red, pattern, none"
+                )));
+            }
+        };
+        if let Video::Camera { .. } = video
+            && !cfg!(feature = "v4l2")
+        {
+            return Err(ConfigError(
+                "a camera needs the v4l2 feature: build with `--features v4l2`, or set \
+                 V4L2_VIDEO_SOURCE=test_red or pattern"
+                    .into(),
+            ));
+        }
+        let codec = match set(self.codec).map(|c| c.to_ascii_lowercase()).as_deref() {
+            None | Some("vp8") => VideoCodec::Vp8,
+            Some("h264" | "h.264") => VideoCodec::H264,
+            Some(other) => {
+                return Err(ConfigError(format!("VIDEO_CODEC `{other}` is not vp8 or h264")));
+            }
+        };
+        if codec == VideoCodec::H264
+            && let Video::Pattern { width, height, .. } = video
+            && (width % 2 == 1 || height % 2 == 1)
+        {
+            return Err(ConfigError(format!(
+                "H.264 needs an even width and height, not {width}x{height}"
+            )));
+        }
+        let presence = match set(self.presence).map(|p| p.to_ascii_lowercase()).as_deref() {
+            None | Some("follow") => Presence::Follow,
+            Some("always") => Presence::Always,
+            Some(other) => {
+                return Err(ConfigError(format!(
+                    "CALL_PRESENCE `{other}` is not follow or always"
+                )));
+            }
+        };
+        let sticky = match set(self.membership).map(|m| m.to_ascii_lowercase()).as_deref() {
+            None | Some("state") => false,
+            Some("sticky") => true,
+            Some(other) => {
+                return Err(ConfigError(format!(
+                    "MATRIXRTC_MEMBERSHIP `{other}` is not state or sticky"
+                )));
+            }
+        };
+        if set(self.element_call_url).is_some() {
+            return Err(ConfigError(
+                "ELEMENT_CALL_URL asks to host Element Call as a widget, which this version cannot do yet; \
+                 unset it (and ELEMENT_CALL_WIDGET_ID, ELEMENT_CALL_PARENT_URL) to join with the bot's own media"
+                    .into(),
+            ));
+        }
+        if set(self.element_call_widget_id).is_some() || set(self.element_call_parent_url).is_some()
+        {
+            warnings.push(
+                "ELEMENT_CALL_WIDGET_ID and ELEMENT_CALL_PARENT_URL only matter with ELEMENT_CALL_URL; ignored"
+                    .to_owned(),
+            );
+        }
+        if set(self.recovery_key).is_some() {
+            warnings.push(
+                "MATRIX_RECOVERY_KEY is ignored: this version has no media encryption, for which it would \
+                 import the account's keys"
+                    .to_owned(),
+            );
+        }
+        let store_dir =
+            self.store_dir.filter(|d| !d.as_os_str().is_empty()).unwrap_or_else(default_store_dir);
+        let status_interval = std::time::Duration::from_secs(u64::from(number(
+            self.status_interval,
+            "STATUS_INTERVAL_SECS",
+            10,
+        )?));
+        Ok(Config {
+            homeserver_url,
+            username,
+            password,
+            device_id: set(self.device_id),
+            room,
+            via_servers,
+            credentials,
+            service_url,
+            video,
+            codec,
+            max_bitrate: bitrate(self.max_bitrate)?,
+            presence,
+            sticky,
+            store_dir,
+            allow_insecure,
+            status_interval,
+            warnings,
+        })
+    }
+}
+
+/// `$XDG_STATE_HOME/example-rtc-livekit-join`, else `~/.local/state/…`, else `./…-store`.
+fn default_store_dir() -> PathBuf {
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .map(|h| PathBuf::from(h).join(".local/state"))
+        });
+    match base {
+        Some(base) => base.join("example-rtc-livekit-join"),
+        None => PathBuf::from("example-rtc-livekit-join-store"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let mut argv = vec!["example-rtc-livekit-join".to_owned()];
+        for (flag, value) in pairs {
+            argv.push(format!("--{flag}={value}"));
+        }
+        Args::try_parse_from(argv).expect("flags parse").into_config()
+    }
+
+    const BASE: [(&str, &str); 4] = [
+        ("homeserver-url", "https://matrix.example.org"),
+        ("username", "bot"),
+        ("password", "secret"),
+        ("room", "!room:example.org"),
+    ];
+
+    fn with(extra: &[(&'static str, &'static str)]) -> Result<Config, ConfigError> {
+        let mut all: Vec<(&str, &str)> = BASE
+            .iter()
+            .filter(|(flag, _)| !extra.iter().any(|(f, _)| f == flag))
+            .copied()
+            .collect();
+        all.extend_from_slice(extra);
+        args(&all)
+    }
+
+    #[test]
+    fn whitespace_counts_as_unset() {
+        let error = args(&[("homeserver-url", "  "), ("username", "bot")]).unwrap_err();
+        assert!(error.0.starts_with("HOMESERVER_URL"), "{}", error.0);
+        let config = with(&[("via", " "), ("livekit-token", "   ")]).unwrap();
+        assert!(config.via_servers.is_empty());
+        assert!(matches!(config.credentials, CredentialSource::Transport));
+    }
+
+    #[test]
+    fn credentials_in_the_seeds_order() {
+        let config = with(&[
+            ("sfu-get-url", "https://jwt.example.org/livekit/jwt/sfu/get"),
+            ("livekit-url", "wss://sfu.example.org"),
+            ("livekit-token", "a.b.c"),
+        ])
+        .unwrap();
+        assert!(matches!(config.credentials, CredentialSource::SfuGet(_)));
+        assert_eq!(config.service_url.as_deref(), Some("https://jwt.example.org/livekit/jwt"));
+        assert_eq!(config.warnings.len(), 1);
+        let config =
+            with(&[("livekit-url", "wss://sfu.example.org"), ("livekit-token", "a.b.c")]).unwrap();
+        assert!(matches!(config.credentials, CredentialSource::Static { .. }));
+        assert!(
+            with(&[("livekit-url", "wss://sfu.example.org")])
+                .unwrap_err()
+                .0
+                .contains("LIVEKIT_TOKEN")
+        );
+        assert!(with(&[("livekit-token", "a.b.c")]).unwrap_err().0.contains("LIVEKIT_SERVICE_URL"));
+        let insecure = with(&[("sfu-get-url", "http://jwt.example.org/sfu/get")]).unwrap_err();
+        assert!(insecure.0.contains("plain http"), "{}", insecure.0);
+    }
+
+    #[test]
+    fn rooms_aliases_and_via_servers() {
+        let config =
+            with(&[("room", "#call:example.org"), ("via", "example.org, other.org")]).unwrap();
+        assert!(config.room.is_room_alias_id());
+        assert_eq!(config.via_servers.len(), 2);
+        assert!(with(&[("room", "call")]).unwrap_err().0.contains("ROOM_ID"));
+        assert!(with(&[("via", "bad server!")]).unwrap_err().0.contains("VIA_SERVERS"));
+    }
+
+    #[test]
+    fn video_sources() {
+        for name in ["test_red", "test-red", "red", "RED"] {
+            let config = with(&[("video-source", name)]).unwrap();
+            assert_eq!(
+                config.video,
+                Video::Pattern { pattern: TestPattern::RED, width: 640, height: 480, fps: 30 }
+            );
+        }
+        let config =
+            with(&[("video-source", "pattern"), ("width", "1280"), ("height", "720")]).unwrap();
+        assert!(matches!(
+            config.video,
+            Video::Pattern { pattern: TestPattern::Moving, width: 1280, .. }
+        ));
+        assert_eq!(with(&[]).unwrap().video, Video::None);
+        assert!(with(&[("video-source", "camera")]).unwrap_err().0.contains("V4L2_DEVICE"));
+        assert!(with(&[("video-source", "hologram")]).is_err());
+        assert!(with(&[("width", "640")]).unwrap_err().0.contains("both"));
+        assert!(with(&[("width", "wide"), ("height", "1")]).unwrap_err().0.contains("V4L2_WIDTH"));
+        let camera = with(&[("video-device", "/dev/video0")]);
+        if cfg!(feature = "v4l2") {
+            assert!(matches!(camera.unwrap().video, Video::Camera { .. }));
+        } else {
+            assert!(camera.unwrap_err().0.contains("v4l2 feature"));
+        }
+    }
+
+    #[test]
+    fn codecs_bitrates_presence_and_membership() {
+        let config = with(&[
+            ("codec", "h264"),
+            ("max-bitrate", "2.5M"),
+            ("presence", "always"),
+            ("membership", "sticky"),
+        ])
+        .unwrap();
+        assert_eq!(config.codec, VideoCodec::H264);
+        assert_eq!(config.max_bitrate, 2_500_000);
+        assert_eq!(config.presence, Presence::Always);
+        assert!(config.sticky);
+        assert_eq!(with(&[("max-bitrate", "800k")]).unwrap().max_bitrate, 800_000);
+        assert!(with(&[("max-bitrate", "1")]).is_err());
+        assert!(with(&[("codec", "av1")]).is_err());
+        assert!(with(&[("presence", "sometimes")]).is_err());
+        assert!(
+            with(&[("element-call-url", "https://call.element.io")])
+                .unwrap_err()
+                .0
+                .contains("ELEMENT_CALL_URL")
+        );
+    }
+}

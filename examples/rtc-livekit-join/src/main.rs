@@ -1,0 +1,258 @@
+//! `example-rtc-livekit-join`: a Rust program in a Matrix call, the way Element Call does it.
+//!
+//! It logs in (or restores its stored session), joins the room, and then follows the room's
+//! MatrixRTC call: with `CALL_PRESENCE=follow` (the default) it joins with its own membership
+//! when somebody else is in the call and leaves when the last one has left; with `always` it
+//! starts the call and stays. In the call it publishes a camera or a test pattern through
+//! LiveKit and decodes everybody's video. SIGINT and SIGTERM make it leave the call and
+//! LiveKit and exit; a SIGKILL leaves no ghost either, because the homeserver sends our delayed
+//! leave by itself. `--help` lists every setting.
+#![recursion_limit = "256"]
+
+mod config;
+mod failure;
+mod media;
+mod session;
+mod status;
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::Parser as _;
+use matrix_sdk::LoopCtrl;
+use matrix_sdk::config::SyncSettings;
+use matrix_sdk::ruma::api::error::ErrorKind as ApiErrorKind;
+use matrix_sdk_rtc::{
+    DriverOptions, DriverStatus, LiveKitRoomDriver, Presence, RoomCallObserver, RtcError,
+    discover_transports, select_livekit_service_url,
+};
+use matrix_sdk_rtc_livekit::{ConnectorOptions, CredentialSource, LiveKitStr0mConnector};
+use tokio::sync::mpsc;
+
+use crate::config::{Args, Config};
+use crate::failure::{Failure, Kind};
+use crate::status::Clock;
+
+/// How long leaving the call and LiveKit may take after SIGINT/SIGTERM before we exit anyway
+/// (the delayed leave then removes the membership).
+const SHUTDOWN_DEADLINE: Duration = Duration::from_millis(2500);
+/// Connection attempts that failed on the network before the first success, after which the
+/// program gives up (a refusal or a configuration error ends it at once).
+const NETWORK_ATTEMPTS: u32 = 3;
+
+fn main() -> ExitCode {
+    let clock = Clock(Instant::now());
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                "info,matrix_sdk=warn,matrix_sdk::http_client=off,matrix_sdk_base=warn,matrix_sdk_crypto=error,matrix_sdk_sqlite=warn,str0m=warn".into()
+            }),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let config = match args.into_config() {
+        Ok(config) => config,
+        Err(error) => {
+            tracing::error!("{}", error.0);
+            return ExitCode::from(Kind::Config as u8);
+        }
+    };
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            tracing::error!("cannot start the async runtime: {error}");
+            return ExitCode::from(Kind::Internal as u8);
+        }
+    };
+    let result = runtime.block_on(run(config, clock));
+    // Tasks still running (a sync request in flight) do not hold the exit up.
+    runtime.shutdown_timeout(Duration::from_millis(200));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            tracing::error!("{failure}");
+            ExitCode::from(failure.kind as u8)
+        }
+    }
+}
+
+async fn run(config: Config, clock: Clock) -> Result<(), Failure> {
+    let (fatal_tx, mut fatal) = mpsc::channel::<Failure>(4);
+    let mut signals = Signals::new()?;
+
+    let client = tokio::select! {
+        client = session::login(&config) => client?,
+        () = signals.next() => return Ok(()),
+    };
+    let user_id = client.user_id().map(ToString::to_string).unwrap_or_default();
+    let device_id = client.device_id().map(ToString::to_string).unwrap_or_default();
+    clock.milestone("login", &format!("logged in as {user_id} (device {device_id})"));
+    let room = tokio::select! {
+        room = session::open_room(&config, &client) => room?,
+        () = signals.next() => return Ok(()),
+    };
+    clock.milestone(
+        "room",
+        &format!("joined room {} ({})", room.room_id(), room.name().unwrap_or_default()),
+    );
+    if room.encryption_state().is_encrypted() {
+        tracing::warn!(
+            "the room is encrypted: Element Call encrypts the call's media there, and this version has no media \
+             encryption, so other members will not see our video and we cannot decode theirs"
+        );
+    }
+
+    // Keep syncing; a logged-out session ends the program.
+    let sync_client = client.clone();
+    let sync_fatal = fatal_tx.clone();
+    let sync = tokio::spawn(async move {
+        let settings = SyncSettings::default().timeout(Duration::from_secs(30));
+        let _ = sync_client
+            .sync_with_result_callback(settings, |result| {
+                let fatal = sync_fatal.clone();
+                async move {
+                    if let Err(error) = result {
+                        if let Some(ApiErrorKind::UnknownToken { .. }) =
+                            error.client_api_error_kind()
+                        {
+                            let message =
+                                "the homeserver logged this device out; start again to log in";
+                            let _ = fatal
+                                .send(Failure { kind: Kind::Auth, message: message.into() })
+                                .await;
+                            return Ok(LoopCtrl::Break);
+                        }
+                        tracing::warn!(%error, "sync failed; retrying");
+                    }
+                    Ok(LoopCtrl::Continue)
+                }
+            })
+            .await;
+    });
+
+    let service_url = match &config.service_url {
+        Some(url) => url.clone(),
+        None => match discover_transports(&client, None).await {
+            Ok(found) => select_livekit_service_url(&found.transports)
+                .ok_or_else(|| Failure::from_rtc(&RtcError::MissingLiveKitTransport))?,
+            Err(error @ RtcError::MissingLiveKitTransport) => {
+                let mut failure = Failure::from_rtc(&error);
+                if matches!(config.credentials, CredentialSource::Static { .. }) {
+                    failure.message = format!(
+                        "with LIVEKIT_SERVICE_URL and LIVEKIT_TOKEN the call membership still advertises the \
+                         homeserver's authorization service, so that others can subscribe: {}",
+                        failure.message
+                    );
+                }
+                return Err(failure);
+            }
+            Err(error) => return Err(Failure::from_rtc(&error)),
+        },
+    };
+    tracing::info!(service = %service_url, "MatrixRTC transport");
+
+    let observer = RoomCallObserver::new(&room)
+        .await
+        .map_err(|e| Failure::internal(format!("cannot follow the room's call: {e}")))?;
+    tokio::spawn(status::log_members(observer.subscribe(), (user_id, device_id), clock));
+    let mut options = ConnectorOptions::default();
+    options.allow_insecure = config.allow_insecure;
+    options.stats_interval = config.status_interval;
+    let (connector, events) = LiveKitStr0mConnector::new(config.credentials.clone());
+    let mut connector = connector.with_options(options);
+    if let Some(feed) = media::feed(&config)? {
+        connector = connector.with_video(feed);
+    }
+    tokio::spawn(status::log_events(events, config.status_interval, clock, fatal_tx.clone()));
+
+    let mut driver_options = DriverOptions::default();
+    driver_options.presence = match config.presence {
+        config::Presence::Follow => Presence::Follow,
+        config::Presence::Always => Presence::Always,
+    };
+    driver_options.sticky = config.sticky;
+    driver_options.service_url = Some(service_url);
+    if config.presence == config::Presence::Follow && !observer.state().is_active() {
+        tracing::info!("waiting for a call in the room");
+    }
+    let driver =
+        LiveKitRoomDriver::with_options(room, connector, driver_options).with_observer(observer);
+    let mut driver_status = driver.status();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let driver = tokio::spawn(driver.run_until(async {
+        let _ = stop_rx.await;
+    }));
+
+    // Until the first connection works, a failure to connect ends the program.
+    let mut connected_once = false;
+    let outcome = loop {
+        tokio::select! {
+            () = signals.next() => {
+                tracing::info!("stopping: leaving the call");
+                break Ok(());
+            }
+            failure = fatal.recv() => {
+                break Err(failure.unwrap_or_else(|| Failure::internal("the status tasks stopped")));
+            }
+            changed = driver_status.changed() => {
+                if changed.is_err() {
+                    break Err(Failure::internal("the call driver stopped"));
+                }
+                let status = driver_status.borrow_and_update().clone();
+                match status {
+                    DriverStatus::Connected => connected_once = true,
+                    DriverStatus::Retrying { attempt, error, .. } if !connected_once && attempt > 0 => {
+                        let failure = Failure::from_rtc(&error);
+                        if failure.kind != Kind::Network || attempt >= NETWORK_ATTEMPTS {
+                            break Err(failure);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    };
+
+    let _ = stop_tx.send(());
+    match tokio::time::timeout(SHUTDOWN_DEADLINE, driver).await {
+        Ok(Ok(Ok(()))) => tracing::info!("left the call"),
+        Ok(Ok(Err(error))) => tracing::warn!(%error, "the call driver ended with an error"),
+        Ok(Err(error)) => tracing::warn!(%error, "the call driver failed"),
+        Err(_) => tracing::warn!(
+            "leaving took too long; the homeserver's delayed leave removes our membership"
+        ),
+    }
+    sync.abort();
+    outcome
+}
+
+/// SIGINT and SIGTERM.
+struct Signals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> Result<Self, Failure> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let listen = |kind| {
+            signal(kind).map_err(|e| Failure::internal(format!("cannot listen for signals: {e}")))
+        };
+        Ok(Self {
+            interrupt: listen(SignalKind::interrupt())?,
+            terminate: listen(SignalKind::terminate())?,
+        })
+    }
+
+    async fn next(&mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+    }
+}
