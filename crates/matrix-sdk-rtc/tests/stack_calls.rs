@@ -557,3 +557,27 @@ async fn the_driver_stays_in_the_call_and_reconnects() {
         .await
         .expect("the driver left on shutdown");
 }
+
+/// Sticky memberships are timeline events, not state: an observer started after one was sent
+/// reads it back from the room's recent history.
+#[tokio::test]
+async fn an_observer_started_later_sees_an_earlier_sticky_membership() {
+    let (stack, _, a, b, room_id) = two_peers().await;
+    let mut options = JoinOptions::new(&stack.auth_service_url);
+    options.sticky = true;
+    let membership = OwnMembership::join_with(&a.room(&room_id), options).await.unwrap();
+    membership.wait_joined(Duration::from_secs(10)).await.unwrap();
+    // B's client has the event once its sync brought it; only then is "later" later.
+    let early = RoomCallObserver::new(&b.room(&room_id)).await.unwrap();
+    early
+        .wait_for(Duration::from_secs(10), |s| s.member(&a.user.user_id, "ALICEDEV").is_some())
+        .await
+        .unwrap();
+    let late = RoomCallObserver::new(&b.room(&room_id)).await.unwrap();
+    let member = late.state();
+    let member = member.member(&a.user.user_id, "ALICEDEV").expect("the late observer sees A");
+    assert_eq!(member.membership.dialect, Dialect::Sticky);
+    assert_eq!(Some(member.membership.member_id.as_str()), membership.member_id());
+    membership.leave().await.unwrap();
+    late.wait_for(Duration::from_secs(10), |s| !s.is_active()).await.expect("and its leave");
+}
