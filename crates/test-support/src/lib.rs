@@ -24,7 +24,7 @@ mod homeserver;
 mod stack;
 
 pub use homeserver::{Homeserver, User, encode_path_segment, unique_name};
-pub use stack::{STACK_FILE_ENV, StackInfo, default_stack_file};
+pub use stack::{STACK_FILE_ENV, SecondSfu, StackInfo, default_stack_file};
 
 /// Errors of the test-support helpers.
 #[derive(Debug, thiserror::Error)]

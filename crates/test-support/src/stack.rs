@@ -12,7 +12,6 @@ pub const STACK_FILE_ENV: &str = "MATRIXRTC_DEVSTACK_FILE";
 /// What the local stack runs and where: written by `cargo xtask devstack up`, read by tests and
 /// the demo. Everything listens on 127.0.0.1.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-
 pub struct StackInfo {
     /// The homeserver's client-server API base URL, such as `http://127.0.0.1:41234`.
     pub homeserver_url: String,
@@ -40,6 +39,21 @@ pub struct StackInfo {
     pub state_dir: PathBuf,
     /// Process ids of the running services, by name.
     pub pids: std::collections::BTreeMap<String, u32>,
+    /// A second LiveKit server with its own authorization service (multi-SFU calls).
+    #[serde(default)]
+    pub second_sfu: Option<SecondSfu>,
+}
+
+/// A second SFU of the stack: a LiveKit server and the authorization service that hands out
+/// tokens for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecondSfu {
+    /// The LiveKit signalling URL.
+    pub livekit_url: String,
+    /// The UDP port it multiplexes media on.
+    pub livekit_udp_port: u16,
+    /// Its authorization service (a transport's `livekit_service_url`).
+    pub auth_service_url: String,
 }
 
 /// The default location of the stack description: `.devstack/stack.json` in the workspace.
@@ -59,6 +73,17 @@ impl StackInfo {
         serde_json::from_str(&text).map_err(|e| Error::StackFile {
             path: path.display().to_string(),
             reason: e.to_string(),
+        })
+    }
+
+    /// The second SFU; panics with instructions when the running stack was started without one
+    /// (by an older version of `cargo xtask devstack up`).
+    #[track_caller]
+    pub fn second_sfu(&self) -> &SecondSfu {
+        self.second_sfu.as_ref().unwrap_or_else(|| {
+            panic!(
+                "the running stack has no second SFU; restart it with `cargo xtask devstack down` and `up`"
+            )
         })
     }
 

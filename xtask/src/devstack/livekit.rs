@@ -8,15 +8,17 @@ use rtc_test_support::StackInfo;
 use super::install::Tools;
 use super::{Layout, process};
 
-/// Writes the configuration and starts the LiveKit server; returns its process id.
+/// Writes the configuration and starts a LiveKit server as service `name` (its folder under
+/// `.devstack/`); returns its process id.
 pub(crate) fn start(
     layout: &Layout,
     tools: &Tools,
     stack: &StackInfo,
+    name: &str,
     port: u16,
     udp_port: u16,
 ) -> anyhow::Result<u32> {
-    let dir = layout.service_dir("livekit");
+    let dir = layout.service_dir(name);
     std::fs::create_dir_all(&dir)?;
     let config = dir.join("livekit.yaml");
     let log = dir.join("livekit.log");

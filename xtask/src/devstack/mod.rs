@@ -1,4 +1,5 @@
-//! The local MatrixRTC stack: Synapse, the LiveKit server and matrixrtc-auth on 127.0.0.1.
+//! The local MatrixRTC stack: Synapse, the LiveKit server and matrixrtc-auth on 127.0.0.1, a
+//! second LiveKit server with its own matrixrtc-auth (multi-SFU calls), and Element Call.
 //!
 //! Everything lives in `.devstack/` at the workspace root (git-ignored): the Synapse virtualenv,
 //! the LiveKit server binary, each service's configuration, data and log, and `stack.json`, the
@@ -14,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use rtc_test_support::StackInfo;
+use rtc_test_support::{SecondSfu, StackInfo};
 
 /// The Synapse version installed from PyPI.
 pub(crate) const SYNAPSE_VERSION: &str = "1.163.2";
@@ -90,6 +91,9 @@ struct Ports {
     livekit: u16,
     livekit_udp: u16,
     element_call: u16,
+    livekit2: u16,
+    livekit2_udp: u16,
+    auth2: u16,
 }
 
 /// Starts the stack unless it is running already; returns its description.
@@ -118,6 +122,9 @@ pub(crate) async fn up() -> anyhow::Result<StackInfo> {
         livekit: process::free_tcp_port()?,
         livekit_udp: process::free_udp_port()?,
         element_call: process::free_tcp_port()?,
+        livekit2: process::free_tcp_port()?,
+        livekit2_udp: process::free_udp_port()?,
+        auth2: process::free_tcp_port()?,
     };
     let homeserver_url = format!("http://127.0.0.1:{}", ports.synapse);
     let auth_url = format!("http://127.0.0.1:{}", ports.auth);
@@ -136,7 +143,13 @@ pub(crate) async fn up() -> anyhow::Result<StackInfo> {
         interop_dir: layout.workspace.join("interop"),
         state_dir: layout.root.clone(),
         pids: Default::default(),
+        second_sfu: Some(SecondSfu {
+            livekit_url: format!("ws://127.0.0.1:{}", ports.livekit2),
+            livekit_udp_port: ports.livekit2_udp,
+            auth_service_url: format!("http://127.0.0.1:{}", ports.auth2),
+        }),
     };
+    let second = stack.second_sfu.clone().expect("set above");
 
     let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build()?;
     let result = async {
@@ -144,11 +157,35 @@ pub(crate) async fn up() -> anyhow::Result<StackInfo> {
         let synapse = synapse::start(&layout, &tools, &stack, ports.synapse)?;
         stack.pids.insert("synapse".into(), synapse);
         write_stack(&layout, &stack)?;
-        let livekit = livekit::start(&layout, &tools, &stack, ports.livekit, ports.livekit_udp)?;
+        let livekit =
+            livekit::start(&layout, &tools, &stack, "livekit", ports.livekit, ports.livekit_udp)?;
         stack.pids.insert("livekit".into(), livekit);
         write_stack(&layout, &stack)?;
-        let auth = start_auth(&layout, &tools, &stack, ports.auth)?;
+        let auth =
+            start_auth(&layout, &tools, &stack, "matrixrtc-auth", &stack.livekit_url, ports.auth)?;
         stack.pids.insert("matrixrtc-auth".into(), auth);
+        write_stack(&layout, &stack)?;
+        // A second SFU with its own authorization service: members who publish there are
+        // reached through subscribe-only connections (Element Call's multi-SFU calls).
+        let livekit2 = livekit::start(
+            &layout,
+            &tools,
+            &stack,
+            "livekit2",
+            ports.livekit2,
+            ports.livekit2_udp,
+        )?;
+        stack.pids.insert("livekit2".into(), livekit2);
+        write_stack(&layout, &stack)?;
+        let auth2 = start_auth(
+            &layout,
+            &tools,
+            &stack,
+            "matrixrtc-auth2",
+            &second.livekit_url,
+            ports.auth2,
+        )?;
+        stack.pids.insert("matrixrtc-auth2".into(), auth2);
         write_stack(&layout, &stack)?;
         let element_call = element_call::start(&layout, &stack, ports.element_call)?;
         stack.pids.insert("element-call".into(), element_call);
@@ -163,6 +200,30 @@ pub(crate) async fn up() -> anyhow::Result<StackInfo> {
         let auth_log = layout.service_dir("matrixrtc-auth").join("matrixrtc-auth.log");
         let element_call_log = layout.service_dir("element-call").join("server.log");
         let element_call_index = format!("{}/room", stack.element_call_url);
+        let livekit2_http = format!("http://127.0.0.1:{}/", ports.livekit2);
+        let healthz2 = format!("{}/healthz", second.auth_service_url);
+        let livekit2_log = layout.service_dir("livekit2").join("livekit.log");
+        let auth2_log = layout.service_dir("matrixrtc-auth2").join("matrixrtc-auth.log");
+        let (l2, a2) = tokio::join!(
+            process::wait_until_ready(
+                &http,
+                "livekit2",
+                &livekit2_http,
+                livekit2,
+                deadline,
+                &livekit2_log
+            ),
+            process::wait_until_ready(
+                &http,
+                "matrixrtc-auth2",
+                &healthz2,
+                auth2,
+                deadline,
+                &auth2_log
+            ),
+        );
+        l2?;
+        a2?;
         let (s, l, a, e) = tokio::join!(
             process::wait_until_ready(&http, "synapse", &versions, synapse, deadline, &synapse_log),
             process::wait_until_ready(
@@ -198,17 +259,20 @@ pub(crate) async fn up() -> anyhow::Result<StackInfo> {
     Ok(stack)
 }
 
+/// Starts an authorization service as service `name`, handing out tokens for `livekit_url`.
 fn start_auth(
     layout: &Layout,
     tools: &install::Tools,
     stack: &StackInfo,
+    name: &str,
+    livekit_url: &str,
     port: u16,
 ) -> anyhow::Result<u32> {
-    let dir = layout.service_dir("matrixrtc-auth");
+    let dir = layout.service_dir(name);
     std::fs::create_dir_all(&dir)?;
     let mut command = std::process::Command::new(&tools.matrixrtc_auth);
     command
-        .env("LIVEKIT_URL", &stack.livekit_url)
+        .env("LIVEKIT_URL", livekit_url)
         .env("LIVEKIT_KEY", &stack.livekit_api_key)
         .env("LIVEKIT_SECRET", &stack.livekit_api_secret)
         .env("LIVEKIT_FULL_ACCESS_HOMESERVERS", &stack.server_name)
@@ -242,17 +306,21 @@ pub(crate) async fn is_running(layout: &Layout) -> bool {
 /// The recorded stack, if every one of its services is alive and answers.
 async fn running_stack(layout: &Layout) -> Option<StackInfo> {
     let stack = read_stack(layout)?;
-    let expected = ["synapse", "livekit", "matrixrtc-auth", "element-call"];
+    let expected =
+        ["synapse", "livekit", "matrixrtc-auth", "element-call", "livekit2", "matrixrtc-auth2"];
     if !expected.iter().all(|name| stack.pids.get(*name).is_some_and(|pid| process::is_alive(*pid)))
     {
         return None;
     }
     let http = reqwest::Client::builder().timeout(Duration::from_secs(3)).build().ok()?;
+    let second = stack.second_sfu.as_ref()?;
     let checks = [
         format!("{}/_matrix/client/versions", stack.homeserver_url),
         stack.livekit_url.replacen("ws://", "http://", 1),
         format!("{}/healthz", stack.auth_service_url),
         format!("{}/config.json", stack.element_call_url),
+        second.livekit_url.replacen("ws://", "http://", 1),
+        format!("{}/healthz", second.auth_service_url),
     ];
     for url in checks {
         if !http.get(&url).send().await.is_ok_and(|r| r.status().is_success()) {
@@ -335,6 +403,19 @@ pub(crate) fn print_status(stack: &StackInfo) {
         stack.livekit_udp_port
     );
     println!("  matrixrtc-auth    {:<32} pid {}", stack.auth_service_url, pid("matrixrtc-auth"));
+    if let Some(second) = &stack.second_sfu {
+        println!(
+            "  second SFU: LiveKit {:<22} pid {}  media UDP port {}",
+            second.livekit_url,
+            pid("livekit2"),
+            second.livekit_udp_port
+        );
+        println!(
+            "              matrixrtc-auth {:<17} pid {}",
+            second.auth_service_url,
+            pid("matrixrtc-auth2")
+        );
+    }
     println!(
         "  Element Call      {:<32} pid {}  (npm @element-hq/element-call-embedded)",
         stack.element_call_url,
