@@ -29,6 +29,9 @@ pub struct VideoGrant {
     /// May create rooms through the server API.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub room_create: Option<bool>,
+    /// May administer `room` through the server API (list and remove participants).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub room_admin: Option<bool>,
     /// May publish tracks.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub can_publish: Option<bool>,
@@ -61,6 +64,11 @@ impl VideoGrant {
     /// The grant the service uses for itself to call `RoomService.CreateRoom`.
     pub fn room_admin() -> Self {
         Self { room_create: Some(true), ..Self::default() }
+    }
+
+    /// The grant to administer one room through the server API (`ListParticipants`).
+    pub fn admin_of(room: impl Into<String>) -> Self {
+        Self { room: Some(room.into()), room_admin: Some(true), ..Self::default() }
     }
 }
 

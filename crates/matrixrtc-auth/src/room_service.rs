@@ -1,5 +1,5 @@
 //! A minimal client of LiveKit's server API (Twirp over HTTP, JSON encoding):
-//! `RoomService.CreateRoom`, which is idempotent.
+//! `RoomService.CreateRoom`, which is idempotent, and `RoomService.ListParticipants`.
 
 use std::time::{Duration, SystemTime};
 
@@ -46,6 +46,27 @@ pub struct Room {
     pub name: String,
 }
 
+/// A participant as returned by the server API (the fields this crate reads).
+#[derive(Debug, Clone, Deserialize)]
+#[non_exhaustive]
+pub struct Participant {
+    /// The server-assigned participant id.
+    #[serde(default)]
+    pub sid: String,
+    /// The identity from the participant's token.
+    #[serde(default)]
+    pub identity: String,
+    /// Its published tracks.
+    #[serde(default)]
+    pub tracks: Vec<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct ListParticipantsResponse {
+    #[serde(default)]
+    participants: Vec<Participant>,
+}
+
 #[derive(Serialize)]
 struct CreateRoomRequest<'a> {
     name: &'a str,
@@ -81,29 +102,54 @@ impl RoomServiceClient {
 
     /// Creates the room `name`, or returns it if it exists already.
     pub async fn create_room(&self, name: &str) -> Result<Room, RoomServiceError> {
-        let url = self
-            .base
-            .join("twirp/livekit.RoomService/CreateRoom")
-            .map_err(|e| RoomServiceError::Transport(e.to_string()))?;
-        let token = Claims::new(
-            self.api_key.clone(),
-            "",
-            VideoGrant::room_admin(),
-            SystemTime::now(),
-            Duration::from_secs(600),
-        )
-        .sign(&self.api_secret);
         let body = CreateRoomRequest {
             name,
             empty_timeout: EMPTY_TIMEOUT.as_secs(),
             departure_timeout: DEPARTURE_TIMEOUT.as_secs(),
             max_participants: 0,
         };
+        self.call("CreateRoom", VideoGrant::room_admin(), &body).await
+    }
+
+    /// The participants in room `name` (an error when the room does not exist).
+    pub async fn list_participants(
+        &self,
+        name: &str,
+    ) -> Result<Vec<Participant>, RoomServiceError> {
+        let answer: ListParticipantsResponse = self
+            .call(
+                "ListParticipants",
+                VideoGrant::admin_of(name),
+                &serde_json::json!({"room": name}),
+            )
+            .await?;
+        Ok(answer.participants)
+    }
+
+    /// `RoomService.{method}` with a short-lived token carrying `grant`.
+    async fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        method: &str,
+        grant: VideoGrant,
+        body: &impl Serialize,
+    ) -> Result<T, RoomServiceError> {
+        let url = self
+            .base
+            .join(&format!("twirp/livekit.RoomService/{method}"))
+            .map_err(|e| RoomServiceError::Transport(e.to_string()))?;
+        let token = Claims::new(
+            self.api_key.clone(),
+            "",
+            grant,
+            SystemTime::now(),
+            Duration::from_secs(600),
+        )
+        .sign(&self.api_secret);
         let response = self
             .http
             .post(url)
             .bearer_auth(token)
-            .json(&body)
+            .json(body)
             .send()
             .await
             .map_err(|e| RoomServiceError::Transport(e.without_url().to_string()))?;

@@ -1,0 +1,251 @@
+//! Running the binary against the local stack, and looking at what it did there.
+#![allow(dead_code, unreachable_pub)]
+
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use matrixrtc_auth::room_service::{Participant, RoomServiceClient};
+use matrixrtc_auth::secret::Secret;
+use rtc_test_support::{Homeserver, StackInfo, User, encode_path_segment, unique_name};
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt as _, BufReader};
+use tokio::sync::Notify;
+
+/// Every variable the program reads: none leaks in from the test's environment.
+const PROGRAM_VARIABLES: &[&str] = &[
+    "HOMESERVER_URL",
+    "MATRIX_USERNAME",
+    "MATRIX_PASSWORD",
+    "MATRIX_DEVICE_ID",
+    "ROOM_ID",
+    "VIA_SERVERS",
+    "LIVEKIT_SFU_GET_URL",
+    "LIVEKIT_SERVICE_URL",
+    "LIVEKIT_TOKEN",
+    "V4L2_VIDEO_SOURCE",
+    "V4L2_DEVICE",
+    "V4L2_WIDTH",
+    "V4L2_HEIGHT",
+    "VIDEO_FPS",
+    "VIDEO_CODEC",
+    "VIDEO_MAX_BITRATE",
+    "CALL_PRESENCE",
+    "MATRIXRTC_MEMBERSHIP",
+    "MATRIX_STORE_DIR",
+    "ALLOW_INSECURE_HTTP",
+    "STATUS_INTERVAL_SECS",
+    "MATRIX_RECOVERY_KEY",
+    "ELEMENT_CALL_URL",
+    "ELEMENT_CALL_WIDGET_ID",
+    "ELEMENT_CALL_PARENT_URL",
+    "RUST_LOG",
+];
+
+/// A user of the stack and a call room it is invited to by another user.
+pub struct Setup {
+    pub stack: StackInfo,
+    pub hs: Homeserver,
+    /// The bot's account.
+    pub bot: User,
+    /// Its password (= its local part).
+    pub password: String,
+    /// The room's creator, who invited the bot.
+    pub owner: User,
+    pub room_id: String,
+    /// A fresh store directory for this test.
+    pub store: PathBuf,
+}
+
+impl Setup {
+    pub async fn new(prefix: &str) -> Self {
+        let stack = StackInfo::require();
+        let hs = Homeserver::new(&stack);
+        let owner = hs.register_unique(&format!("{prefix}owner")).await.unwrap();
+        let bot = hs.register_unique(&format!("{prefix}bot")).await.unwrap();
+        let password = localpart(&bot.user_id);
+        let room_id = hs.create_call_room(&owner, &[&bot]).await.unwrap();
+        let store = std::env::temp_dir().join(unique_name("rtc-join-store"));
+        Self { stack, hs, bot, password, owner, room_id, store }
+    }
+
+    /// The environment of a bot that publishes red frames and is always in the call.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("HOMESERVER_URL", self.stack.homeserver_url.clone()),
+            ("MATRIX_USERNAME", self.password.clone()),
+            ("MATRIX_PASSWORD", self.password.clone()),
+            ("ROOM_ID", self.room_id.clone()),
+            ("V4L2_VIDEO_SOURCE", "test_red".into()),
+            ("CALL_PRESENCE", "always".into()),
+            ("MATRIX_STORE_DIR", self.store.display().to_string()),
+            ("STATUS_INTERVAL_SECS", "2".into()),
+        ]
+    }
+
+    /// The content of the bot's state membership for `device` (`{}` or absent after a leave).
+    pub async fn membership(&self, device: &str) -> Value {
+        let key = format!("_{}_{device}_m.call", self.bot.user_id);
+        let path = format!(
+            "/_matrix/client/v3/rooms/{}/state/org.matrix.msc3401.call.member/{}",
+            encode_path_segment(&self.room_id),
+            encode_path_segment(&key)
+        );
+        self.hs.get(&self.owner, &path).await.unwrap_or(Value::Null)
+    }
+
+    /// The participants of the call's LiveKit room on the stack's first SFU.
+    pub async fn livekit_participants(&self) -> Vec<Participant> {
+        let client = RoomServiceClient::new(
+            &self.stack.livekit_url.parse().unwrap(),
+            self.stack.livekit_api_key.clone(),
+            Secret::new(self.stack.livekit_api_secret.clone()),
+            Duration::from_secs(10),
+        )
+        .unwrap();
+        let name = matrixrtc_identity::livekit_room_alias(&self.room_id, "m.call#ROOM");
+        client.list_participants(&name).await.unwrap_or_default()
+    }
+
+    /// Waits until `check` holds for the LiveKit participants.
+    pub async fn wait_participants(
+        &self,
+        within: Duration,
+        check: impl Fn(&[Participant]) -> bool,
+    ) {
+        let deadline = Instant::now() + within;
+        loop {
+            let participants = self.livekit_participants().await;
+            if check(&participants) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "LiveKit participants not as expected within {within:?}: {:?}",
+                participants.iter().map(|p| (&p.identity, p.tracks.len())).collect::<Vec<_>>()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Waits until the bot's membership of `device` is gone from the room state.
+    pub async fn wait_membership_gone(&self, device: &str, within: Duration) -> Duration {
+        let started = Instant::now();
+        while self.membership(device).await.get("application").is_some() {
+            assert!(started.elapsed() < within, "the membership of {device} is still there");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        started.elapsed()
+    }
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.store);
+    }
+}
+
+pub fn localpart(user_id: &str) -> String {
+    user_id.trim_start_matches('@').split(':').next().unwrap_or_default().to_owned()
+}
+
+/// The program, running, with its log (stderr) collected line by line.
+pub struct Bot {
+    child: tokio::process::Child,
+    lines: Arc<Mutex<Vec<String>>>,
+    news: Arc<Notify>,
+    pub started: Instant,
+}
+
+impl Bot {
+    /// Starts the program with exactly `env` (and `RUST_LOG` unless given).
+    pub fn start(env: &[(&str, String)]) -> Self {
+        let mut command =
+            tokio::process::Command::new(env!("CARGO_BIN_EXE_example-rtc-livekit-join"));
+        for name in PROGRAM_VARIABLES {
+            command.env_remove(name);
+        }
+        command.env("RUST_LOG", "info");
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let started = Instant::now();
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the program starts");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let news = Arc::new(Notify::new());
+        let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+        let (sink, notify) = (lines.clone(), news.clone());
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = stderr.next_line().await {
+                sink.lock().unwrap().push(line);
+                notify.notify_waiters();
+            }
+            notify.notify_waiters();
+        });
+        Self { child, lines, news, started }
+    }
+
+    /// The log so far.
+    pub fn log(&self) -> String {
+        self.lines.lock().unwrap().join("\n")
+    }
+
+    /// The first log line that `check` accepts, waiting up to `within`.
+    pub async fn wait_line(&self, within: Duration, check: impl Fn(&str) -> bool) -> String {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let notified = self.news.notified();
+            if let Some(line) = self.lines.lock().unwrap().iter().find(|l| check(l)) {
+                return line.clone();
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                panic!("no such log line within {within:?}; the log:\n{}", self.log());
+            }
+        }
+    }
+
+    /// Whether a log line contains `text`.
+    pub fn logged(&self, text: &str) -> bool {
+        self.lines.lock().unwrap().iter().any(|l| l.contains(text))
+    }
+
+    /// Sends a signal.
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        let pid = self.child.id().expect("still running") as i32;
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal).unwrap();
+    }
+
+    /// Waits for the exit, up to `within`.
+    pub async fn wait_exit(&mut self, within: Duration) -> ExitStatus {
+        match tokio::time::timeout(within, self.child.wait()).await {
+            Ok(status) => status.unwrap(),
+            Err(_) => {
+                panic!("the program did not exit within {within:?}; the log:\n{}", self.log())
+            }
+        }
+    }
+
+    /// The last log line (the one-line reason of a failure).
+    pub fn last_line(&self) -> String {
+        self.lines.lock().unwrap().last().cloned().unwrap_or_default()
+    }
+}
+
+/// A value of `key=value` in a log line (fmt's field format), quotes removed.
+pub fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    let start = line.find(&format!(" {key}="))? + key.len() + 2;
+    let rest = &line[start..];
+    let value = if let Some(quoted) = rest.strip_prefix('"') {
+        &quoted[..quoted.find('"')?]
+    } else {
+        rest.split_whitespace().next()?
+    };
+    Some(value)
+}
