@@ -44,11 +44,7 @@ fn main() -> ExitCode {
     let clock = Clock(Instant::now());
     let args = Args::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                "info,matrix_sdk=warn,matrix_sdk::http_client=off,matrix_sdk_base=warn,matrix_sdk_crypto=error,matrix_sdk_sqlite=warn,str0m=warn".into()
-            }),
-        )
+        .with_env_filter(log_filter())
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
@@ -229,6 +225,25 @@ async fn run(config: Config, clock: Clock) -> Result<(), Failure> {
     }
     sync.abort();
     outcome
+}
+
+/// `RUST_LOG` (default `info`), with matrix-sdk's own noise quietened unless `RUST_LOG` names
+/// matrix-sdk: it logs every failed request as an error, expected 404s included, which this
+/// program handles and reports itself.
+fn log_filter() -> tracing_subscriber::EnvFilter {
+    let given = std::env::var("RUST_LOG").ok().filter(|v| !v.trim().is_empty());
+    let mut directives = given.clone().unwrap_or_else(|| "info".to_owned());
+    if !given.as_deref().is_some_and(|g| g.contains("matrix_sdk")) {
+        directives.push_str(
+            ",matrix_sdk=warn,matrix_sdk::http_client=off,matrix_sdk_base=warn,matrix_sdk_crypto=error,\
+             matrix_sdk_sqlite=warn",
+        );
+    }
+    if !given.as_deref().is_some_and(|g| g.contains("str0m")) {
+        directives.push_str(",str0m=warn");
+    }
+    tracing_subscriber::EnvFilter::try_new(&directives)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
 }
 
 /// SIGINT and SIGTERM.

@@ -75,8 +75,15 @@ impl SignalConnection {
                 let body =
                     response.body().as_deref().map(String::from_utf8_lossy).unwrap_or_default();
                 // LiveKit quotes a rejected token back ("invalid token: <jwt>"): never pass it on.
-                let message: String =
-                    body.replace(token, "[redacted]").trim().chars().take(200).collect();
+                // One line, whatever the body (an HTML error page spans many).
+                let message: String = body
+                    .replace(token, "[redacted]")
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+                    .chars()
+                    .take(200)
+                    .collect();
                 return Err(ConnectError::Refused { status, message });
             }
             Ok(Err(tungstenite::Error::Tls(error))) => {
@@ -182,8 +189,16 @@ impl SignalConnection {
         self.ws.send(Message::Binary(bytes.into())).await
     }
 
-    /// Closes the WebSocket politely, within a short time.
+    /// Closes the WebSocket politely, within a short time: sends a close frame, then reads
+    /// until the server closes too. Dropping a socket with unread data makes the kernel reset
+    /// the connection, and a reset makes the server discard what it had not read yet: the
+    /// `leave` just sent would be lost, and the server would keep our participant until its
+    /// peer connections time out.
     pub(crate) async fn close(mut self) {
-        let _ = tokio::time::timeout(Duration::from_secs(1), self.ws.close(None)).await;
+        let closing = async {
+            let _ = self.ws.close(None).await;
+            while let Some(Ok(_)) = self.ws.next().await {}
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(1), closing).await;
     }
 }

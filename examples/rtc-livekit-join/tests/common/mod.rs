@@ -153,6 +153,7 @@ pub fn localpart(user_id: &str) -> String {
 /// The program, running, with its log (stderr) collected line by line.
 pub struct Bot {
     child: tokio::process::Child,
+    reader: Option<tokio::task::JoinHandle<()>>,
     lines: Arc<Mutex<Vec<String>>>,
     news: Arc<Notify>,
     pub started: Instant,
@@ -182,14 +183,14 @@ impl Bot {
         let news = Arc::new(Notify::new());
         let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
         let (sink, notify) = (lines.clone(), news.clone());
-        tokio::spawn(async move {
+        let reader = tokio::spawn(async move {
             while let Ok(Some(line)) = stderr.next_line().await {
                 sink.lock().unwrap().push(line);
                 notify.notify_waiters();
             }
             notify.notify_waiters();
         });
-        Self { child, lines, news, started }
+        Self { child, reader: Some(reader), lines, news, started }
     }
 
     /// The log so far.
@@ -222,14 +223,19 @@ impl Bot {
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal).unwrap();
     }
 
-    /// Waits for the exit, up to `within`.
+    /// Waits for the exit (and the end of its log), up to `within`.
     pub async fn wait_exit(&mut self, within: Duration) -> ExitStatus {
-        match tokio::time::timeout(within, self.child.wait()).await {
+        let status = match tokio::time::timeout(within, self.child.wait()).await {
             Ok(status) => status.unwrap(),
             Err(_) => {
                 panic!("the program did not exit within {within:?}; the log:\n{}", self.log())
             }
+        };
+        // The rest of its log is still in the pipe.
+        if let Some(reader) = self.reader.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), reader).await;
         }
+        status
     }
 
     /// The last log line (the one-line reason of a failure).
@@ -248,4 +254,74 @@ pub fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
         rest.split_whitespace().next()?
     };
     Some(value)
+}
+
+/// A reverse proxy in front of `upstream` that answers `status` and `body` for every path that
+/// starts with one of `blocked` (a homeserver without some endpoint, one that refuses a token).
+/// It drops `well_known` from login answers, so that clients keep using the proxy (matrix-sdk
+/// moves to the homeserver a login answer names). Returns its base URL; it runs until the
+/// test's runtime ends.
+pub async fn filtering_proxy(upstream: &str, blocked: &[&str], status: u16, body: &str) -> String {
+    use axum::body::Body;
+    use axum::extract::Request;
+    use axum::response::Response;
+
+    let upstream = upstream.trim_end_matches('/').to_owned();
+    let blocked: Vec<String> = blocked.iter().map(|p| (*p).to_owned()).collect();
+    let answer = body.to_owned();
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
+    let app = axum::Router::new().fallback(move |request: Request| {
+        let (upstream, blocked, answer, http) =
+            (upstream.clone(), blocked.clone(), answer.clone(), http.clone());
+        async move {
+            let path = request.uri().path().to_owned();
+            if blocked.iter().any(|b| path.starts_with(b.as_str())) {
+                return Response::builder()
+                    .status(status)
+                    .header("content-type", "application/json")
+                    .body(Body::from(answer))
+                    .unwrap();
+            }
+            let query = request.uri().query().map(|q| format!("?{q}")).unwrap_or_default();
+            let method = reqwest::Method::from_bytes(request.method().as_str().as_bytes()).unwrap();
+            let mut forwarded = http.request(method, format!("{upstream}{path}{query}"));
+            for (name, value) in request.headers() {
+                if name != "host" {
+                    forwarded = forwarded.header(name.as_str(), value.as_bytes());
+                }
+            }
+            let body = axum::body::to_bytes(request.into_body(), 16 * 1024 * 1024)
+                .await
+                .unwrap_or_default();
+            match forwarded.body(body).send().await {
+                Ok(response) => {
+                    let mut answer = Response::builder().status(response.status().as_u16());
+                    for (name, value) in response.headers() {
+                        if name != "transfer-encoding" && name != "content-length" {
+                            answer = answer.header(name.as_str(), value.as_bytes());
+                        }
+                    }
+                    let mut bytes = response.bytes().await.unwrap_or_default().to_vec();
+                    if path.ends_with("/login")
+                        && let Ok(mut json) = serde_json::from_slice::<Value>(&bytes)
+                        && let Some(object) = json.as_object_mut()
+                    {
+                        object.remove("well_known");
+                        bytes = serde_json::to_vec(&json).unwrap();
+                    }
+                    answer.body(Body::from(bytes)).unwrap()
+                }
+                Err(_) => Response::builder().status(502).body(Body::empty()).unwrap(),
+            }
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{address}")
+}
+
+/// A port on 127.0.0.1 where nothing listens (a moment ago).
+pub fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
