@@ -1,11 +1,17 @@
 // Joins a MatrixRTC call with Element Call (standalone, served on 127.0.0.1) in headless Chromium.
 //
-// Input (environment): EC_URL, USER_ID, DEVICE_ID, ACCESS_TOKEN, ROOM_ID, STAY_SECONDS,
-// SCREENSHOT (a PNG path), EXPECT_PARTICIPANT (optional: a display name or user id that must show
-// up in the call view), EXPECT_VIDEO (optional: a colour, `red` or `R,G,B`, that a remote video
-// must show at its centre; reported as `video-seen` with the wall-clock time, and the screenshot
-// is taken then), HANGUP (optional, `1`: leave the call with Element Call's own button at the end
-// and wait until the membership is gone from the view), CHROMIUM (default /usr/bin/chromium).
+// Input (environment):
+//   EC_URL, ROOM_ID, and either USER_ID, DEVICE_ID, ACCESS_TOKEN (injected into Element Call's
+//     storage) or PAGE_URL (a page that logs Element Call in itself, as `cargo xtask demo` prints);
+//   STAY_SECONDS (default 20), SCREENSHOT (a PNG path), CHROMIUM (default /usr/bin/chromium);
+//   EXPECT_PARTICIPANT: a display name or user id that must show up in the call view;
+//   EXPECT_VIDEO: what a remote video must show: a colour (`red`, `green`, `blue` or `R,G,B`,
+//     the picture's mean within 60 per channel) or `bars` (the test pattern's colour bars);
+//     reported as `video-seen` with the wall-clock time, and the screenshot is taken then;
+//     mirrored videos (Element Call's own preview) are not looked at;
+//   WATCH_RUNS: with EXPECT_VIDEO, wait for the video to come and go this many times
+//     (`video-seen` and `video-gone` with `run`), for `cargo xtask bench join`;
+//   HANGUP: `1` to leave with Element Call's own button at the end.
 // Output: one JSON object per line on stdout: {"event": "...", ...}; `t` fields are Unix ms.
 // Exit code 0 when joined (and the expected participant and video appeared, and the hang-up
 // worked), 1 otherwise. The access token is never printed.
@@ -19,17 +25,51 @@ const env = (name, fallback) => {
 const say = (event, data = {}) => console.log(JSON.stringify({ event, t: Date.now(), ...data }));
 
 const ecUrl = env("EC_URL");
-const userId = env("USER_ID");
-const deviceId = env("DEVICE_ID");
-const accessToken = env("ACCESS_TOKEN");
+const pageUrl = env("PAGE_URL", "");
+const userId = pageUrl ? "" : env("USER_ID");
+const deviceId = pageUrl ? "" : env("DEVICE_ID");
+const accessToken = pageUrl ? "\u0000no token" : env("ACCESS_TOKEN");
 const roomId = env("ROOM_ID");
+const watchRuns = Number(env("WATCH_RUNS", "0"));
 const staySeconds = Number(env("STAY_SECONDS", "20"));
 const screenshot = env("SCREENSHOT", "");
 const expectParticipant = env("EXPECT_PARTICIPANT", "");
 const expectVideo = env("EXPECT_VIDEO", "");
 const hangup = env("HANGUP", "") === "1";
 const named = { red: [255, 0, 0], green: [0, 255, 0], blue: [0, 0, 255] };
-const target = expectVideo ? (named[expectVideo] ?? expectVideo.split(",").map(Number)) : null;
+const target = !expectVideo ? null : expectVideo === "bars" ? "bars" : (named[expectVideo] ?? expectVideo.split(",").map(Number));
+// rtc-media's TestPattern::Moving, left to right.
+const bars = [[255, 255, 255], [255, 255, 0], [0, 255, 255], [0, 255, 0], [255, 0, 255], [255, 0, 0], [0, 0, 255], [0, 0, 0]];
+
+// The first remote video that shows `target`, or null.
+async function findVideo(page) {
+  return page.evaluate(({ target, bars }) => {
+    const close = (a, b, tolerance) => a.every((c, i) => Math.abs(c - b[i]) <= tolerance);
+    for (const video of document.querySelectorAll("video")) {
+      if (!video.videoWidth || getComputedStyle(video).transform.startsWith("matrix(-1")) continue;
+      const canvas = document.createElement("canvas");
+      canvas.width = 64; canvas.height = 48;
+      const ctx = canvas.getContext("2d");
+      ctx.drawImage(video, 0, 0, 64, 48);
+      const data = ctx.getImageData(0, 0, 64, 48).data;
+      const at = (x, y) => { const i = (y * 64 + x) * 4; return [data[i], data[i + 1], data[i + 2]]; };
+      let rgb;
+      if (target === "bars") {
+        // The bars fill the top two thirds; the moving box may hide one of them.
+        const matching = bars.filter((bar, i) => close(at(i * 8 + 4, 12), bar, 70)).length;
+        if (matching < 7) continue;
+        rgb = at(36, 12);
+      } else {
+        const sum = [0, 0, 0];
+        for (let i = 0; i < data.length; i += 4) { sum[0] += data[i]; sum[1] += data[i + 1]; sum[2] += data[i + 2]; }
+        rgb = sum.map((c) => Math.round(c / (data.length / 4)));
+        if (!close(rgb, target, 60)) continue;
+      }
+      return { rgb, width: video.videoWidth, height: video.videoHeight };
+    }
+    return null;
+  }, { target, bars });
+}
 
 const browser = await chromium.launch({
   executablePath: env("CHROMIUM", "/usr/bin/chromium"),
@@ -45,9 +85,11 @@ const browser = await chromium.launch({
 let ok = false;
 try {
   const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
-  await context.addInitScript((auth) => {
-    localStorage.setItem("matrix-auth-store", JSON.stringify(auth));
-  }, { user_id: userId, device_id: deviceId, access_token: accessToken, passwordlessUser: false });
+  if (!pageUrl) {
+    await context.addInitScript((auth) => {
+      localStorage.setItem("matrix-auth-store", JSON.stringify(auth));
+    }, { user_id: userId, device_id: deviceId, access_token: accessToken, passwordlessUser: false });
+  }
   const page = await context.newPage();
   page.on("console", (msg) => {
     const text = msg.text();
@@ -58,7 +100,7 @@ try {
   page.on("pageerror", (error) => say("pageerror", { text: String(error).slice(0, 500) }));
   page.on("websocket", (ws) => say("websocket", { url: ws.url().split("?")[0] }));
 
-  await page.goto(`${ecUrl}/room#?roomId=${encodeURIComponent(roomId)}`);
+  await page.goto(pageUrl || `${ecUrl}/room#?roomId=${encodeURIComponent(roomId)}`);
   const join = page.getByRole("button", { name: /join call/i }).first();
   await join.waitFor({ timeout: 60000 });
   say("lobby");
@@ -73,25 +115,18 @@ try {
     await page.getByText(expectParticipant, { exact: false }).first().waitFor({ timeout: staySeconds * 1000 });
     say("participant-visible", { participant: expectParticipant });
   }
-  if (target) {
-    // Every remote video's centre, drawn into a canvas; the first close to the target wins.
+  if (target && watchRuns > 0) {
+    for (let run = 1; run <= watchRuns; run++) {
+      let seen = null;
+      while (!seen) { seen = await findVideo(page); if (!seen) await page.waitForTimeout(10); }
+      say("video-seen", { run, ...seen });
+      while (await findVideo(page)) await page.waitForTimeout(50);
+      say("video-gone", { run });
+    }
+  } else if (target) {
     let seen = null;
     while (!seen && Date.now() < deadline) {
-      seen = await page.evaluate((target) => {
-        for (const video of document.querySelectorAll("video")) {
-          if (!video.videoWidth) continue;
-          const canvas = document.createElement("canvas");
-          canvas.width = 16; canvas.height = 16;
-          const ctx = canvas.getContext("2d");
-          ctx.drawImage(video, video.videoWidth / 2 - 8, video.videoHeight / 2 - 8, 16, 16, 0, 0, 16, 16);
-          const d = ctx.getImageData(8, 8, 1, 1).data;
-          const rgb = [d[0], d[1], d[2]];
-          if (rgb.every((c, i) => Math.abs(c - target[i]) <= 60)) {
-            return { rgb, width: video.videoWidth, height: video.videoHeight };
-          }
-        }
-        return null;
-      }, target);
+      seen = await findVideo(page);
       if (!seen) await page.waitForTimeout(50);
     }
     if (!seen) throw new Error(`no remote video showed ${expectVideo} within ${staySeconds} s`);
@@ -103,7 +138,7 @@ try {
     }
   }
   while (Date.now() < deadline) await page.waitForTimeout(250);
-  if (screenshot && !target) {
+  if (screenshot && (!target || watchRuns > 0)) {
     await page.screenshot({ path: screenshot });
     say("screenshot", { path: screenshot });
   }

@@ -2,10 +2,12 @@
 //!
 //! * `cargo xtask devstack up | down | status`: the local MatrixRTC stack (Synapse, the LiveKit
 //!   server, matrixrtc-auth) on 127.0.0.1, installed into `.devstack/`.
-//! * `cargo xtask demo`: the stack plus a smoke check that prints what runs and where.
+//! * `cargo xtask demo [--headless]`: the stack, a Rust bot in a call, and the URL to watch it
+//!   in Element Call (`--headless`: Chromium opens it and checks the bot's tile).
 //! * `cargo xtask test`: every test of the workspace, against a stack it starts and stops.
 //! * `cargo xtask bench publish`: CPU time and peak memory of publishing video, our Rust client
 //!   against the official LiveKit Python SDK, on the local stack.
+//! * `cargo xtask bench join`: from starting the program to its first frame in Element Call.
 
 mod bench;
 mod demo;
@@ -31,8 +33,9 @@ enum Command {
         #[command(subcommand)]
         action: DevstackAction,
     },
-    /// Start the local stack and show it working.
-    Demo,
+    /// Start the local stack and a Rust bot in a call, and print the URL to watch it in
+    /// Element Call.
+    Demo(demo::DemoOptions),
     /// Serve a single-page app from a folder on 127.0.0.1 (used by the stack for Element Call).
     #[command(hide = true)]
     ServeStatic {
@@ -61,6 +64,9 @@ enum BenchAction {
     /// Publish the same video with our Rust client and the LiveKit Python SDK, one after the
     /// other; compare the processes' CPU time and peak memory.
     Publish(bench::PublishOptions),
+    /// From starting the program to its first frame in Element Call, by parts; and Element
+    /// Call's own join on the same stack.
+    Join(bench::JoinOptions),
     /// Run a command, then write its CPU time and peak memory as JSON (used by `publish`).
     #[command(hide = true)]
     Measure {
@@ -98,12 +104,13 @@ fn main() -> anyhow::Result<()> {
             }
             Command::Devstack { action: DevstackAction::Down } => devstack::down(),
             Command::Devstack { action: DevstackAction::Status } => devstack::status().await,
-            Command::Demo => demo::run().await,
+            Command::Demo(options) => demo::run(&options).await,
             Command::Test { cargo_args } => test::run(&cargo_args).await,
             Command::ServeStatic { root, port } => serve_static::run(root, port).await,
             Command::Bench { action: BenchAction::Publish(options) } => {
                 bench::publish(&options).await
             }
+            Command::Bench { action: BenchAction::Join(options) } => bench::join(&options).await,
             Command::Bench {
                 action: BenchAction::Measure { report, timeout_seconds, command },
             } => bench::measure(&report, Duration::from_secs(timeout_seconds), &command),

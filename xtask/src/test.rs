@@ -1,8 +1,7 @@
-//! `cargo xtask test`: every test of the workspace against the local stack.
+//! `cargo xtask test`: every test of the workspace against the local stack, then the demo in
+//! headless Chromium (`cargo xtask demo --headless`) on the same stack.
 
 use std::process::Command;
-
-use anyhow::bail;
 
 use crate::devstack;
 
@@ -22,13 +21,20 @@ pub(crate) async fn run(cargo_args: &[String]) -> anyhow::Result<()> {
         .args(cargo_args)
         .env(rtc_test_support::STACK_FILE_ENV, layout.stack_file())
         .status();
+    let tests = match status {
+        Ok(status) if status.success() => Ok(()),
+        Ok(status) => Err(anyhow::anyhow!("cargo test failed ({status})")),
+        Err(error) => Err(anyhow::anyhow!("cannot run cargo test: {error}")),
+    };
+    // The README's first command, as a person would see it, checked by Chromium.
+    let demo = match &tests {
+        Ok(()) => crate::demo::run(&crate::demo::DemoOptions::headless()).await,
+        Err(_) => Ok(()),
+    };
 
     if !was_running {
         devstack::down()?;
     }
-    match status {
-        Ok(status) if status.success() => Ok(()),
-        Ok(status) => bail!("cargo test failed ({status})"),
-        Err(error) => bail!("cannot run cargo test: {error}"),
-    }
+    tests?;
+    demo.map_err(|e| e.context("the headless demo failed"))
 }

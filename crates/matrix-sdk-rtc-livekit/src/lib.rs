@@ -27,7 +27,7 @@ pub mod tls;
 pub use connection::CallConnection;
 pub use connector::{ConnectorOptions, LiveKitStr0mConnector};
 pub use credentials::{CredentialSource, Credentials, Jwt};
-pub use error::{Error, ErrorKind};
+pub use error::{Error, ErrorKind, error_chain};
 pub use events::{CallEvent, CallEvents, PublishInfo, PublishStats, SfuInfo};
 pub use publisher::VideoFeed;
 pub use remote::{RemoteVideo, RemoteVideoStats};

@@ -6,15 +6,13 @@
 //! Needs `cargo xtask devstack up` (or `cargo xtask test`).
 #![recursion_limit = "256"]
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use matrix_sdk::Client;
 use matrix_sdk::config::SyncSettings;
 use matrix_sdk_rtc::membership::FocusSelection;
 use matrix_sdk_rtc::{MembershipTimings, OwnMembership, RoomCallObserver};
-use rtc_test_support::{Homeserver, StackInfo};
-use tokio::io::{AsyncBufReadExt as _, BufReader};
+use rtc_test_support::{ElementCall, Homeserver, Login, StackInfo};
 
 #[tokio::test]
 async fn element_call_and_our_bot_see_each_other() {
@@ -54,35 +52,17 @@ async fn element_call_and_our_bot_see_each_other() {
     std::fs::create_dir_all(&artifacts).unwrap();
     let screenshot = artifacts.join("element-call-interop.png");
     let _ = std::fs::remove_file(&screenshot);
-    let mut browser = tokio::process::Command::new("node")
-        .arg(stack.interop_dir.join("element-call-join.mjs"))
-        .env("EC_URL", &stack.element_call_url)
-        .env("USER_ID", &alice_ec.user_id)
-        .env("DEVICE_ID", &alice_ec.device_id)
-        .env("ACCESS_TOKEN", &alice_ec.access_token)
-        .env("ROOM_ID", &room_id)
-        .env("STAY_SECONDS", "15")
-        .env("SCREENSHOT", &screenshot)
-        .env("EXPECT_PARTICIPANT", &bot_name)
-        .env("CHROMIUM", &stack.chromium)
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("node runs the Element Call driver");
-    let mut lines = BufReader::new(browser.stdout.take().unwrap()).lines();
-    let output = tokio::spawn(async move {
-        let mut events = Vec::new();
-        while let Ok(Some(line)) = lines.next_line().await {
-            if line.contains("\"participant-visible\"")
-                || line.contains("\"error\"")
-                || line.contains("\"in-call\"")
-            {
-                eprintln!("element call: {line}");
-            }
-            events.push(line);
-        }
-        events
-    });
+    let browser = ElementCall::start(
+        &stack,
+        Login::Session(&alice_ec),
+        &room_id,
+        &[
+            ("STAY_SECONDS", "15".into()),
+            ("SCREENSHOT", screenshot.display().to_string()),
+            ("EXPECT_PARTICIPANT", bot_name.clone()),
+        ],
+    )
+    .expect("node runs the Element Call driver");
 
     // Our CallSession lists Element Call with its identity and focus.
     let started = Instant::now();
@@ -104,11 +84,8 @@ async fn element_call_and_our_bot_see_each_other() {
     assert!(state.member(&bot.user_id, "RUSTBOT").is_some(), "and our bot is in the same call");
     assert_eq!(state.service_urls, std::slice::from_ref(&stack.auth_service_url));
 
-    let status = tokio::time::timeout(Duration::from_secs(120), browser.wait())
-        .await
-        .expect("the browser finishes")
-        .unwrap();
-    let events = output.await.unwrap();
+    let (status, events) = browser.finish(Duration::from_secs(120)).await.unwrap();
+    let events: Vec<String> = events.iter().map(serde_json::Value::to_string).collect();
     assert!(status.success(), "Element Call run failed:\n{}", events.join("\n"));
     assert!(
         events.iter().any(|e| e.contains("\"participant-visible\"")),

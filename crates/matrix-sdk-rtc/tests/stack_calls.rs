@@ -51,6 +51,13 @@ async fn peer(stack: &StackInfo, hs: &Homeserver, prefix: &str, device: &str) ->
     Peer { client, user, password: localpart }
 }
 
+/// `peer` joins the call of `room_id` through the stack's authorization service.
+async fn join(peer: &Peer, room_id: &str, stack: &StackInfo) -> OwnMembership {
+    OwnMembership::join(&peer.room(room_id), &stack.auth_service_url, MembershipTimings::default())
+        .await
+        .unwrap()
+}
+
 /// Two clients in a call room, both syncing.
 async fn two_peers() -> (StackInfo, Homeserver, Peer, Peer, String) {
     let stack = StackInfo::require();
@@ -85,13 +92,7 @@ async fn a_join_and_a_leave_are_seen_by_the_other_client() {
     assert!(!observer.state().is_active());
 
     let started = Instant::now();
-    let membership = OwnMembership::join(
-        &a.room(&room_id),
-        &stack.auth_service_url,
-        MembershipTimings::default(),
-    )
-    .await
-    .unwrap();
+    let membership = join(&a, &room_id, &stack).await;
     let state = observer
         .wait_for(Duration::from_secs(10), |s| s.member(&a.user.user_id, "ALICEDEV").is_some())
         .await
@@ -162,13 +163,7 @@ async fn a_killed_member_leaves_no_ghost() {
 #[tokio::test]
 async fn our_membership_has_element_calls_shape_on_the_wire() {
     let (stack, hs, a, b, room_id) = two_peers().await;
-    let membership = OwnMembership::join(
-        &a.room(&room_id),
-        &stack.auth_service_url,
-        MembershipTimings::default(),
-    )
-    .await
-    .unwrap();
+    let membership = join(&a, &room_id, &stack).await;
     membership.wait_joined(Duration::from_secs(10)).await.unwrap();
     let key = membership.state_key().to_owned();
     assert_eq!(key, format!("_{}_ALICEDEV_m.call", a.user.user_id));
@@ -233,13 +228,7 @@ async fn leftovers_of_an_earlier_run_are_cleared() {
     assert!(stale.status().is_success());
     let stale_id = stale.json::<Value>().await.unwrap()["delay_id"].as_str().unwrap().to_owned();
 
-    let membership = OwnMembership::join(
-        &a.room(&room_id),
-        &stack.auth_service_url,
-        MembershipTimings::default(),
-    )
-    .await
-    .unwrap();
+    let membership = join(&a, &room_id, &stack).await;
     membership.wait_joined(Duration::from_secs(10)).await.unwrap();
     let delayed = hs
         .get(&a.user, "/_matrix/client/unstable/org.matrix.msc4140/delayed_events")
@@ -410,22 +399,10 @@ async fn the_driver_connects_while_our_device_is_in_the_call() {
 
     // Someone else's call does not make us connect (checked below: the one connect happened
     // with our own device in the call).
-    let alice = OwnMembership::join(
-        &a.room(&room_id),
-        &stack.auth_service_url,
-        MembershipTimings::default(),
-    )
-    .await
-    .unwrap();
+    let alice = join(&a, &room_id, &stack).await;
     alice.wait_joined(Duration::from_secs(10)).await.unwrap();
 
-    let bob = OwnMembership::join(
-        &b.room(&room_id),
-        &stack.auth_service_url,
-        MembershipTimings::default(),
-    )
-    .await
-    .unwrap();
+    let bob = join(&b, &room_id, &stack).await;
     wait_recorded(&log, &[Recorded::Connect(stack.auth_service_url.clone())]).await;
     let calls = driver.connector.calls.lock().unwrap().clone();
     assert!(
@@ -448,13 +425,7 @@ async fn the_driver_can_follow_any_active_call() {
     options.service_url = Some("https://explicit.example".to_owned());
     let driver = RecordingDriver::spawn(b.room(&room_id), options);
     let log = driver.log.clone();
-    let alice = OwnMembership::join(
-        &a.room(&room_id),
-        &stack.auth_service_url,
-        MembershipTimings::default(),
-    )
-    .await
-    .unwrap();
+    let alice = join(&a, &room_id, &stack).await;
     wait_recorded(&log, &[Recorded::Connect("https://explicit.example".into())]).await;
     alice.leave().await.unwrap();
     wait_recorded(
@@ -478,13 +449,7 @@ async fn the_driver_follows_calls_with_its_own_membership() {
     let driver = RecordingDriver::spawn(b.room(&room_id), options);
     let a_sees = RoomCallObserver::new(&a.room(&room_id)).await.unwrap();
 
-    let alice = OwnMembership::join(
-        &a.room(&room_id),
-        &stack.auth_service_url,
-        MembershipTimings::default(),
-    )
-    .await
-    .unwrap();
+    let alice = join(&a, &room_id, &stack).await;
     let state = a_sees
         .wait_for(Duration::from_secs(15), |s| s.member(&b.user.user_id, "BOBDEV").is_some())
         .await

@@ -5,7 +5,9 @@
 //!   when the stack is not running.
 //! * [`Homeserver`]: register users with the shared-secret registration API, log in with a chosen
 //!   device id, create rooms whose power levels let members send call memberships (as Element Web
-//!   creates them), join rooms, request OpenID tokens.
+//!   creates them), join rooms, request OpenID tokens;
+//! * [`ElementCall`]: Element Call in headless Chromium, joined to a call, its events as they
+//!   come.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), rtc_test_support::Error> {
@@ -20,9 +22,11 @@
 //! # Ok(()) }
 //! ```
 
+pub mod element_call;
 mod homeserver;
 mod stack;
 
+pub use element_call::{ElementCall, Login};
 pub use homeserver::{Homeserver, User, encode_path_segment, unique_name};
 pub use stack::{STACK_FILE_ENV, SecondSfu, StackInfo, default_stack_file};
 

@@ -134,7 +134,7 @@ pub(crate) enum Video {
 pub(crate) struct Config {
     pub(crate) homeserver_url: url::Url,
     pub(crate) username: String,
-    pub(crate) password: String,
+    pub(crate) password: Password,
     pub(crate) device_id: Option<String>,
     pub(crate) room: OwnedRoomOrAliasId,
     pub(crate) via_servers: Vec<OwnedServerName>,
@@ -150,6 +150,21 @@ pub(crate) struct Config {
     pub(crate) allow_insecure: bool,
     pub(crate) status_interval: std::time::Duration,
     pub(crate) warnings: Vec<String>,
+}
+
+/// The Matrix password: `Debug` never shows it.
+pub(crate) struct Password(String);
+
+impl Password {
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
 }
 
 /// A configuration error: one line naming the variable and what to do.
@@ -402,7 +417,7 @@ impl Args {
         Ok(Config {
             homeserver_url,
             username,
-            password,
+            password: Password(password),
             device_id: set(self.device_id),
             room,
             via_servers,
@@ -464,6 +479,13 @@ mod tests {
             .collect();
         all.extend_from_slice(extra);
         args(&all)
+    }
+
+    #[test]
+    fn the_password_never_shows() {
+        let config = with(&[]).unwrap();
+        assert_eq!(config.password.expose(), "secret");
+        assert!(!format!("{config:?}").contains("secret"));
     }
 
     #[test]

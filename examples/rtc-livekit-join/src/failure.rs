@@ -5,8 +5,8 @@ use matrix_sdk::ruma::api::error::ErrorKind as ApiErrorKind;
 use matrix_sdk::ruma::api::error::{Error as ApiError, ErrorBody};
 use matrix_sdk::{ClientBuildError, HttpError};
 use matrix_sdk_rtc::RtcError;
-use matrix_sdk_rtc_livekit::ErrorKind;
 use matrix_sdk_rtc_livekit::livekit_str0m::ConnectError;
+use matrix_sdk_rtc_livekit::{ErrorKind, error_chain as chain};
 
 use crate::config::Config;
 
@@ -55,20 +55,6 @@ fn looks_like_tls(text: &str) -> bool {
     ["certificate", "tls", "handshake", "invalidcontenttype", "corruptmessage", "ssl"]
         .iter()
         .any(|word| lower.contains(word))
-}
-
-/// An error and its causes in one line, without URLs' query strings.
-fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts = vec![error.to_string()];
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        source = cause.source();
-    }
-    parts.join(": ")
 }
 
 impl Failure {

@@ -180,12 +180,13 @@ async fn run(config: Config, clock: Clock) -> Result<(), Failure> {
         LiveKitRoomDriver::with_options(room, connector, driver_options).with_observer(observer);
     let mut driver_status = driver.status();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let driver = tokio::spawn(driver.run_until(async {
+    let mut driver = tokio::spawn(driver.run_until(async {
         let _ = stop_rx.await;
     }));
 
     // Until the first connection works, a failure to connect ends the program.
     let mut connected_once = false;
+    let mut status_open = true;
     let outcome = loop {
         tokio::select! {
             () = signals.next() => {
@@ -195,9 +196,19 @@ async fn run(config: Config, clock: Clock) -> Result<(), Failure> {
             failure = fatal.recv() => {
                 break Err(failure.unwrap_or_else(|| Failure::internal("the status tasks stopped")));
             }
-            changed = driver_status.changed() => {
+            ended = &mut driver => {
+                // The driver only ends early when it cannot go on (no sticky events, ...).
+                return Err(match ended {
+                    Ok(Err(error)) => Failure::from_rtc(&error),
+                    Ok(Ok(())) => Failure::internal("the call driver stopped"),
+                    Err(error) => Failure::internal(format!("the call driver failed: {error}")),
+                });
+            }
+            changed = driver_status.changed(), if status_open => {
                 if changed.is_err() {
-                    break Err(Failure::internal("the call driver stopped"));
+                    // The driver is ending; its result comes next.
+                    status_open = false;
+                    continue;
                 }
                 let status = driver_status.borrow_and_update().clone();
                 match status {
@@ -215,7 +226,7 @@ async fn run(config: Config, clock: Clock) -> Result<(), Failure> {
     };
 
     let _ = stop_tx.send(());
-    match tokio::time::timeout(SHUTDOWN_DEADLINE, driver).await {
+    match tokio::time::timeout(SHUTDOWN_DEADLINE, &mut driver).await {
         Ok(Ok(Ok(()))) => tracing::info!("left the call"),
         Ok(Ok(Err(error))) => tracing::warn!(%error, "the call driver ended with an error"),
         Ok(Err(error)) => tracing::warn!(%error, "the call driver failed"),

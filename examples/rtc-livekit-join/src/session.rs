@@ -159,7 +159,7 @@ async fn password_login(
 ) -> Result<(), Failure> {
     let mut login = client
         .matrix_auth()
-        .login_username(&config.username, &config.password)
+        .login_username(&config.username, config.password.expose())
         .initial_device_display_name(DEVICE_NAME);
     if let Some(device_id) = device_id {
         login = login.device_id(device_id);

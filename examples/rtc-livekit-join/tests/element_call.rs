@@ -8,12 +8,11 @@
 
 mod common;
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::{Bot, Setup, field, localpart};
+use rtc_test_support::{ElementCall, Login};
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt as _, BufReader};
 
 /// The share of a PNG's pixels that are plainly red.
 fn red_share(png_path: &std::path::Path) -> f64 {
@@ -53,36 +52,19 @@ async fn element_call_and_the_program_see_each_other_and_part() {
     std::fs::create_dir_all(&artifacts).unwrap();
     let screenshot = artifacts.join("element-call-sees-the-program.png");
     let _ = std::fs::remove_file(&screenshot);
-    let mut browser = tokio::process::Command::new("node")
-        .arg(setup.stack.interop_dir.join("element-call-join.mjs"))
-        .env("EC_URL", &setup.stack.element_call_url)
-        .env("USER_ID", &ec.user_id)
-        .env("DEVICE_ID", &ec.device_id)
-        .env("ACCESS_TOKEN", &ec.access_token)
-        .env("ROOM_ID", &setup.room_id)
-        .env("EXPECT_PARTICIPANT", localpart(&setup.bot.user_id))
-        .env("EXPECT_VIDEO", "red")
-        .env("STAY_SECONDS", "25")
-        .env("HANGUP", "1")
-        .env("SCREENSHOT", &screenshot)
-        .env("CHROMIUM", &setup.stack.chromium)
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("node runs the Element Call driver");
-    let mut lines = BufReader::new(browser.stdout.take().unwrap()).lines();
-    let output = tokio::spawn(async move {
-        let mut events: Vec<Value> = Vec::new();
-        while let Ok(Some(line)) = lines.next_line().await {
-            if let Ok(event) = serde_json::from_str::<Value>(&line) {
-                if event["event"] != "console" {
-                    eprintln!("element call: {line}");
-                }
-                events.push(event);
-            }
-        }
-        events
-    });
+    let browser = ElementCall::start(
+        &setup.stack,
+        Login::Session(&ec),
+        &setup.room_id,
+        &[
+            ("EXPECT_PARTICIPANT", localpart(&setup.bot.user_id)),
+            ("EXPECT_VIDEO", "red".into()),
+            ("STAY_SECONDS", "25".into()),
+            ("HANGUP", "1".into()),
+            ("SCREENSHOT", screenshot.display().to_string()),
+        ],
+    )
+    .expect("node runs the Element Call driver");
 
     // The program joins Element Call's call and decodes its fake camera: a green picture with
     // a moving part, at a steady rate.
@@ -104,9 +86,7 @@ async fn element_call_and_the_program_see_each_other_and_part() {
     let fps: f64 = field(&received, "fps").unwrap().parse().unwrap();
     assert!(fps > 5.0, "frames keep coming: {fps}");
 
-    let status =
-        tokio::time::timeout(Duration::from_secs(120), browser.wait()).await.unwrap().unwrap();
-    let events = output.await.unwrap();
+    let (status, events) = browser.finish(Duration::from_secs(120)).await.unwrap();
     let dump = || events.iter().map(Value::to_string).collect::<Vec<_>>().join("\n");
     assert!(status.success(), "the Element Call run failed:\n{}", dump());
     let seen = events.iter().find(|e| e["event"] == "video-seen").expect("Element Call saw red");

@@ -142,6 +142,20 @@ fn publish_default_track(engine: &mut Engine, now: Instant) -> proto::SessionDes
     }
 }
 
+/// An engine publishing the default track to the fake SFU over a connected peer connection;
+/// the SFU's answer SDP.
+fn publishing_and_connected(now: &mut Instant) -> (Engine, FakeServer, String) {
+    let mut engine = started(*now);
+    drain(&mut engine);
+    let offer = publish_default_track(&mut engine, *now);
+    let mut server = FakeServer::new(*now);
+    let answer = answer_from(&mut server, &offer);
+    let sdp = answer.sdp.clone();
+    engine.handle_signal(signal_response::Message::Answer(answer), *now);
+    pump(&mut engine, &mut server, now, |_, s| s.iter().any(|e| matches!(e, Event::Connected)));
+    (engine, server, sdp)
+}
+
 /// Moves datagrams both ways and time forward until `done` or a time limit.
 fn pump(
     engine: &mut Engine,
@@ -540,16 +554,8 @@ fn stun_answers_become_trickled_server_reflexive_candidates() {
 #[test]
 fn a_lost_packet_is_retransmitted_after_a_nack() {
     let mut now = Instant::now();
-    let mut engine = started(now);
-    drain(&mut engine);
-    let offer = publish_default_track(&mut engine, now);
-    let mut server = FakeServer::new(now);
-    let answer = answer_from(&mut server, &offer);
-    assert!(answer.sdp.contains("rtx/90000"), "RTX is negotiated");
-    engine.handle_signal(signal_response::Message::Answer(answer), now);
-    pump(&mut engine, &mut server, &mut now, |_, s| {
-        s.iter().any(|e| matches!(e, Event::Connected))
-    });
+    let (mut engine, mut server, answer) = publishing_and_connected(&mut now);
+    assert!(answer.contains("rtx/90000"), "RTX is negotiated");
 
     // A keyframe bigger than one packet; the first packet of its second copy is lost.
     let mut payload = vec![0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x40, 0x01, 0xf0, 0x00];
@@ -650,16 +656,8 @@ fn sdp_errors_in_logs_never_quote_the_ice_password() {
 #[test]
 fn the_bandwidth_estimate_sets_the_track_bitrate_within_its_bounds() {
     let mut now = Instant::now();
-    let mut engine = started(now);
-    drain(&mut engine);
-    let offer = publish_default_track(&mut engine, now);
-    let mut server = FakeServer::new(now);
-    let answer = answer_from(&mut server, &offer);
-    assert!(answer.sdp.contains("transport-wide-cc"), "TWCC is negotiated:\n{}", answer.sdp);
-    engine.handle_signal(signal_response::Message::Answer(answer), now);
-    pump(&mut engine, &mut server, &mut now, |_, s| {
-        s.iter().any(|e| matches!(e, Event::Connected))
-    });
+    let (mut engine, mut server, answer) = publishing_and_connected(&mut now);
+    assert!(answer.contains("transport-wide-cc"), "TWCC is negotiated:\n{answer}");
 
     // Two seconds of 30 fps video; the peer's TWCC feedback drives the estimate.
     let mut payload = vec![0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x40, 0x01, 0xf0, 0x00];
@@ -673,7 +671,6 @@ fn the_bandwidth_estimate_sets_the_track_bitrate_within_its_bounds() {
             _ => None,
         }));
     }
-    eprintln!("targets: {targets:?}");
     assert!(!targets.is_empty(), "the estimate reached the track");
     let max = VideoTrackOptions::default().max_bitrate;
     for (cid, bps) in &targets {

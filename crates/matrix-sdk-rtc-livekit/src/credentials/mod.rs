@@ -171,7 +171,7 @@ async fn openid_token(client: &Client) -> Result<OpenIdToken, Error> {
         .account()
         .request_openid_token()
         .await
-        .map_err(|e| Error::OpenId(service::describe(&e)))?;
+        .map_err(|e| Error::OpenId(crate::error::error_chain(&e)))?;
     Ok(OpenIdToken {
         access_token: response.access_token,
         matrix_server_name: response.matrix_server_name.to_string(),

@@ -225,7 +225,7 @@ async fn read_limited(
 /// A request that got no answer: unreachable, timed out, or TLS trouble (told apart by the
 /// error's causes, which reqwest does not classify).
 fn transport_error(endpoint: &str, error: &reqwest::Error) -> Error {
-    let reason = describe(error);
+    let reason = crate::error::error_chain(error);
     let tls = reason.to_ascii_lowercase().contains("certificate")
         || reason.contains("tls")
         || reason.contains("TLS")
@@ -242,20 +242,6 @@ fn transport_error(endpoint: &str, error: &reqwest::Error) -> Error {
     } else {
         Error::ServiceUnreachable { endpoint: endpoint.to_owned(), reason }
     }
-}
-
-/// The error and its causes, without the URL.
-pub(crate) fn describe(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts = vec![error.to_string()];
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        source = cause.source();
-    }
-    parts.join(": ")
 }
 
 #[cfg(test)]
