@@ -22,7 +22,7 @@ pub(crate) async fn run(cargo_args: &[String]) -> anyhow::Result<()> {
         .env(rtc_test_support::STACK_FILE_ENV, layout.stack_file())
         .status();
     let tests = match status {
-        Ok(status) if status.success() => Ok(()),
+        Ok(status) if status.success() => feature_builds(&layout),
         Ok(status) => Err(anyhow::anyhow!("cargo test failed ({status})")),
         Err(error) => Err(anyhow::anyhow!("cannot run cargo test: {error}")),
     };
@@ -37,4 +37,40 @@ pub(crate) async fn run(cargo_args: &[String]) -> anyhow::Result<()> {
     }
     tests?;
     demo.map_err(|e| e.context("the headless demo failed"))
+}
+
+/// The program builds with each of its features as its README shows them, and refuses both TLS
+/// stacks at once.
+fn feature_builds(layout: &devstack::Layout) -> anyhow::Result<()> {
+    devstack::ensure_feature_packages()?;
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let check = |features: &[&str]| {
+        let output = Command::new(&cargo)
+            .current_dir(&layout.workspace)
+            .args(["check", "--quiet", "-p", "example-rtc-livekit-join"])
+            .args(features)
+            .output()
+            .map_err(|e| anyhow::anyhow!("cannot run cargo check: {e}"))?;
+        anyhow::Ok((output.status.success(), String::from_utf8_lossy(&output.stderr).into_owned()))
+    };
+    for features in [
+        &["--features", "v4l2,matrix-sdk-rtc-livekit/native-tls"][..],
+        &["--no-default-features", "--features", "matrix-sdk-rtc-livekit/rustls-tls"][..],
+    ] {
+        eprintln!("checking example-rtc-livekit-join {}", features.join(" "));
+        let (ok, stderr) = check(features)?;
+        if !ok || stderr.contains("warning") {
+            anyhow::bail!(
+                "example-rtc-livekit-join {} does not build cleanly:\n{stderr}",
+                features.join(" ")
+            );
+        }
+    }
+    let both =
+        ["--features", "matrix-sdk-rtc-livekit/native-tls,matrix-sdk-rtc-livekit/rustls-tls"];
+    let (ok, stderr) = check(&both)?;
+    if ok || !stderr.contains("exclude each other") {
+        anyhow::bail!("both TLS features at once must be a clear compile error:\n{stderr}");
+    }
+    Ok(())
 }

@@ -5,8 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestRoom, init_logs};
-use livekit_str0m::{Room, RoomOptions, VideoTrackOptions};
+use common::{TestRoom, connected_with_track, init_logs};
 
 /// A disconnect right after publishing reaches the server as a leave: it drops the participant
 /// at once instead of waiting for its peer connections to time out. (The program's tests caught
@@ -19,14 +18,7 @@ async fn the_server_drops_the_participant_at_once_after_a_disconnect() {
     for i in 0..10 {
         // As a program that stops: unpublish (the server answers with a new offer round, which
         // stays unread), then leave.
-        let (connected, _events) =
-            Room::connect(room.url(), &room.token(&format!("quick-{i}")), RoomOptions::default())
-                .await
-                .expect("connects");
-        let track = connected
-            .publish_video(VideoTrackOptions { width: 64, height: 64, ..Default::default() })
-            .await
-            .expect("publishes");
+        let (connected, _events, track) = connected_with_track(&room, &format!("quick-{i}")).await;
         track.unpublish().await.unwrap();
         connected.disconnect().await;
     }

@@ -5,8 +5,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestRoom, init_logs};
-use livekit_str0m::{EncodedVideoFrame, Room, RoomOptions, VideoTrackOptions};
+use common::{TestRoom, connected_with_track, init_logs};
+use livekit_str0m::{EncodedVideoFrame, Room};
 
 fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").expect("/proc/self/fd").count()
@@ -34,14 +34,7 @@ fn threads() -> usize {
 
 /// One connection that publishes a track and writes a few frames.
 async fn cycle(room: &TestRoom, identity: &str) -> Room {
-    let (connected, _events) =
-        Room::connect(room.url(), &room.token(identity), RoomOptions::default())
-            .await
-            .expect("connects");
-    let track = connected
-        .publish_video(VideoTrackOptions { width: 64, height: 64, ..Default::default() })
-        .await
-        .expect("publishes");
+    let (connected, _events, track) = connected_with_track(room, identity).await;
     for i in 0..3u32 {
         // A VP8 keyframe header is enough for the packetiser.
         let data = vec![0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x40, 0x00, 0x40, 0x00, 0, 0, 0, 0];

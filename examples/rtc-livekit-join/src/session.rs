@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use matrix_sdk::config::SyncSettings;
 use matrix_sdk::ruma::{OwnedRoomId, OwnedServerName};
-use matrix_sdk::{Client, HttpError, Room};
+use matrix_sdk::{Client, Room};
 
 use crate::config::Config;
 use crate::failure::Failure;
@@ -139,7 +139,7 @@ async fn session_is_valid(
             Failure::from_http(
                 config,
                 "checking the stored session",
-                &HttpError::Reqwest(e.without_url()),
+                &matrix_sdk::HttpError::Reqwest(e.without_url()),
             )
         })?;
     match response.status().as_u16() {

@@ -26,6 +26,10 @@ pub(crate) struct Tools {
 /// pkg-config, and nasm, which makes the bundled openh264 (H.264) about twice as fast.
 pub(crate) const BUILD_PACKAGES: &[&str] = &["pkg-config", "libvpx-dev", "libopus-dev", "nasm"];
 
+/// What the optional features need to build: libclang for the `v4l` crate's bindings (`v4l2`),
+/// OpenSSL's headers for `native-tls`.
+pub(crate) const FEATURE_PACKAGES: &[&str] = &["libclang-dev", "libssl-dev"];
+
 /// Installs the Debian packages in `packages` that are missing (as root; otherwise names the
 /// command to run).
 pub(crate) fn ensure_debian_packages(packages: &[&str]) -> anyhow::Result<()> {

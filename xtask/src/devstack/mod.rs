@@ -72,6 +72,11 @@ pub(crate) fn ensure_build_packages() -> anyhow::Result<()> {
     install::ensure_debian_packages(install::BUILD_PACKAGES)
 }
 
+/// Installs the Debian packages the optional features need to build (libclang, OpenSSL).
+pub(crate) fn ensure_feature_packages() -> anyhow::Result<()> {
+    install::ensure_debian_packages(install::FEATURE_PACKAGES)
+}
+
 /// A virtualenv `.devstack/<name>` with `package==version` from PyPI (installed when missing);
 /// returns its Python.
 pub(crate) fn ensure_venv(

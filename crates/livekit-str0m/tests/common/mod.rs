@@ -3,7 +3,10 @@
 
 use std::time::{Duration, SystemTime};
 
-use livekit_str0m::{LocalVideoTrack, RemoteVideoTrack, RoomEvent, RoomEvents, VideoCodec};
+use livekit_str0m::{
+    LocalVideoTrack, RemoteVideoTrack, Room, RoomEvent, RoomEvents, RoomOptions, VideoCodec,
+    VideoTrackOptions,
+};
 use matrixrtc_auth::access_token::{Claims, VideoGrant};
 use matrixrtc_auth::room_service::RoomServiceClient;
 use matrixrtc_auth::secret::Secret;
@@ -61,6 +64,22 @@ impl TestRoom {
     pub fn url(&self) -> &str {
         &self.stack.livekit_url
     }
+}
+
+/// Connects `identity` to `room` and publishes a small VP8 track (nothing written yet).
+pub async fn connected_with_track(
+    room: &TestRoom,
+    identity: &str,
+) -> (Room, RoomEvents, LocalVideoTrack) {
+    let (connected, events) =
+        Room::connect(room.url(), &room.token(identity), RoomOptions::default())
+            .await
+            .expect("connects");
+    let track = connected
+        .publish_video(VideoTrackOptions { width: 64, height: 64, ..Default::default() })
+        .await
+        .expect("publishes");
+    (connected, events, track)
 }
 
 /// Publishes a test pattern into a track in the background, at `fps`, as VP8.
