@@ -493,7 +493,9 @@ impl Task {
             Command::WriteFrame { cid, frame } => self.engine.write_frame(&cid, frame, now),
             Command::Mute { cid, muted } => self.engine.set_muted(&cid, muted),
             Command::Unpublish { cid } => {
-                self.local_tracks.remove(&cid);
+                if let Some(shared) = self.local_tracks.remove(&cid) {
+                    shared.closed.store(true, Ordering::Release);
+                }
                 self.engine.remove_track(&cid, now);
             }
             Command::RequestKeyframe { track_sid } => self.engine.request_keyframe(&track_sid, now),
@@ -589,7 +591,15 @@ impl Task {
                     let _ = reply.send(Ok(sid));
                 }
             }
+            EngineEvent::LocalTrackClosed { cid } => {
+                if let Some(shared) = self.local_tracks.remove(&cid) {
+                    shared.closed.store(true, Ordering::Release);
+                }
+            }
             EngineEvent::LocalTrackRefused { cid, reason } => {
+                if let Some(shared) = self.local_tracks.get(&cid) {
+                    shared.closed.store(true, Ordering::Release);
+                }
                 self.local_tracks.remove(&cid);
                 if let Some((reply, _)) = self.pending_publish.remove(&cid) {
                     let _ = reply.send(Err(PublishError::Refused(reason)));

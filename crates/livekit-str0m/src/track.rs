@@ -164,6 +164,8 @@ pub(crate) struct LocalTrackShared {
     pub(crate) keyframe_requested: AtomicBool,
     /// The encoder target from the bandwidth estimate, bits per second; 0 before the first.
     pub(crate) target_bitrate: AtomicU32,
+    /// Unpublished (by us or by the server): writes are refused.
+    pub(crate) closed: AtomicBool,
     pub(crate) frames_dropped: AtomicU64,
     pub(crate) sid: std::sync::Mutex<Option<String>>,
 }
@@ -202,6 +204,9 @@ impl LocalVideoTrack {
     /// Sends one encoded frame. Never blocks: when the connection task is behind the frame is
     /// dropped and [`TrackError::Busy`] returned.
     pub fn write(&self, frame: EncodedVideoFrame) -> Result<(), TrackError> {
+        if self.shared.closed.load(Ordering::Acquire) {
+            return Err(TrackError::Closed);
+        }
         match self.commands.try_send(Command::WriteFrame { cid: self.cid.clone(), frame }) {
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Full(_)) => {
@@ -238,8 +243,10 @@ impl LocalVideoTrack {
             .map_err(|_| TrackError::Closed)
     }
 
-    /// Stops publishing the track.
+    /// Stops publishing the track; writes to it (through any clone) fail with
+    /// [`TrackError::Closed`] from now on.
     pub async fn unpublish(self) -> Result<(), TrackError> {
+        self.shared.closed.store(true, Ordering::Release);
         self.commands
             .send(Command::Unpublish { cid: self.cid.clone() })
             .await

@@ -267,3 +267,46 @@ async fn a_slow_reader_gets_a_marked_gap_and_a_fresh_keyframe() {
     bob.disconnect().await;
     frames.await.expect("publisher task");
 }
+
+/// Unpublishing the only track keeps the session (LiveKit answers an offer without media with
+/// no BUNDLE group; the client keeps a data channel in the session so that it never has to),
+/// and a track published afterwards reaches the other client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_track_unpublished_and_a_new_one_published_in_the_same_session() {
+    init_logs();
+    let room = TestRoom::create("republish").await;
+    let (publisher, mut publisher_events) =
+        Room::connect(room.url(), &room.token("publisher"), RoomOptions::default())
+            .await
+            .expect("the publisher connects");
+    let (subscriber, mut events) =
+        Room::connect(room.url(), &room.token("subscriber"), RoomOptions::default())
+            .await
+            .expect("the subscriber connects");
+    let options = VideoTrackOptions { width: 320, height: 240, ..Default::default() };
+    let first = publisher.publish_video(options.clone()).await.expect("publishes");
+    let frames = spawn_pattern_publisher(first.clone(), TestPattern::RED, 320, 240, 20);
+    let mut remote = next_subscription(&mut events, Duration::from_secs(15)).await;
+    decode_pictures(&mut remote, 3, Duration::from_secs(10)).await;
+    let session = publisher.local_participant().0;
+    first.unpublish().await.unwrap();
+    frames.await.unwrap();
+
+    let second = publisher.publish_video(options).await.expect("publishes again");
+    let frames = spawn_pattern_publisher(second, TestPattern::Solid(Rgb(0, 0, 255)), 320, 240, 20);
+    let mut remote = next_subscription(&mut events, Duration::from_secs(15)).await;
+    let pictures = decode_pictures(&mut remote, 3, Duration::from_secs(10)).await;
+    assert!(close_to(centre_rgb(pictures.last().unwrap()), (0, 0, 255), 40));
+    assert_eq!(publisher.local_participant().0, session, "the same session, no rejoin");
+    while let Ok(Some(event)) =
+        tokio::time::timeout(Duration::from_millis(50), publisher_events.recv()).await
+    {
+        assert!(
+            !matches!(event, RoomEvent::ConnectionStateChanged(_) | RoomEvent::Disconnected(_)),
+            "the publisher's connection never changed: {event:?}"
+        );
+    }
+    publisher.disconnect().await;
+    subscriber.disconnect().await;
+    frames.await.unwrap();
+}

@@ -153,7 +153,6 @@ impl VideoFeed {
 /// A running publisher of one connection.
 #[derive(Debug)]
 pub(crate) struct VideoPublisher {
-    track: LocalVideoTrack,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
@@ -197,7 +196,7 @@ impl VideoPublisher {
         let pump = Pump {
             source,
             encoder: Some(encoder),
-            track: track.clone(),
+            track,
             bitrate: feed.max_bitrate,
             bounds: (feed.min_bitrate, feed.max_bitrate),
             last_change: Instant::now(),
@@ -206,17 +205,16 @@ impl VideoPublisher {
             stats_interval,
         };
         let task = tokio::spawn(pump.run(stopped));
-        Ok(Self { track, stop, task })
+        Ok(Self { stop, task })
     }
 
-    /// Stops sending and unpublishes the track, within a bounded time.
+    /// Stops sending, within a bounded time. The track goes with the room's leave.
     pub(crate) async fn stop(mut self) {
         let _ = self.stop.send(true);
         if tokio::time::timeout(STOP_TIMEOUT, &mut self.task).await.is_err() {
             tracing::warn!("the publisher did not stop in time; aborted");
             self.task.abort();
         }
-        let _ = tokio::time::timeout(STOP_TIMEOUT, self.track.clone().unpublish()).await;
     }
 }
 

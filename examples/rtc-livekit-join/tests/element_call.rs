@@ -103,7 +103,9 @@ async fn element_call_and_the_program_see_each_other_and_part() {
     bot.wait_line(Duration::from_secs(30), |l| l.contains("our membership left the call")).await;
     bot.wait_line(Duration::from_secs(5), |l| l.contains("LiveKit disconnected")).await;
     setup.wait_membership_gone(&device, Duration::from_secs(10)).await;
-    setup.wait_participants(Duration::from_secs(10), |p| p.is_empty()).await;
+    if let Err(left) = setup.participants_within(Duration::from_secs(10), |p| p.is_empty()).await {
+        panic!("still on LiveKit after leaving: {left}; the program's log:\n{}", bot.log());
+    }
 
     // SIGTERM while waiting for the next call: a clean, quick exit.
     let stopping = Instant::now();

@@ -78,6 +78,8 @@ pub(crate) enum EngineEvent {
     LocalTrackPublished { cid: String, sid: String },
     /// The server refused a local track.
     LocalTrackRefused { cid: String, reason: String },
+    /// The server unpublished a local track.
+    LocalTrackClosed { cid: String },
     /// A subscriber wants a keyframe of a local track.
     KeyframeRequested { cid: String },
     /// What a local track's encoder should aim at now, in bits per second: its share of the
@@ -140,6 +142,8 @@ struct Session {
     mids_to_stop: Vec<Mid>,
     /// A data channel is wanted in the next offer (publisher-primary sessions).
     want_channel: bool,
+    /// The publisher connection has a data channel (an m-line that is never stopped).
+    publisher_channel: bool,
     participants: Participants,
     publications: HashMap<String, Publication>,
     /// Subscriber mid → track sid, from the offers' msid lines.
@@ -252,6 +256,7 @@ impl Engine {
             pending_offer: None,
             mids_to_stop: Vec::new(),
             want_channel: !join.subscriber_primary,
+            publisher_channel: false,
             participants: Participants::new(participant.sid.clone()),
             publications: HashMap::new(),
             sub_mid_tracks: HashMap::new(),
@@ -631,6 +636,7 @@ impl Engine {
                 if let Some(cid) = cid {
                     info!(%cid, "the server unpublished our track");
                     self.remove_track(&cid, now);
+                    self.outputs.push_back(Output::Event(EngineEvent::LocalTrackClosed { cid }));
                 }
             }
             M::Leave(leave) => {
@@ -731,11 +737,21 @@ impl Engine {
                 added.push((cid.clone(), mid));
             }
         }
+        let stopping = !session.mids_to_stop.is_empty();
         for mid in session.mids_to_stop.drain(..) {
             api.stop_media(mid);
         }
+        // Stopping the last media would leave no m-line in use, and LiveKit then answers without
+        // a BUNDLE group, which str0m refuses: keep a data channel in the session instead, as
+        // livekit-client always has one.
+        let media_left =
+            session.publications.values().any(|p| p.mid.is_some()) || !added.is_empty();
+        if stopping && !media_left && !session.publisher_channel {
+            session.want_channel = true;
+        }
         if std::mem::take(&mut session.want_channel) {
             api.add_channel("_reliable".into());
+            session.publisher_channel = true;
         }
         if std::mem::take(&mut session.ice_restart) {
             api.ice_restart(true);

@@ -678,3 +678,37 @@ fn the_bandwidth_estimate_sets_the_track_bitrate_within_its_bounds() {
         assert!((MIN_TRACK_BITRATE..=max).contains(bps), "{bps} within bounds");
     }
 }
+
+#[test]
+fn unpublishing_the_only_track_keeps_the_session() {
+    let mut now = Instant::now();
+    let (mut engine, mut server, _) = publishing_and_connected(&mut now);
+    engine.remove_track("TR_RS1", now);
+    let (signals, _, events) = drain(&mut engine);
+    assert!(events.iter().all(|e| !matches!(e, EngineEvent::Lost(_))), "{events:?}");
+    let offer = signals
+        .into_iter()
+        .find_map(|s| match s {
+            signal_request::Message::Offer(offer) => Some(offer),
+            _ => None,
+        })
+        .expect("an offer stops the track's media");
+    let mut answer = answer_from(&mut server, &offer);
+    // LiveKit (pion) answers an offer whose media are all stopped without a BUNDLE group, as
+    // RFC 8843 has it: the session must survive that answer.
+    if answer.sdp.lines().filter(|l| l.starts_with("m=")).all(|l| l.split(' ').nth(1) == Some("0"))
+    {
+        answer.sdp = answer
+            .sdp
+            .lines()
+            .filter(|l| !l.starts_with("a=group:"))
+            .map(|l| format!("{l}\r\n"))
+            .collect();
+    }
+    engine.handle_signal(signal_response::Message::Answer(answer), now);
+    let (_, _, events) = drain(&mut engine);
+    assert!(
+        events.iter().all(|e| !matches!(e, EngineEvent::Lost(_))),
+        "the session survives its last track: {events:?}"
+    );
+}

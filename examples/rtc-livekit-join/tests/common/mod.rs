@@ -114,17 +114,29 @@ impl Setup {
         within: Duration,
         check: impl Fn(&[Participant]) -> bool,
     ) {
+        if let Err(participants) = self.participants_within(within, check).await {
+            panic!("LiveKit participants not as expected within {within:?}: {participants}");
+        }
+    }
+
+    /// Whether `check` comes to hold for the LiveKit participants within `within`; the last
+    /// participants seen (identity, tracks) when it does not.
+    pub async fn participants_within(
+        &self,
+        within: Duration,
+        check: impl Fn(&[Participant]) -> bool,
+    ) -> Result<(), String> {
         let deadline = Instant::now() + within;
         loop {
             let participants = self.livekit_participants().await;
             if check(&participants) {
-                return;
+                return Ok(());
             }
-            assert!(
-                Instant::now() < deadline,
-                "LiveKit participants not as expected within {within:?}: {:?}",
-                participants.iter().map(|p| (&p.identity, p.tracks.len())).collect::<Vec<_>>()
-            );
+            if Instant::now() >= deadline {
+                let seen: Vec<_> =
+                    participants.iter().map(|p| (&p.identity, p.tracks.len())).collect();
+                return Err(format!("{seen:?}"));
+            }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
@@ -167,7 +179,7 @@ impl Bot {
         for name in PROGRAM_VARIABLES {
             command.env_remove(name);
         }
-        command.env("RUST_LOG", "info");
+        command.env("RUST_LOG", "info,livekit_str0m=debug");
         for (name, value) in env {
             command.env(name, value);
         }
