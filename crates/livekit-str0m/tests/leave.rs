@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use common::{TestRoom, connected_with_track, init_logs};
 
-/// A disconnect right after publishing reaches the server as a leave: it drops the participant
-/// at once instead of waiting for its peer connections to time out. (The program's tests caught
-/// the server losing the leave when the WebSocket was closed with unread data, which resets the
-/// connection; this checks the leave end to end, with the unread answer to an unpublish.)
+/// An unpublish followed at once by a disconnect reaches the server as a leave: it drops the
+/// participant at once instead of waiting for its peer connections to time out. (The program's
+/// tests caught the server keeping such participants: the answer to the unpublish, without a
+/// BUNDLE group, broke the session before the leave went out.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_drops_the_participant_at_once_after_a_disconnect() {
     init_logs();

@@ -190,10 +190,8 @@ impl SignalConnection {
     }
 
     /// Closes the WebSocket politely, within a short time: sends a close frame, then reads
-    /// until the server closes too. Dropping a socket with unread data makes the kernel reset
-    /// the connection, and a reset makes the server discard what it had not read yet: the
-    /// `leave` just sent would be lost, and the server would keep our participant until its
-    /// peer connections time out.
+    /// until the server closes too. A socket closed with unread data is reset rather than
+    /// closed, and a server may drop what it had not read yet (our `leave`).
     pub(crate) async fn close(mut self) {
         let closing = async {
             let _ = self.ws.close(None).await;
