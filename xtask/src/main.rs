@@ -84,7 +84,8 @@ enum BenchAction {
 
 #[derive(Debug, Subcommand)]
 enum DevstackAction {
-    /// Install what is missing, start every service, wait until each answers.
+    /// Install what is missing, start every service, wait until each answers
+    /// (`DEVSTACK_LIVEKIT_LOG=debug` raises LiveKit's log level).
     Up,
     /// Stop every service of the stack by its process id.
     Down,

@@ -490,7 +490,13 @@ impl Task {
                 self.pending_publish.insert(cid.clone(), (reply, now));
                 self.engine.add_track(cid, options);
             }
-            Command::WriteFrame { cid, frame } => self.engine.write_frame(&cid, frame, now),
+            Command::WriteFrame { cid, frame } => {
+                if self.engine.write_frame(&cid, frame, now)
+                    && let Some(shared) = self.local_tracks.get(&cid)
+                {
+                    shared.frames_sent.fetch_add(1, Ordering::Relaxed);
+                }
+            }
             Command::Mute { cid, muted } => self.engine.set_muted(&cid, muted),
             Command::Unpublish { cid } => {
                 if let Some(shared) = self.local_tracks.remove(&cid) {

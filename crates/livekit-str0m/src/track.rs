@@ -166,6 +166,8 @@ pub(crate) struct LocalTrackShared {
     pub(crate) target_bitrate: AtomicU32,
     /// Unpublished (by us or by the server): writes are refused.
     pub(crate) closed: AtomicBool,
+    /// Frames handed to the connection (not dropped for want of a connection).
+    pub(crate) frames_sent: AtomicU64,
     pub(crate) frames_dropped: AtomicU64,
     pub(crate) sid: std::sync::Mutex<Option<String>>,
 }
@@ -228,6 +230,13 @@ impl LocalVideoTrack {
     /// estimate, a moment after media starts; encode at the maximum until then.
     pub fn target_bitrate(&self) -> Option<u32> {
         Some(self.shared.target_bitrate.load(Ordering::Acquire)).filter(|&bps| bps > 0)
+    }
+
+    /// Frames that went out on the connection so far. Frames written before the track's media
+    /// connection is up are dropped (and the first one after it is a keyframe, asked for with
+    /// [`LocalVideoTrack::take_keyframe_request`]); this counts the ones that were not.
+    pub fn frames_sent(&self) -> u64 {
+        self.shared.frames_sent.load(Ordering::Relaxed)
     }
 
     /// Frames dropped because the connection was busy.

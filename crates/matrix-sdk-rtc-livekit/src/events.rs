@@ -23,7 +23,7 @@ pub enum CallEvent {
         /// Why.
         reason: String,
     },
-    /// The first frame of our video went out.
+    /// Our video is going out: the first frames are on the connection.
     Publishing(PublishInfo),
     /// Our video over the last interval.
     PublishStats(PublishStats),

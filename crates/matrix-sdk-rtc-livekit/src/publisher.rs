@@ -316,11 +316,6 @@ impl Pump {
                     Ok(()) => {
                         stats.bytes += bytes;
                         stats.keyframes += u64::from(keyframe);
-                        if !announced {
-                            announced = true;
-                            self.info.track_sid = self.track.sid().unwrap_or_default();
-                            let _ = self.events.try_send(CallEvent::Publishing(self.info.clone()));
-                        }
                     }
                     Err(TrackError::Busy) => stats.dropped += 1,
                     Err(_) => closed = true,
@@ -329,6 +324,12 @@ impl Pump {
             if closed {
                 // The track or the room is gone: whoever closed it says why.
                 break None;
+            }
+            // Frames go out once the media connection is up (the first one known within a frame).
+            if !announced && self.track.frames_sent() > 0 {
+                announced = true;
+                self.info.track_sid = self.track.sid().unwrap_or_default();
+                let _ = self.events.try_send(CallEvent::Publishing(self.info.clone()));
             }
             if window.elapsed() >= self.stats_interval {
                 stats.interval = window.elapsed();

@@ -35,6 +35,10 @@ pub(crate) struct JoinOptions {
     /// How many times a second Element Call joins, for comparison.
     #[arg(long, default_value_t = 3)]
     element_call_runs: u32,
+    /// The program's `RUST_LOG` (for example `info,livekit_str0m=debug`); when given, the
+    /// program's log of every run is printed, to see where a slow join spent its time.
+    #[arg(long)]
+    program_log: Option<String>,
 }
 
 /// The milestones the program logs, in order.
@@ -105,7 +109,7 @@ pub(crate) async fn join(options: &JoinOptions) -> anyhow::Result<()> {
             .env("ROOM_ID", &room_id)
             .env("V4L2_VIDEO_SOURCE", "test_red")
             .env("MATRIX_STORE_DIR", &store)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", options.program_log.as_deref().unwrap_or("info"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -137,6 +141,12 @@ pub(crate) async fn join(options: &JoinOptions) -> anyhow::Result<()> {
                 Some(((*m).to_owned(), value))
             })
             .collect();
+        if options.program_log.is_some() {
+            for line in &log {
+                eprintln!("run {run} | {line}");
+            }
+            eprintln!("run {run} | seen at +{total} ms");
+        }
         watcher
             .wait("video-gone", Some(run), Duration::from_secs(60))
             .await

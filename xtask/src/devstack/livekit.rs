@@ -25,6 +25,8 @@ pub(crate) fn start(
     let _ = std::fs::remove_file(&log);
     let key = &stack.livekit_api_key;
     let secret = &stack.livekit_api_secret;
+    // `debug` shows the server's side of signalling and of every keyframe request.
+    let level = std::env::var("DEVSTACK_LIVEKIT_LOG").unwrap_or_else(|_| "info".to_owned());
     std::fs::write(
         &config,
         format!(
@@ -34,7 +36,7 @@ bind_addresses: ["127.0.0.1"]
 keys:
   {key}: {secret}
 logging:
-  level: info
+  level: {level}
 room:
   # As in MatrixRTC deployments: only the authorization service creates rooms.
   auto_create: false

@@ -37,6 +37,10 @@ pub(crate) const MEDIA_CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 const ICE_DISCONNECTED_GRACE: Duration = Duration::from_secs(8);
 /// Keyframe requests toward a publisher, at most one per this interval per track.
 const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(500);
+/// When a new subscriber's keyframe is repeated. The server forwards the first one as soon as it
+/// binds the subscription, often before the subscriber's browser has the receiver that decodes
+/// it, and then rate-limits the browser's own requests (~0.7 s measured against LiveKit 1.13).
+const SUBSCRIBER_KEYFRAME_REPEAT: Duration = Duration::from_millis(250);
 /// Where the publisher's bandwidth estimate starts: libwebrtc starts at 300 kbit/s and probes
 /// upward; starting higher gives a sharper first second on the links calls usually have.
 const INITIAL_BANDWIDTH_ESTIMATE: u64 = 1_000_000;
@@ -120,6 +124,8 @@ struct Publication {
     remb: Option<u64>,
     /// The target last announced, to announce changes only.
     announced: Option<u32>,
+    /// Whether a subscriber receives it (the server's subscribed-quality updates).
+    watched: bool,
 }
 
 /// One signalling session (one join, until it is lost).
@@ -155,6 +161,8 @@ struct Session {
     last_keyframe_request: HashMap<Mid, Instant>,
     /// Keyframe requests held back by the rate limit, with when they may go.
     keyframe_retry: HashMap<Mid, Instant>,
+    /// Local tracks (by cid) whose new subscriber gets its keyframe again, and when.
+    keyframe_repeat: HashMap<String, Instant>,
     stun: Vec<StunQuery>,
     /// False between a lost signalling connection and a resume (pings wait).
     signal_up: bool,
@@ -264,6 +272,7 @@ impl Engine {
             pending_media: Vec::new(),
             last_keyframe_request: HashMap::new(),
             keyframe_retry: HashMap::new(),
+            keyframe_repeat: HashMap::new(),
             stun: Vec::new(),
             signal_up: true,
             ice_restart: false,
@@ -442,18 +451,26 @@ impl Engine {
         )));
     }
 
-    /// Sends one encoded frame of a local track.
-    pub(crate) fn write_frame(&mut self, cid: &str, frame: EncodedVideoFrame, now: Instant) {
-        let Some(track) = self.local_tracks.get(cid) else { return };
+    /// Sends one encoded frame of a local track; whether it went out (frames are dropped
+    /// while the track is muted, not negotiated, or its connection is not up).
+    pub(crate) fn write_frame(
+        &mut self,
+        cid: &str,
+        frame: EncodedVideoFrame,
+        now: Instant,
+    ) -> bool {
+        let Some(track) = self.local_tracks.get(cid) else { return false };
         let (codec, encrypted) = (track.options.codec, track.options.encrypted);
         if track.muted {
-            return;
+            return false;
         }
-        let Some(session) = self.session.as_mut() else { return };
-        let Some(publication) = session.publications.get(cid) else { return };
-        let (Some(mid), Some(sid)) = (publication.mid, publication.sid.clone()) else { return };
+        let Some(session) = self.session.as_mut() else { return false };
+        let Some(publication) = session.publications.get(cid) else { return false };
+        let (Some(mid), Some(sid)) = (publication.mid, publication.sid.clone()) else {
+            return false;
+        };
         if !session.publisher.connected {
-            return;
+            return false;
         }
         let rtp_time = (frame.timestamp.as_micros() * 9 / 100) as u64;
         let mut data = frame.data;
@@ -463,7 +480,7 @@ impl Engine {
                     cid,
                     "track is published as encrypted but no frame cryptor is set; frame dropped"
                 );
-                return;
+                return false;
             };
             let context = FrameContext {
                 participant_identity: &session.identity,
@@ -474,10 +491,10 @@ impl Engine {
             };
             if let Err(error) = cryptor.encrypt(&context, &mut data) {
                 debug!(cid, %error, "frame not encrypted; dropped");
-                return;
+                return false;
             }
         }
-        let Some(writer) = session.publisher.rtc.writer(mid) else { return };
+        let Some(writer) = session.publisher.rtc.writer(mid) else { return false };
         let Some(pt) = writer
             .payload_params()
             .find(|p| VideoCodec::from_str0m(p.spec().codec) == Some(codec))
@@ -488,14 +505,18 @@ impl Engine {
                 ?codec,
                 "the server's answer has no payload type for the codec; frame dropped"
             );
-            return;
+            return false;
         };
-        if let Err(error) =
-            writer.write(pt, now, MediaTime::new(rtp_time, Frequency::NINETY_KHZ), data)
-        {
-            debug!(cid, %error, "frame not written");
-        }
+        let written =
+            match writer.write(pt, now, MediaTime::new(rtp_time, Frequency::NINETY_KHZ), data) {
+                Ok(()) => true,
+                Err(error) => {
+                    debug!(cid, %error, "frame not written");
+                    false
+                }
+            };
         self.drain(PeerKind::Publisher, now);
+        written
     }
 
     /// Asks the publisher of a subscribed track for a keyframe.
@@ -639,6 +660,20 @@ impl Engine {
                     self.outputs.push_back(Output::Event(EngineEvent::LocalTrackClosed { cid }));
                 }
             }
+            M::SubscribedQualityUpdate(update) => {
+                // Servers fill the per-codec list; older ones only the deprecated flat one.
+                #[allow(deprecated)]
+                let watched = update.subscribed_qualities.iter().any(|q| q.enabled)
+                    || update
+                        .subscribed_codecs
+                        .iter()
+                        .flat_map(|c| &c.qualities)
+                        .any(|q| q.enabled);
+                self.subscribers_changed(&update.track_sid, watched, false, now);
+            }
+            M::TrackSubscribed(subscribed) => {
+                self.subscribers_changed(&subscribed.track_sid, true, true, now);
+            }
             M::Leave(leave) => {
                 let reason = proto::DisconnectReason::try_from(leave.reason)
                     .unwrap_or(proto::DisconnectReason::UnknownReason);
@@ -698,6 +733,34 @@ impl Engine {
                 debug!("unexpected join/reconnect response in a session; ignored")
             }
             other => trace!(message = ?std::mem::discriminant(&other), "signal message ignored"),
+        }
+    }
+
+    /// A subscriber started (or stopped) receiving a local track (`new_subscriber`: one more
+    /// subscriber, which the server announces whether or not others watch already). Starting gets a
+    /// keyframe at once and again shortly after, as a browser's encoder makes one when the server
+    /// enables a layer: the server's own keyframe requests are rate-limited, and a subscriber would
+    /// wait for them.
+    fn subscribers_changed(
+        &mut self,
+        track_sid: &str,
+        watched: bool,
+        new_subscriber: bool,
+        now: Instant,
+    ) {
+        let Some(session) = self.session.as_mut() else { return };
+        let Some((cid, publication)) =
+            session.publications.iter_mut().find(|(_, p)| p.sid.as_deref() == Some(track_sid))
+        else {
+            return;
+        };
+        let started = watched && (new_subscriber || !publication.watched);
+        publication.watched = watched;
+        debug!(%cid, watched, new_subscriber, "subscribers of a local track");
+        if started {
+            let cid = cid.clone();
+            session.keyframe_repeat.insert(cid.clone(), now + SUBSCRIBER_KEYFRAME_REPEAT);
+            self.outputs.push_back(Output::Event(EngineEvent::KeyframeRequested { cid }));
         }
     }
 
@@ -1055,6 +1118,19 @@ impl Engine {
         for mid in due {
             self.request_keyframe_mid(mid, now);
         }
+        let Some(session) = self.session.as_mut() else { return };
+        let repeats: Vec<String> = session
+            .keyframe_repeat
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(c, _)| c.clone())
+            .collect();
+        for cid in repeats {
+            session.keyframe_repeat.remove(&cid);
+            if session.publications.contains_key(&cid) {
+                self.outputs.push_back(Output::Event(EngineEvent::KeyframeRequested { cid }));
+            }
+        }
     }
 
     fn handle_stun_timeouts(&mut self, now: Instant) {
@@ -1096,6 +1172,9 @@ impl Engine {
             }
         }
         if let Some(next) = session.keyframe_retry.values().min() {
+            deadline = deadline.min(*next);
+        }
+        if let Some(next) = session.keyframe_repeat.values().min() {
             deadline = deadline.min(*next);
         }
         if let Some(next) = session.stun.iter().map(|q| q.next_send).min() {
@@ -1156,6 +1235,21 @@ impl Engine {
                 if kind == primary && !session.connected {
                     session.connected = true;
                     self.outputs.push_back(Output::Event(EngineEvent::Connected));
+                }
+                if kind == PeerKind::Publisher {
+                    // Frames written before were dropped, the first keyframe among them: start
+                    // the stream on the wire with one, or subscribers wait for the server's
+                    // rate-limited keyframe request.
+                    let cids: Vec<String> = session
+                        .publications
+                        .iter()
+                        .filter(|(_, p)| p.mid.is_some())
+                        .map(|(cid, _)| cid.clone())
+                        .collect();
+                    for cid in cids {
+                        self.outputs
+                            .push_back(Output::Event(EngineEvent::KeyframeRequested { cid }));
+                    }
                 }
             }
             Event::IceConnectionStateChange(state) => {

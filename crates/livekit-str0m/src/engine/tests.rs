@@ -339,6 +339,10 @@ fn a_published_track_is_offered_connected_and_its_frames_reach_the_peer() {
     let mut now = Instant::now();
     let mut engine = started(now);
     drain(&mut engine);
+    assert!(
+        !engine.write_frame("TR_RS1", frame(&[0x10], 0, Duration::ZERO), now),
+        "nothing goes out for a track that is not published"
+    );
     engine.add_track(
         "TR_RS1".into(),
         VideoTrackOptions { width: 320, height: 240, ..Default::default() },
@@ -369,16 +373,25 @@ fn a_published_track_is_offered_connected_and_its_frames_reach_the_peer() {
     let mut server = FakeServer::new(now);
     let answer = answer_from(&mut server, offer);
     engine.handle_signal(signal_response::Message::Answer(answer), now);
-    let (_, server_events) = pump(&mut engine, &mut server, &mut now, |_, server| {
-        server.iter().any(|e| matches!(e, Event::Connected))
+    let (engine_events, server_events) = pump(&mut engine, &mut server, &mut now, |ours, _| {
+        ours.iter().any(|e| matches!(e, EngineEvent::KeyframeRequested { .. }))
     });
     assert!(server_events.iter().any(|e| matches!(e, Event::Connected)), "connected");
+    // Frames written before the connection were dropped: the stream starts with a keyframe.
+    assert!(
+        engine_events
+            .iter()
+            .any(|e| matches!(e, EngineEvent::KeyframeRequested { cid } if cid == "TR_RS1")),
+        "a keyframe is asked for once the publisher is connected: {engine_events:?}"
+    );
 
     // Frames written now arrive at the peer as the same bytes.
     let payload = [0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x40, 0x01, 0xf0, 0x00, 0x11, 0x22, 0x33];
     let mut received = None;
     for i in 0..30u32 {
-        engine.write_frame("TR_RS1", frame(&payload, i, Duration::from_millis(33)), now);
+        let written =
+            engine.write_frame("TR_RS1", frame(&payload, i, Duration::from_millis(33)), now);
+        assert!(written, "frames go out once the publisher is connected");
         let (_, server_events) = pump(&mut engine, &mut server, &mut now, |_, s| {
             s.iter().any(|e| matches!(e, Event::MediaData(_)))
         });
@@ -711,4 +724,70 @@ fn unpublishing_the_only_track_keeps_the_session() {
         events.iter().all(|e| !matches!(e, EngineEvent::Lost(_))),
         "the session survives its last track: {events:?}"
     );
+}
+
+#[test]
+fn a_new_subscriber_gets_a_keyframe_at_once_and_again_shortly_after() {
+    let now = Instant::now();
+    let mut engine = started(now);
+    drain(&mut engine);
+    publish_default_track(&mut engine, now);
+    let update = |enabled: bool| {
+        signal_response::Message::SubscribedQualityUpdate(proto::SubscribedQualityUpdate {
+            track_sid: "TR_m".into(),
+            subscribed_codecs: vec![proto::SubscribedCodec {
+                codec: "vp8".into(),
+                qualities: vec![proto::SubscribedQuality {
+                    quality: proto::VideoQuality::High as i32,
+                    enabled,
+                }],
+            }],
+            ..Default::default()
+        })
+    };
+    let subscribed = || {
+        signal_response::Message::TrackSubscribed(proto::TrackSubscribed {
+            track_sid: "TR_m".into(),
+        })
+    };
+    let keyframes = |engine: &mut Engine| {
+        let (_, _, events) = drain(engine);
+        events
+            .iter()
+            .filter(|e| matches!(e, EngineEvent::KeyframeRequested { cid } if cid == "TR_RS1"))
+            .count()
+    };
+    // The repeat is due SUBSCRIBER_KEYFRAME_REPEAT later, and only then.
+    let repeated = |engine: &mut Engine, since: Instant| {
+        engine.handle_timeout(since + SUBSCRIBER_KEYFRAME_REPEAT - Duration::from_millis(1));
+        assert_eq!(keyframes(engine), 0, "not yet");
+        match engine.poll_output() {
+            Output::Timeout(at) => assert!(at <= since + SUBSCRIBER_KEYFRAME_REPEAT),
+            other => panic!("{other:?}"),
+        }
+        engine.handle_timeout(since + SUBSCRIBER_KEYFRAME_REPEAT);
+        keyframes(engine)
+    };
+
+    engine.handle_signal(update(true), now);
+    assert_eq!(keyframes(&mut engine), 1, "the first subscriber");
+    assert_eq!(repeated(&mut engine, now), 1, "and again");
+    let now = now + Duration::from_secs(1);
+    engine.handle_signal(update(true), now);
+    assert_eq!(keyframes(&mut engine), 0, "still watched: nothing new");
+    engine.handle_timeout(now + SUBSCRIBER_KEYFRAME_REPEAT);
+    assert_eq!(keyframes(&mut engine), 0);
+    engine.handle_signal(subscribed(), now);
+    assert_eq!(keyframes(&mut engine), 1, "one more subscriber, though others watch");
+    assert_eq!(repeated(&mut engine, now), 1);
+    let now = now + Duration::from_secs(1);
+    engine.handle_signal(update(false), now);
+    assert_eq!(keyframes(&mut engine), 0);
+    engine.handle_signal(update(true), now);
+    assert_eq!(keyframes(&mut engine), 1, "watched again");
+    assert_eq!(repeated(&mut engine, now), 1);
+    let other =
+        proto::SubscribedQualityUpdate { track_sid: "TR_other".into(), ..Default::default() };
+    engine.handle_signal(signal_response::Message::SubscribedQualityUpdate(other), now);
+    assert_eq!(keyframes(&mut engine), 0, "another track");
 }
