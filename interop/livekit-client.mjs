@@ -9,12 +9,16 @@
 //     after this many samples with width > 0; default 20).
 //   publish: WIDTH, HEIGHT (default 640x480), COLOR (CSS colour, default #00ff00), CODEC (vp8 |
 //     h264, default vp8).
+// E2EE_KEYS (optional): "identity:index:hex,..." turns on LiveKit's frame encryption with Element
+//   Call's per-participant key provider settings (HKDF key material, key ring 256, ratchet window
+//   10), and sets each 16-byte key for that participant identity at that index.
 // Output: one JSON object per line on stdout: {"event": "...", ...}; "t" fields are milliseconds
 // since the connect started. Exit code 0 when a sample with width > 0 was printed (subscribe) or
 // the track was published (publish), 1 otherwise; the last line is {"event":"done","ok":...}.
 // The token is never printed.
 import { chromium } from "playwright-core";
 import { fileURLToPath } from "node:url";
+import { readFileSync } from "node:fs";
 
 const env = (name, fallback) => {
   const value = process.env[name] ?? fallback;
@@ -38,10 +42,20 @@ const config = {
   height: Number(env("HEIGHT", "480")),
   color: env("COLOR", "#00ff00"),
   codec: env("CODEC", "vp8"),
+  e2eeKeys: env("E2EE_KEYS", "").split(",").filter(Boolean).map((entry) => {
+    const [identity, index, hex] = entry.split(":");
+    return { identity, index: Number(index), hex };
+  }),
+  e2eeWorker: "",
 };
 if (!["subscribe", "publish"].includes(config.mode)) throw new Error("MODE must be subscribe or publish");
 // The UMD build defines window.LivekitClient.
 const umd = fileURLToPath(new URL("node_modules/livekit-client/dist/livekit-client.umd.js", import.meta.url));
+if (config.e2eeKeys.length) {
+  // The E2EE worker starts from a blob of the SDK's classic build (the page has no files).
+  const worker = new URL("node_modules/livekit-client/dist/livekit-client.e2ee.worker.js", import.meta.url);
+  config.e2eeWorker = readFileSync(fileURLToPath(worker), "utf8");
+}
 
 const browser = await chromium.launch({
   executablePath: env("CHROMIUM", "/usr/bin/chromium"),
@@ -67,6 +81,9 @@ try {
   });
   page.on("pageerror", (error) => say("pageerror", { text: redact(error) }));
   await page.exposeFunction("report", (event, data) => say(event, data));
+  // The page takes the LiveKit server's own origin (its root answers "OK"): a secure context on
+  // loopback, which WebCrypto (so E2EE) needs and Chromium's local network checks accept.
+  await page.goto(config.url.replace(/^ws/, "http"));
   await page.setContent("<!doctype html><html><body style='margin:0;background:#000'></body></html>");
   await page.addScriptTag({ path: umd });
 
@@ -77,7 +94,31 @@ try {
     const deadline = start + cfg.seconds * 1000;
     const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
-    const room = new LK.Room({ adaptiveStream: false, dynacast: false });
+    let encryption;
+    if (cfg.e2eeKeys.length) {
+      // As Element Call's MatrixKeyProvider: raw keys imported as HKDF material per identity.
+      class KeyProvider extends LK.BaseKeyProvider {
+        constructor() {
+          super({ ratchetWindowSize: 10, keyringSize: 256 });
+        }
+        async set(hex, identity, index) {
+          const bytes = new Uint8Array(hex.match(/../g).map((h) => parseInt(h, 16)));
+          this.onSetEncryptionKey(await LK.createKeyMaterialFromBuffer(bytes.buffer), identity, index);
+        }
+      }
+      const keyProvider = new KeyProvider();
+      const blob = new Blob([cfg.e2eeWorker], { type: "text/javascript" });
+      encryption = { keyProvider, worker: new Worker(URL.createObjectURL(blob)) };
+      encryption.setKeys = async () => {
+        for (const key of cfg.e2eeKeys) await keyProvider.set(key.hex, key.identity, key.index);
+      };
+    }
+    const room = new LK.Room({ adaptiveStream: false, dynacast: false, encryption });
+    if (encryption) {
+      room.on(LK.RoomEvent.EncryptionError, (error) => report("encryption-error", { text: String(error), t: t() }));
+      await room.setE2EEEnabled(true);
+      await encryption.setKeys();
+    }
     room.on(LK.RoomEvent.Disconnected, (reason) =>
       report("disconnected", { reason: LK.DisconnectReason[reason] ?? reason ?? null, t: t() }));
 

@@ -13,7 +13,7 @@
 //! [`EncodedVideoFrame`]s; receive [`RoomEvent::TrackSubscribed`] and read
 //! [`RemoteVideoFrame`]s. Frame encryption plugs in through [`FrameCryptor`].
 
-mod e2ee;
+pub mod e2ee;
 mod engine;
 mod error;
 #[doc(hidden)]

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use livekit_protocol::{self as proto, signal_request, signal_response};
@@ -80,6 +80,8 @@ pub(crate) struct Task {
     local_tracks: HashMap<String, Arc<LocalTrackShared>>,
     pending_publish: HashMap<String, (oneshot::Sender<Result<String, PublishError>>, Instant)>,
     remote_tracks: HashMap<String, mpsc::Sender<RemoteVideoFrame>>,
+    /// Frames of each subscribed track that did not decrypt.
+    undecryptable: HashMap<String, Arc<AtomicU64>>,
     /// Remote tracks whose channel overflowed: the next frame delivered is marked non-contiguous.
     dropped_frames: HashSet<String>,
     /// Remote tracks whose decoder lost frames here and needs a keyframe.
@@ -148,6 +150,7 @@ impl Task {
             local_tracks: HashMap::new(),
             pending_publish: HashMap::new(),
             remote_tracks: HashMap::new(),
+            undecryptable: HashMap::new(),
             dropped_frames: HashSet::new(),
             awaiting_keyframe: HashSet::new(),
             trouble_since: None,
@@ -169,6 +172,7 @@ impl Task {
                 self.engine.end_session();
                 self.flush_events();
                 self.remote_tracks.clear();
+                self.undecryptable.clear();
                 self.dropped_frames.clear();
                 self.awaiting_keyframe.clear();
                 let reason = match end {
@@ -576,17 +580,31 @@ impl Task {
             EngineEvent::TrackSubscribed(info) => {
                 let (tx, rx) = mpsc::channel(REMOTE_FRAME_BUFFER);
                 self.remote_tracks.insert(info.track_sid.clone(), tx);
+                let undecryptable = Arc::new(AtomicU64::new(0));
+                self.undecryptable.insert(info.track_sid.clone(), undecryptable.clone());
                 if let Some(commands) = self.command_sender.upgrade() {
-                    let track = RemoteVideoTrack { info, frames: rx, commands };
+                    let track = RemoteVideoTrack { info, frames: rx, commands, undecryptable };
                     let _ = self.events.send(RoomEvent::TrackSubscribed(track));
                 }
             }
             EngineEvent::TrackUnsubscribed { track_sid } => {
+                self.undecryptable.remove(&track_sid);
                 if self.remote_tracks.remove(&track_sid).is_some() {
                     let _ = self.events.send(RoomEvent::TrackUnsubscribed { track_sid });
                 }
             }
             EngineEvent::Frame { track_sid, frame } => self.deliver(track_sid, frame),
+            EngineEvent::FrameUndecryptable { track_sid } => {
+                if let Some(count) = self.undecryptable.get(&track_sid) {
+                    if count.fetch_add(1, Ordering::Relaxed) == 0 {
+                        debug!(%track_sid, "a frame did not decrypt (no key yet, or a wrong one)");
+                    }
+                    // The decoder misses a frame: the next one is not contiguous, and the
+                    // stream needs a keyframe once frames decrypt again.
+                    self.dropped_frames.insert(track_sid.clone());
+                    self.awaiting_keyframe.insert(track_sid);
+                }
+            }
             EngineEvent::LocalTrackPublished { cid, sid } => {
                 if let Some(shared) = self.local_tracks.get(&cid) {
                     *shared.sid.lock().unwrap_or_else(|e| e.into_inner()) = Some(sid.clone());

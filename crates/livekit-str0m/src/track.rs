@@ -311,6 +311,7 @@ pub struct RemoteVideoTrack {
     pub(crate) info: RemoteTrackInfo,
     pub(crate) frames: mpsc::Receiver<RemoteVideoFrame>,
     pub(crate) commands: mpsc::Sender<Command>,
+    pub(crate) undecryptable: Arc<AtomicU64>,
 }
 
 impl RemoteVideoTrack {
@@ -322,6 +323,12 @@ impl RemoteVideoTrack {
     /// The next frame; `None` once the track is unsubscribed or the room is gone.
     pub async fn recv(&mut self) -> Option<RemoteVideoFrame> {
         self.frames.recv().await
+    }
+
+    /// Frames of this (encrypted) track that did not decrypt and were dropped: sent before
+    /// we had the sender's key, or with a key we do not have.
+    pub fn frames_undecryptable(&self) -> u64 {
+        self.undecryptable.load(Ordering::Relaxed)
     }
 
     /// Asks the publisher for a keyframe (a PLI through the server).

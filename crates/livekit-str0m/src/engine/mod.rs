@@ -78,6 +78,8 @@ pub(crate) enum EngineEvent {
     TrackUnsubscribed { track_sid: String },
     /// A depacketised (decrypted) frame of a subscribed track.
     Frame { track_sid: String, frame: RemoteVideoFrame },
+    /// A frame of an encrypted track that did not decrypt (dropped).
+    FrameUndecryptable { track_sid: String },
     /// The server confirmed a local track.
     LocalTrackPublished { cid: String, sid: String },
     /// The server refused a local track.
@@ -174,6 +176,8 @@ struct Session {
     last_subscriber_answer: Option<proto::SessionDescription>,
     /// The publisher connection's bandwidth estimate (TWCC), bits per second.
     egress_estimate: Option<u64>,
+    /// What ends frames the server injects itself (never encrypted), from the join response.
+    sif_trailer: Vec<u8>,
 }
 
 impl Session {
@@ -279,6 +283,7 @@ impl Engine {
             sync_state_due: false,
             last_subscriber_answer: None,
             egress_estimate: None,
+            sif_trailer: join.sif_trailer.clone(),
         };
         for change in session.participants.update(join.other_participants) {
             self.outputs.push_back(Output::Event(EngineEvent::Participant(change)));
@@ -482,12 +487,19 @@ impl Engine {
                 );
                 return false;
             };
+            let ssrc = session
+                .publisher
+                .rtc
+                .direct_api()
+                .stream_tx_by_mid(mid, None)
+                .map_or(0, |stream| *stream.ssrc());
             let context = FrameContext {
                 participant_identity: &session.identity,
                 track_sid: &sid,
                 codec,
                 keyframe: frame.keyframe,
                 rtp_timestamp: rtp_time as u32,
+                ssrc,
             };
             if let Err(error) = cryptor.encrypt(&context, &mut data) {
                 debug!(cid, %error, "frame not encrypted; dropped");
@@ -1303,9 +1315,18 @@ impl Engine {
                 let contiguous = data.contiguous;
                 let mut frame = data.data.to_vec();
                 let rtp_timestamp = data.time.numer();
-                if let Some(info) = session.participants.track(&track_sid).filter(|i| i.encrypted) {
+                let encrypted = session.participants.track(&track_sid).filter(|i| i.encrypted);
+                let injected =
+                    !session.sif_trailer.is_empty() && frame.ends_with(&session.sif_trailer);
+                if injected {
+                    // The server's own frame (a blank keyframe while switching layers).
+                    frame.truncate(frame.len() - session.sif_trailer.len());
+                } else if let Some(info) = encrypted {
                     let Some(cryptor) = self.config.cryptor.as_ref() else {
                         trace!(%track_sid, "encrypted frame and no cryptor; dropped");
+                        self.outputs.push_back(Output::Event(EngineEvent::FrameUndecryptable {
+                            track_sid,
+                        }));
                         return;
                     };
                     let context = FrameContext {
@@ -1314,9 +1335,13 @@ impl Engine {
                         codec,
                         keyframe: false,
                         rtp_timestamp: rtp_timestamp as u32,
+                        ssrc: 0,
                     };
                     if let Err(error) = cryptor.decrypt(&context, &mut frame) {
                         trace!(%track_sid, %error, "frame not decrypted; dropped");
+                        self.outputs.push_back(Output::Event(EngineEvent::FrameUndecryptable {
+                            track_sid,
+                        }));
                         return;
                     }
                 }

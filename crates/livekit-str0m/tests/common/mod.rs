@@ -4,13 +4,12 @@
 use std::time::{Duration, SystemTime};
 
 use livekit_str0m::{
-    LocalVideoTrack, RemoteVideoTrack, Room, RoomEvent, RoomEvents, RoomOptions, VideoCodec,
-    VideoTrackOptions,
+    LocalVideoTrack, RemoteVideoTrack, Room, RoomEvent, RoomEvents, RoomOptions, VideoTrackOptions,
 };
 use matrixrtc_auth::access_token::{Claims, VideoGrant};
 use matrixrtc_auth::room_service::RoomServiceClient;
 use matrixrtc_auth::secret::Secret;
-use rtc_media::codec::{VideoDecoder, VideoEncoder, Vp8Decoder, Vp8Encoder, Vp8EncoderConfig};
+use rtc_media::codec::{VideoDecoder, VideoEncoder, Vp8Encoder, Vp8EncoderConfig};
 use rtc_media::frame::I420Frame;
 use rtc_media::pattern::TestPattern;
 use rtc_test_support::{StackInfo, unique_name};
@@ -141,13 +140,13 @@ pub async fn next_subscription(events: &mut RoomEvents, within: Duration) -> Rem
     .expect("a track is subscribed in time")
 }
 
-/// Receives and decodes frames of a remote VP8 track until `count` pictures came out.
+/// Receives and decodes frames of a remote track (VP8 or H.264) until `count` pictures came out.
 pub async fn decode_pictures(
     track: &mut RemoteVideoTrack,
     count: usize,
     within: Duration,
 ) -> Vec<I420Frame> {
-    let mut decoder = Vp8Decoder::new().expect("VP8 decoder");
+    let mut decoder: Option<Box<dyn VideoDecoder>> = None;
     let mut pictures = Vec::new();
     let deadline = tokio::time::Instant::now() + within;
     // A fresh decoder starts at a keyframe: ask for one (a PLI through the server).
@@ -161,7 +160,9 @@ pub async fn decode_pictures(
                 panic!("only {} of {count} pictures within {within:?}", pictures.len())
             })
             .expect("the track ended");
-        assert_eq!(frame.codec, VideoCodec::Vp8);
+        let decoder = decoder.get_or_insert_with(|| {
+            rtc_media::codec::new_decoder(frame.codec.into()).expect("a decoder")
+        });
         keyframe_seen |= frame.keyframe;
         if !keyframe_seen && asked.elapsed() > Duration::from_millis(1100) {
             // The server rate-limits keyframe requests per track (about one a second).

@@ -2,13 +2,25 @@
 //! out, after depacketisation and before decoding on the way in.
 //!
 //! LiveKit encrypts whole encoded frames (AES-GCM with a trailer, keeping a few codec header
-//! bytes clear so the server can still find keyframes). This crate only calls the hook; the
-//! cipher and the key management live with whoever distributes the keys.
+//! bytes clear so the server can still find keyframes). [`GcmFrameCryptor`] does it as
+//! LiveKit's clients and Element Call do, with keys from a [`KeyProvider`]; whoever distributes
+//! keys (for Matrix calls, the MatrixRTC key exchange) sets them there. Any other scheme plugs in
+//! through [`FrameCryptor`].
+
+mod frame;
+mod gcm;
+mod kdf;
+mod key_provider;
+
+pub use gcm::GcmFrameCryptor;
+pub use kdf::{DEFAULT_RATCHET_SALT, KeyDerivation};
+pub use key_provider::{KeyError, KeyProvider, KeyProviderOptions};
 
 use crate::track::VideoCodec;
 
 /// What a frame cryptor knows about the frame it transforms.
 #[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
 pub struct FrameContext<'a> {
     /// Identity of the participant who sent (or sends) the frame.
     pub participant_identity: &'a str,
@@ -20,6 +32,28 @@ pub struct FrameContext<'a> {
     pub keyframe: bool,
     /// The RTP timestamp the frame is (or was) sent with, 90 kHz.
     pub rtp_timestamp: u32,
+    /// The RTP stream's SSRC (part of the IV on the way out).
+    pub ssrc: u32,
+}
+
+impl<'a> FrameContext<'a> {
+    /// The context of a frame `participant_identity` sends in `codec`, for calling a cryptor
+    /// outside a connection (tests, benchmarks, tools); the RTP fields start at zero.
+    pub fn new(participant_identity: &'a str, codec: VideoCodec) -> Self {
+        Self {
+            participant_identity,
+            track_sid: "",
+            codec,
+            keyframe: false,
+            rtp_timestamp: 0,
+            ssrc: 0,
+        }
+    }
+
+    /// The same context for a frame with this RTP timestamp on this SSRC.
+    pub fn with_rtp(self, rtp_timestamp: u32, ssrc: u32) -> Self {
+        Self { rtp_timestamp, ssrc, ..self }
+    }
 }
 
 /// Why a frame was dropped by the cryptor.
@@ -32,6 +66,9 @@ pub enum FrameCryptError {
     /// Authentication failed: wrong key or a damaged frame.
     #[error("frame did not decrypt")]
     DecryptFailed,
+    /// Not an encrypted frame: too short, or a trailer that does not fit the format.
+    #[error("not an encrypted frame")]
+    Malformed,
     /// The frame cannot be encrypted (too short, encoder failure).
     #[error("frame could not be encrypted: {0}")]
     Other(String),
