@@ -118,10 +118,7 @@ impl FrameCryptor for GcmFrameCryptor {
 mod tests {
     use super::*;
     use crate::e2ee::KeyProviderOptions;
-
-    fn hex(bytes: &[u8]) -> String {
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
-    }
+    use crate::e2ee::hex;
 
     fn context(identity: &str, codec: VideoCodec) -> FrameContext<'_> {
         FrameContext {

@@ -86,10 +86,7 @@ impl hkdf::KeyType for OutputLen {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn hex(bytes: &[u8]) -> String {
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
-    }
+    use crate::e2ee::hex;
 
     #[test]
     fn hkdf_matches_the_reference_vector() {

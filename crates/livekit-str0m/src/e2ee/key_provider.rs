@@ -284,10 +284,7 @@ impl KeyProvider {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn hex(bytes: &[u8]) -> String {
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
-    }
+    use crate::e2ee::hex;
 
     /// livekit-client's snapshot "ratchets keys predictably": PBKDF2 material `password`,
     /// encrypt bytes 0..17 with a zero IV, ratchet, ten times.

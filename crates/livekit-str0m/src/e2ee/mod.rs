@@ -18,6 +18,12 @@ pub use key_provider::{KeyError, KeyProvider, KeyProviderOptions};
 
 use crate::track::VideoCodec;
 
+/// Lower-case hex, for comparing with the published test vectors.
+#[cfg(test)]
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// What a frame cryptor knows about the frame it transforms.
 #[derive(Debug, Clone, Copy)]
 #[non_exhaustive]
