@@ -20,6 +20,7 @@ mod clock;
 pub mod driver;
 pub mod error;
 mod http;
+pub mod media_keys;
 pub mod membership;
 pub mod own_membership;
 pub mod room_call;

@@ -150,7 +150,33 @@ impl Homeserver {
         creator: &User,
         invite: &[&User],
     ) -> Result<String, Error> {
+        self.create_room(creator, invite, false).await
+    }
+
+    /// The same room with `m.room.encryption` (Megolm) from the start: Element Call encrypts
+    /// the media of calls in such rooms.
+    pub async fn create_encrypted_call_room(
+        &self,
+        creator: &User,
+        invite: &[&User],
+    ) -> Result<String, Error> {
+        self.create_room(creator, invite, true).await
+    }
+
+    async fn create_room(
+        &self,
+        creator: &User,
+        invite: &[&User],
+        encrypted: bool,
+    ) -> Result<String, Error> {
+        let initial_state = if encrypted {
+            json!([{"type": "m.room.encryption", "state_key": "",
+                    "content": {"algorithm": "m.megolm.v1.aes-sha2"}}])
+        } else {
+            json!([])
+        };
         let body = json!({
+            "initial_state": initial_state,
             "name": "MatrixRTC test call",
             "preset": "private_chat",
             "invite": invite.iter().map(|u| u.user_id.as_str()).collect::<Vec<_>>(),

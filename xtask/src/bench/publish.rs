@@ -94,7 +94,7 @@ impl PublishOptions {
     fn publishers(&self) -> Vec<Publisher> {
         match self.only {
             Some(one) => vec![one],
-            None => vec![Publisher::Rust, Publisher::Python],
+            None => vec![Publisher::Rust, Publisher::RustE2ee, Publisher::Python],
         }
     }
 
@@ -121,6 +121,8 @@ impl PublishOptions {
 pub(crate) enum Publisher {
     /// This workspace's client (`livekit-str0m`).
     Rust,
+    /// The same, encrypting every frame as Element Call does (LiveKit's GCM frame format).
+    RustE2ee,
     /// The official LiveKit Python SDK.
     Python,
 }
@@ -129,6 +131,7 @@ impl Publisher {
     fn label(self) -> String {
         match self {
             Self::Rust => format!("Rust ({RUST_CRATE})"),
+            Self::RustE2ee => format!("Rust ({RUST_CRATE}), E2EE"),
             Self::Python => format!("Python (livekit {PYTHON_SDK_VERSION})"),
         }
     }
@@ -136,6 +139,7 @@ impl Publisher {
     fn name(self) -> &'static str {
         match self {
             Self::Rust => "rust",
+            Self::RustE2ee => "rust-e2ee",
             Self::Python => "python",
         }
     }
@@ -197,7 +201,10 @@ fn prepare_programs(layout: &Layout, options: &PublishOptions) -> anyhow::Result
         None
     };
     // The Rust example also writes the frames file.
-    let rust = if publishers.contains(&Publisher::Rust) || options.frames.is_none() {
+    let rust = if publishers.contains(&Publisher::Rust)
+        || publishers.contains(&Publisher::RustE2ee)
+        || options.frames.is_none()
+    {
         Some(build_rust_publisher(layout)?)
     } else {
         None
@@ -291,6 +298,10 @@ async fn measure_all(
             Publisher::Rust => {
                 let rust = programs.rust.as_deref().context("the Rust example was not built")?;
                 (rust, vec!["publish".into()])
+            }
+            Publisher::RustE2ee => {
+                let rust = programs.rust.as_deref().context("the Rust example was not built")?;
+                (rust, vec!["publish".into(), "--e2ee".into(), "1".into()])
             }
             Publisher::Python => {
                 let python = programs.python.as_deref().context("no Python virtualenv")?;
@@ -571,6 +582,8 @@ struct Report {
     results: Vec<PublisherResult>,
     /// Rust / Python, when both ran.
     ratios_rust_over_python: Option<Ratios>,
+    /// CPU time of the encrypting Rust run over the clear one, when both ran.
+    e2ee_cpu_over_clear: Option<f64>,
 }
 
 impl Report {
@@ -582,6 +595,9 @@ impl Report {
             peak_rss: r.peak_rss_mib / p.peak_rss_mib,
             frames_sent: r.frames_sent as f64 / p.frames_sent as f64,
         });
+        let e2ee = find(Publisher::RustE2ee)
+            .zip(find(Publisher::Rust))
+            .map(|(e, r)| e.cpu_seconds / r.cpu_seconds);
         Self {
             width: options.width,
             height: options.height,
@@ -596,6 +612,7 @@ impl Report {
             timestamp: SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs(),
             results,
             ratios_rust_over_python: ratios,
+            e2ee_cpu_over_clear: e2ee,
         }
     }
 }
@@ -618,12 +635,12 @@ fn print_report(report: &Report) {
     );
     println!();
     println!(
-        "{:<24} {:>8} {:>16} {:>13} {:>12} {:>6}",
+        "{:<28} {:>8} {:>16} {:>13} {:>12} {:>6}",
         "", "CPU s", "CPU % of 1 core", "peak RSS MiB", "frames sent", "late"
     );
     for r in &report.results {
         println!(
-            "{:<24} {:>8.2} {:>16.1} {:>13.1} {:>12} {:>6}",
+            "{:<28} {:>8.2} {:>16.1} {:>13.1} {:>12} {:>6}",
             r.publisher.label(),
             r.cpu_seconds,
             r.cpu_percent,
@@ -634,13 +651,16 @@ fn print_report(report: &Report) {
     }
     if let Some(ratios) = &report.ratios_rust_over_python {
         println!(
-            "{:<24} {:>8.2} {:>16.2} {:>13.2} {:>12.2}",
+            "{:<28} {:>8.2} {:>16.2} {:>13.2} {:>12.2}",
             "Rust / Python",
             ratios.cpu_seconds,
             ratios.cpu_percent,
             ratios.peak_rss,
             ratios.frames_sent
         );
+    }
+    if let Some(ratio) = report.e2ee_cpu_over_clear {
+        println!("E2EE / clear (Rust), CPU time: {ratio:.3}");
     }
     let expected = u64::from(report.seconds) * u64::from(report.fps);
     for r in report.results.iter().filter(|r| r.frames_sent != expected) {

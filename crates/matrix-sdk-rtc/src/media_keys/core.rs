@@ -1,0 +1,346 @@
+//! The media key exchange as a state machine: memberships, received messages and time in; keys
+//! to send and keys for the frame cryptor out. No I/O: the shell sends and receives.
+//!
+//! It follows Element Call (matrix-js-sdk's `RTCEncryptionManager`): our first key (index 0) is
+//! used at once; when a member who had our key leaves, or a member joins once our key is older
+//! than [`ROTATION_GRACE`], a new key (next index, modulo 256) goes to every member and we
+//! encrypt with it [`USE_KEY_DELAY`] later; a joiner within the grace period gets the current
+//! key. A received key is bound to the LiveKit identity of the membership with the sender's user
+//! and device, or held until that membership appears.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tracing::debug;
+
+use super::content::{self, KeyRejection, MediaKey};
+use crate::membership::Membership;
+
+/// How long after sending a new key we start encrypting with it (receivers need it first).
+pub const USE_KEY_DELAY: Duration = Duration::from_secs(1);
+/// A joiner within this age of our key gets that key instead of a rotation.
+pub const ROTATION_GRACE: Duration = Duration::from_secs(10);
+/// Keys held for devices with no membership yet, at most.
+const MAX_HELD: usize = 64;
+/// How long a held key waits for its membership.
+const HELD_FOR: Duration = Duration::from_secs(120);
+
+/// Who we are in the call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnMember {
+    /// Our user.
+    pub user_id: String,
+    /// Our device.
+    pub device_id: String,
+    /// Our membership id (`member.id` of the key messages).
+    pub member_id: String,
+    /// Our LiveKit identity (what our own key is bound to).
+    pub livekit_identity: String,
+}
+
+/// A device to send to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Device {
+    /// The user.
+    pub user_id: String,
+    /// The device.
+    pub device_id: String,
+}
+
+/// What the exchange asks of its shell.
+#[derive(Debug, Clone, PartialEq)]
+pub enum KeyOutput {
+    /// Send this content, Olm-encrypted, as [`content::EVENT_TYPE`] to each device.
+    Send {
+        /// The recipients.
+        devices: Vec<Device>,
+        /// The key's index (for logs; the content carries it).
+        index: u8,
+        /// The content.
+        content: Value,
+    },
+    /// Hand this key to the frame cryptor for this LiveKit identity (ours: we encrypt with it
+    /// from now on).
+    SetKey {
+        /// The LiveKit identity.
+        identity: String,
+        /// The key index.
+        index: u8,
+        /// The key.
+        key: MediaKey,
+    },
+}
+
+/// A member as the exchange tracks it: a re-join (new `created_ts`) is a leave and a join.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Member {
+    device: Device,
+    created_ts: u64,
+}
+
+#[derive(Debug)]
+struct OwnKey {
+    index: u8,
+    key: MediaKey,
+    created: Instant,
+}
+
+#[derive(Debug)]
+struct HeldKey {
+    device: Device,
+    index: u8,
+    key: MediaKey,
+    received: Instant,
+}
+
+/// The exchange for one call.
+pub struct MediaKeysCore {
+    own: OwnMember,
+    room_id: String,
+    /// Our newest key (sent, maybe not yet used).
+    latest: Option<OwnKey>,
+    /// When we start encrypting with `latest`.
+    use_at: Option<Instant>,
+    /// The members who have `latest`.
+    holders: Vec<Member>,
+    /// Current members (not us) with their LiveKit identities.
+    members: HashMap<Device, String>,
+    member_set: Vec<Member>,
+    held: Vec<HeldKey>,
+    outputs: VecDeque<KeyOutput>,
+    new_key: Box<dyn FnMut() -> Option<MediaKey> + Send>,
+    unix_ms: Box<dyn Fn() -> u64 + Send>,
+}
+
+impl std::fmt::Debug for MediaKeysCore {
+    /// Who and how many, never a key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MediaKeysCore")
+            .field("own", &self.own)
+            .field("room_id", &self.room_id)
+            .field("index", &self.latest.as_ref().map(|k| k.index))
+            .field("members", &self.member_set.len())
+            .field("held", &self.held.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl MediaKeysCore {
+    /// An exchange for `own` in `room_id`, with random keys and the system clock.
+    pub fn new(own: OwnMember, room_id: impl Into<String>) -> Self {
+        Self::with_sources(own, room_id, || MediaKey::random().ok(), crate::clock::unix_ms)
+    }
+
+    /// The same with given sources of keys and of Unix time (ms) for `sent_ts`.
+    pub(crate) fn with_sources(
+        own: OwnMember,
+        room_id: impl Into<String>,
+        new_key: impl FnMut() -> Option<MediaKey> + Send + 'static,
+        unix_ms: impl Fn() -> u64 + Send + 'static,
+    ) -> Self {
+        Self {
+            own,
+            room_id: room_id.into(),
+            latest: None,
+            use_at: None,
+            holders: Vec::new(),
+            members: HashMap::new(),
+            member_set: Vec::new(),
+            held: Vec::new(),
+            outputs: VecDeque::new(),
+            new_key: Box::new(new_key),
+            unix_ms: Box::new(unix_ms),
+        }
+    }
+
+    /// The call's memberships changed (all of them, ours included, as the room shows them).
+    pub fn members_changed(&mut self, now: Instant, memberships: &[Membership]) {
+        let others: Vec<&Membership> = memberships
+            .iter()
+            .filter(|m| !(m.user_id == self.own.user_id && m.device_id == self.own.device_id))
+            .collect();
+        self.members = others
+            .iter()
+            .map(|m| {
+                let device = Device { user_id: m.user_id.clone(), device_id: m.device_id.clone() };
+                (device, m.livekit_identity.clone())
+            })
+            .collect();
+        self.member_set = others
+            .iter()
+            .map(|m| Member {
+                device: Device { user_id: m.user_id.clone(), device_id: m.device_id.clone() },
+                created_ts: m.created_ts,
+            })
+            .collect();
+        self.bind_held(now);
+
+        let Some(latest) = &self.latest else {
+            // Our first key: used at once, sent to whoever is there.
+            if let Some(key) = self.create_key(now, 0) {
+                self.outputs.push_back(KeyOutput::SetKey {
+                    identity: self.own.livekit_identity.clone(),
+                    index: 0,
+                    key,
+                });
+                self.distribute(self.member_set.clone());
+            }
+            return;
+        };
+        let left = self.holders.iter().any(|h| !self.member_set.contains(h));
+        let joined: Vec<Member> =
+            self.member_set.iter().filter(|m| !self.holders.contains(m)).cloned().collect();
+        if left || (!joined.is_empty() && now.duration_since(latest.created) >= ROTATION_GRACE) {
+            let index = latest.index.wrapping_add(1);
+            debug!(index, left, joined = joined.len(), "rotating our media key");
+            if self.create_key(now, index).is_some() {
+                self.holders.clear();
+                self.use_at = Some(now + USE_KEY_DELAY);
+                self.distribute(self.member_set.clone());
+            }
+        } else if !joined.is_empty() {
+            self.distribute(joined);
+        }
+    }
+
+    /// A key message arrived from `sender` (the user the homeserver and Olm vouch for);
+    /// `sender_device` is the Olm-verified device when known; `encrypted` whether it came
+    /// Olm-encrypted.
+    pub fn key_received(
+        &mut self,
+        now: Instant,
+        sender: &str,
+        sender_device: Option<&str>,
+        encrypted: bool,
+        message: &Value,
+    ) -> Result<(), KeyRejection> {
+        if !encrypted {
+            return Err(KeyRejection::NotEncrypted);
+        }
+        let inbound = content::parse(message, &self.room_id)?;
+        if sender_device.is_some_and(|d| d != inbound.device_id) {
+            return Err(KeyRejection::DeviceMismatch);
+        }
+        if sender == self.own.user_id && inbound.device_id == self.own.device_id {
+            return Err(KeyRejection::Own);
+        }
+        let device = Device { user_id: sender.to_owned(), device_id: inbound.device_id };
+        match self.members.get(&device) {
+            Some(identity) => {
+                debug!(user = %device.user_id, device = %device.device_id, index = inbound.index, "a member's media key");
+                self.outputs.push_back(KeyOutput::SetKey {
+                    identity: identity.clone(),
+                    index: inbound.index,
+                    key: inbound.key,
+                });
+            }
+            None => {
+                debug!(user = %device.user_id, device = %device.device_id, "a media key before its membership; held");
+                if self.held.len() >= MAX_HELD {
+                    self.held.remove(0);
+                }
+                self.held.push(HeldKey {
+                    device,
+                    index: inbound.index,
+                    key: inbound.key,
+                    received: now,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// A member's LiveKit participant (re)connected: it gets our current key again.
+    pub fn participant_connected(&mut self, identity: &str) {
+        let Some(latest) = &self.latest else { return };
+        let devices: Vec<Device> = self
+            .members
+            .iter()
+            .filter(|(_, id)| id.as_str() == identity)
+            .map(|(d, _)| d.clone())
+            .collect();
+        if !devices.is_empty() {
+            let content = self.content(latest.index, &latest.key);
+            self.outputs.push_back(KeyOutput::Send { devices, index: latest.index, content });
+        }
+    }
+
+    /// Time passed.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.use_at.is_some_and(|at| at <= now) {
+            self.use_at = None;
+            if let Some(latest) = &self.latest {
+                debug!(index = latest.index, "encrypting with our new media key");
+                self.outputs.push_back(KeyOutput::SetKey {
+                    identity: self.own.livekit_identity.clone(),
+                    index: latest.index,
+                    key: latest.key.clone(),
+                });
+            }
+        }
+        self.held.retain(|h| now.duration_since(h.received) < HELD_FOR);
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) is due next.
+    pub fn next_timeout(&self) -> Option<Instant> {
+        let held = self.held.iter().map(|h| h.received + HELD_FOR).min();
+        match (self.use_at, held) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The next thing to do.
+    pub fn poll_output(&mut self) -> Option<KeyOutput> {
+        self.outputs.pop_front()
+    }
+
+    fn create_key(&mut self, now: Instant, index: u8) -> Option<MediaKey> {
+        let Some(key) = (self.new_key)() else {
+            tracing::warn!("no random bytes for a media key; the key stays as it is");
+            return None;
+        };
+        self.latest = Some(OwnKey { index, key: key.clone(), created: now });
+        Some(key)
+    }
+
+    fn distribute(&mut self, to: Vec<Member>) {
+        let Some(latest) = &self.latest else { return };
+        if to.is_empty() {
+            return;
+        }
+        let content = self.content(latest.index, &latest.key);
+        let index = latest.index;
+        let devices = to.iter().map(|m| m.device.clone()).collect();
+        self.holders.extend(to);
+        self.outputs.push_back(KeyOutput::Send { devices, index, content });
+    }
+
+    fn content(&self, index: u8, key: &MediaKey) -> Value {
+        content::outbound(
+            &self.room_id,
+            &self.own.member_id,
+            &self.own.device_id,
+            index,
+            key,
+            (self.unix_ms)(),
+        )
+    }
+
+    fn bind_held(&mut self, now: Instant) {
+        let mut still_held = Vec::new();
+        for held in std::mem::take(&mut self.held) {
+            match self.members.get(&held.device) {
+                Some(identity) => self.outputs.push_back(KeyOutput::SetKey {
+                    identity: identity.clone(),
+                    index: held.index,
+                    key: held.key,
+                }),
+                None if now.duration_since(held.received) < HELD_FOR => still_held.push(held),
+                None => {}
+            }
+        }
+        self.held = still_held;
+    }
+}
