@@ -7,12 +7,15 @@ use std::time::Duration;
 
 use livekit_str0m::{DisconnectCause, Room, RoomEvent, RoomEvents, RoomOptions};
 use matrix_sdk::Client;
+use matrix_sdk_rtc::media_keys::MediaKeyExchange;
 use matrix_sdk_rtc::{CallState, LiveKitConnection, RtcError};
+use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::Instrument as _;
 
 use crate::credentials::{self, Credentials, TokenRequest};
+use crate::encryption::CallEncryption;
 use crate::endpoint;
 use crate::error::Error;
 use crate::events::{CallEvent, SfuInfo};
@@ -58,6 +61,8 @@ pub(crate) struct Context {
     pub(crate) room_options: RoomOptions,
     pub(crate) allow_insecure: bool,
     pub(crate) subscribe_to_other_sfus: bool,
+    /// The media key exchange, when the call's media is encrypted.
+    pub(crate) keys: Option<Arc<MediaKeyExchange>>,
 }
 
 /// A LiveKit room connection and what it shows of itself.
@@ -93,6 +98,8 @@ pub struct CallConnection {
     remotes: Option<(watch::Sender<bool>, JoinHandle<()>)>,
     /// The reason our own room ended by itself.
     lost: Option<oneshot::Receiver<String>>,
+    /// Media keys, for as long as the connection lives.
+    encryption: Option<CallEncryption>,
 }
 
 impl CallConnection {
@@ -102,6 +109,7 @@ impl CallConnection {
         publisher: Option<VideoPublisher>,
         livekit_url: String,
         context: &Context,
+        encryption: Option<CallEncryption>,
     ) -> Self {
         let (lost_tx, lost) = oneshot::channel();
         let span = tracing::info_span!("sfu", url = %livekit_url, own = true);
@@ -122,7 +130,14 @@ impl CallConnection {
             let task = tokio::spawn(follow_remote_sfus(context.clone(), stopped));
             (stop, task)
         });
-        Self { room: Some(room), publisher, router: Some(router), remotes, lost: Some(lost) }
+        Self {
+            room: Some(room),
+            publisher,
+            router: Some(router),
+            remotes,
+            lost: Some(lost),
+            encryption,
+        }
     }
 
     /// Stops publishing, leaves every LiveKit room, and ends every task, within a few seconds.
@@ -143,6 +158,8 @@ impl CallConnection {
                 }
             };
             tokio::join!(remotes, own);
+            // The key exchange ends with the connection.
+            self.encryption = None;
         };
         if tokio::time::timeout(DISCONNECT_TIMEOUT, teardown).await.is_err() {
             tracing::warn!("leaving LiveKit did not finish in time; what is left is dropped");
@@ -184,21 +201,36 @@ impl LiveKitConnection for CallConnection {
 }
 
 /// The parts of the context the router needs.
-fn context_call_sink(context: &Context) -> (watch::Receiver<CallState>, EventSink) {
-    (context.call.clone(), context.events.clone())
+#[derive(Clone)]
+struct RouteSink {
+    call: watch::Receiver<CallState>,
+    events: EventSink,
+    keys: Option<Arc<MediaKeyExchange>>,
+}
+
+fn context_call_sink(context: &Context) -> RouteSink {
+    RouteSink {
+        call: context.call.clone(),
+        events: context.events.clone(),
+        keys: context.keys.clone(),
+    }
 }
 
 /// Turns a room's events into [`CallEvent`]s until it is closed; the cause.
 async fn route(
     mut events: RoomEvents,
     livekit_url: String,
-    (call, sink): (watch::Receiver<CallState>, EventSink),
+    RouteSink { call, events: sink, keys }: RouteSink,
 ) -> Option<DisconnectCause> {
     while let Some(event) = events.recv().await {
         match event {
             RoomEvent::ParticipantConnected(participant) => {
                 let member = member_of(&call.borrow(), &participant.identity).map(Box::new);
                 tracing::debug!(identity = %participant.identity, member = member.is_some(), "participant connected");
+                if let Some(keys) = &keys {
+                    // A (re)connected member may have lost our key with its connection.
+                    keys.participant_connected(&participant.identity);
+                }
                 sink.send(CallEvent::ParticipantConnected {
                     identity: participant.identity,
                     member,
@@ -311,8 +343,7 @@ async fn remote_sfu(context: Context, service_url: String, mut stop: watch::Rece
                 tracing::info!(livekit = %info.livekit_url, room = %info.room, "subscribed on another member's SFU");
                 delay = REMOTE_RETRY;
                 context.events.send(CallEvent::Connected(info.clone()));
-                let sink = (context.call.clone(), context.events.clone());
-                let routed = route(events, info.livekit_url.clone(), sink);
+                let routed = route(events, info.livekit_url.clone(), context_call_sink(&context));
                 let cause = tokio::select! {
                     cause = routed => cause,
                     () = stopped(&mut stop) => {

@@ -5,11 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use livekit_str0m::RoomOptions;
+use matrix_sdk_rtc::media_keys::OwnMember;
 use matrix_sdk_rtc::{ConnectRequest, LiveKitConnector, RtcError};
 use tokio::sync::mpsc;
 
 use crate::connection::{CallConnection, Context, EventSink, connect_room, sfu_info};
 use crate::credentials::{self, CredentialSource, TokenRequest};
+use crate::encryption::{CallEncryption, MediaEncryption};
 use crate::events::{CallEvent, CallEvents};
 use crate::publisher::{VideoFeed, VideoPublisher};
 
@@ -30,6 +32,14 @@ pub struct ConnectorOptions {
     /// How long `livekit-str0m` keeps rejoining a lost connection before the driver connects
     /// anew with fresh credentials. Default 20 s.
     pub reconnect_timeout: Duration,
+    /// Media encryption. Default [`MediaEncryption::Off`].
+    pub media_encryption: MediaEncryption,
+    /// With encrypted media: how long to wait after connecting before publishing, so that the
+    /// others have our key when our first frames come. Default 300 ms.
+    pub key_grace_period: Duration,
+    /// With encrypted media: send our key to every member again this often (`None`: only
+    /// when the call changes, as Element Call does). Default `None`.
+    pub key_resend_interval: Option<Duration>,
 }
 
 impl Default for ConnectorOptions {
@@ -39,6 +49,9 @@ impl Default for ConnectorOptions {
             subscribe_to_other_sfus: true,
             stats_interval: Duration::from_secs(10),
             reconnect_timeout: Duration::from_secs(20),
+            media_encryption: MediaEncryption::Off,
+            key_grace_period: Duration::from_millis(300),
+            key_resend_interval: None,
         }
     }
 }
@@ -130,11 +143,16 @@ impl LiveKitStr0mConnector {
         let info = sfu_info(&credentials, true);
         tracing::info!(livekit = %info.livekit_url, identity = %info.identity, room = %info.room, "LiveKit credentials ready");
         inner.events.send(CallEvent::Connecting(info.clone()));
+        let encryption = self.encryption(&request, &info.identity);
         let room_options = RoomOptions {
             reconnect_timeout: inner.options.reconnect_timeout,
+            frame_cryptor: encryption.as_ref().map(CallEncryption::cryptor),
             ..RoomOptions::default()
         };
         let (room, events) = connect_room(&credentials, room_options.clone()).await?;
+        if encryption.is_some() {
+            tokio::time::sleep(inner.options.key_grace_period).await;
+        }
         let publisher = match &inner.video {
             Some(feed) => {
                 match VideoPublisher::start(
@@ -142,6 +160,7 @@ impl LiveKitStr0mConnector {
                     feed,
                     inner.events.0.clone(),
                     inner.options.stats_interval,
+                    encryption.is_some(),
                 )
                 .await
                 {
@@ -165,8 +184,37 @@ impl LiveKitStr0mConnector {
             room_options,
             allow_insecure: inner.options.allow_insecure,
             subscribe_to_other_sfus: inner.options.subscribe_to_other_sfus,
+            keys: encryption.as_ref().map(CallEncryption::exchange),
         };
-        Ok(CallConnection::start(room, events, publisher, info.livekit_url, &context))
+        Ok(CallConnection::start(room, events, publisher, info.livekit_url, &context, encryption))
+    }
+
+    /// The media keys of a connection as `identity`, when the call's media is encrypted.
+    fn encryption(&self, request: &ConnectRequest<'_>, identity: &str) -> Option<CallEncryption> {
+        let options = &self.inner.options;
+        if options.media_encryption != MediaEncryption::PerParticipant
+            || !request.room.encryption_state().is_encrypted()
+        {
+            return None;
+        }
+        let client = request.room.client();
+        let user_id = client.user_id()?.to_string();
+        let device_id = client.device_id()?.to_string();
+        let own = OwnMember {
+            member_id: request
+                .member_id
+                .map_or_else(|| format!("{user_id}:{device_id}"), str::to_owned),
+            user_id,
+            device_id,
+            livekit_identity: identity.to_owned(),
+        };
+        tracing::info!("the room is encrypted: so is our media (keys exchanged over Matrix)");
+        Some(CallEncryption::start(
+            request.room,
+            own,
+            request.call.clone(),
+            options.key_resend_interval,
+        ))
     }
 }
 

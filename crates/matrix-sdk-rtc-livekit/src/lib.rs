@@ -8,6 +8,8 @@
 //! * [`LiveKitStr0mConnector`]: the connector `matrix-sdk-rtc`'s driver calls: our LiveKit
 //!   room, a [`VideoFeed`] published into it, everybody's video decoded ([`RemoteVideo`]), and
 //!   a subscribe-only connection to every other SFU members publish on;
+//! * [`MediaEncryption`]: in encrypted rooms, media encrypted as Element Call does it
+//!   (per-participant keys over Matrix, LiveKit's frame encryption);
 //! * [`CallEvent`]s: connections, our publishing, remote participants and their video;
 //! * [`tls`]: one TLS stack for the WebSocket and the HTTP clients (`native-tls` or
 //!   `rustls-tls`).
@@ -17,6 +19,7 @@
 mod connection;
 mod connector;
 pub mod credentials;
+mod encryption;
 pub mod endpoint;
 mod error;
 mod events;
@@ -27,6 +30,7 @@ pub mod tls;
 pub use connection::CallConnection;
 pub use connector::{ConnectorOptions, LiveKitStr0mConnector};
 pub use credentials::{CredentialSource, Credentials, Jwt};
+pub use encryption::MediaEncryption;
 pub use error::{Error, ErrorKind, error_chain};
 pub use events::{CallEvent, CallEvents, PublishInfo, PublishStats, SfuInfo};
 pub use publisher::VideoFeed;

@@ -164,6 +164,7 @@ impl VideoPublisher {
         feed: &VideoFeed,
         events: mpsc::Sender<CallEvent>,
         stats_interval: Duration,
+        encrypted: bool,
     ) -> Result<Self, Error> {
         let open = feed.open.clone();
         let source = tokio::task::spawn_blocking(move || open())
@@ -181,7 +182,7 @@ impl VideoPublisher {
             height,
             max_bitrate: feed.max_bitrate,
             source: feed.source,
-            encrypted: false,
+            encrypted,
         };
         let track = room.publish_video(options).await?;
         let info = PublishInfo {

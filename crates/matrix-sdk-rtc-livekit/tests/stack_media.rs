@@ -12,7 +12,7 @@ use matrix_sdk_rtc_livekit::livekit_str0m::VideoCodec;
 use matrix_sdk_rtc_livekit::rtc_media::pattern::{Rgb, TestPattern};
 use matrix_sdk_rtc_livekit::rtc_media::source::TestPatternSource;
 use matrix_sdk_rtc_livekit::{CallEvent, CallEvents, LiveKitStr0mConnector, SfuInfo, VideoFeed};
-use matrix_sdk_rtc_livekit::{CredentialSource, RemoteVideo};
+use matrix_sdk_rtc_livekit::{ConnectorOptions, CredentialSource, MediaEncryption, RemoteVideo};
 use rtc_test_support::{Homeserver, StackInfo, User};
 use tokio::sync::{oneshot, watch};
 
@@ -65,7 +65,21 @@ impl Running {
         service_url: &str,
         sticky: bool,
     ) -> Self {
+        Self::start_with(room, presence, colour, service_url, sticky, MediaEncryption::Off)
+    }
+
+    fn start_with(
+        room: Room,
+        presence: Presence,
+        colour: Option<Rgb>,
+        service_url: &str,
+        sticky: bool,
+        encryption: MediaEncryption,
+    ) -> Self {
         let (connector, events) = LiveKitStr0mConnector::new(CredentialSource::Transport);
+        let mut connector_options = ConnectorOptions::default();
+        connector_options.media_encryption = encryption;
+        let connector = connector.with_options(connector_options);
         let connector = match colour {
             Some(colour) => connector.with_video(
                 VideoFeed::new(move || {
@@ -236,6 +250,39 @@ async fn two_bots_see_each_other_and_the_follower_leaves_last() {
         .expect("the follower is idle again")
         .unwrap();
     blue.stop().await;
+}
+
+/// In an encrypted room, with per-participant media encryption as Element Call does it: the
+/// bots exchange keys over Matrix (Olm-encrypted to-device), encrypt their frames, and each
+/// decrypts and decodes the other's colour.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_bots_in_an_encrypted_room_see_each_other_through_encrypted_media() {
+    init_logs();
+    let stack = StackInfo::require();
+    let hs = Homeserver::new(&stack);
+    let a = Bot::new(&stack, &hs, "reda", "REDA").await;
+    let b = Bot::new(&stack, &hs, "blueb", "BLUEB").await;
+    let room_id = hs.create_encrypted_call_room(&a.user, &[&b.user]).await.unwrap();
+    hs.join(&b.user, &room_id).await.unwrap();
+    a.start_syncing().await;
+    b.start_syncing().await;
+    assert!(a.room(&room_id).encryption_state().is_encrypted());
+
+    let e2ee = MediaEncryption::PerParticipant;
+    let service = &stack.auth_service_url;
+    let mut red =
+        Running::start_with(a.room(&room_id), Presence::Always, Some(RED), service, false, e2ee);
+    red.next(WAIT, connected).await;
+    let mut blue =
+        Running::start_with(b.room(&room_id), Presence::Follow, Some(BLUE), service, false, e2ee);
+    let mut from_red = blue.next(WAIT, video).await;
+    assert!(from_red.info().encrypted, "the track is announced as encrypted");
+    wait_for_colour(&mut from_red, RED, WAIT).await;
+    let mut from_blue = red.next(WAIT, video).await;
+    assert!(from_blue.info().encrypted);
+    wait_for_colour(&mut from_blue, BLUE, WAIT).await;
+    blue.stop().await;
+    red.stop().await;
 }
 
 /// A sticky member asks `/get_token`: its LiveKit identity is the MSC4195 hash of its user,

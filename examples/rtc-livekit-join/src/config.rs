@@ -99,10 +99,18 @@ pub(crate) struct Args {
     /// Seconds between the status lines about video sent and received. Default 10.
     #[arg(long, env = "STATUS_INTERVAL_SECS", hide_env_values = true)]
     status_interval: Option<String>,
-    /// A recovery key to import the account's secrets with (needs media encryption support,
-    /// which this build does not have: ignored with a warning).
+    /// A recovery key: imports the account's cross-signing keys and key backup, so that this
+    /// device is verified (feature `e2ee-per-participant`; without it, ignored with a warning).
     #[arg(long, env = "MATRIX_RECOVERY_KEY", hide_env_values = true)]
     recovery_key: Option<String>,
+    /// Encrypted rooms: send our media key to every member again every this many seconds
+    /// (0, the default: only when the call changes, as Element Call does).
+    #[arg(long, env = "PER_PARTICIPANT_KEY_RESEND_SECS", hide_env_values = true)]
+    key_resend_secs: Option<String>,
+    /// Encrypted rooms: milliseconds between connecting and publishing, so that the others
+    /// have our key for our first frames. Default 300.
+    #[arg(long, env = "PER_PARTICIPANT_KEY_GRACE_PERIOD_MS", hide_env_values = true)]
+    key_grace_ms: Option<String>,
     /// Host Element Call as a widget (not part of this build: refused).
     #[arg(long, env = "ELEMENT_CALL_URL", hide_env_values = true)]
     element_call_url: Option<String>,
@@ -149,7 +157,31 @@ pub(crate) struct Config {
     pub(crate) store_dir: PathBuf,
     pub(crate) allow_insecure: bool,
     pub(crate) status_interval: std::time::Duration,
+    pub(crate) e2ee: E2ee,
     pub(crate) warnings: Vec<String>,
+}
+
+/// Media encryption settings (used with feature `e2ee-per-participant`).
+#[derive(Debug)]
+pub(crate) struct E2ee {
+    pub(crate) recovery_key: Option<RecoveryKey>,
+    pub(crate) key_resend: Option<std::time::Duration>,
+    pub(crate) key_grace: std::time::Duration,
+}
+
+/// The recovery key: `Debug` never shows it.
+pub(crate) struct RecoveryKey(String);
+
+impl RecoveryKey {
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for RecoveryKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
 }
 
 /// The Matrix password: `Debug` never shows it.
@@ -189,6 +221,16 @@ fn number(value: Option<String>, name: &str, default: u32) -> Result<u32, Config
         None => Ok(default),
         Some(text) => text.parse::<u32>().ok().filter(|n| *n > 0).ok_or_else(|| {
             ConfigError(format!("{name} must be a positive whole number, not `{text}`"))
+        }),
+    }
+}
+
+/// A whole number, zero included.
+fn whole_number(value: Option<String>, name: &str, default: u32) -> Result<u32, ConfigError> {
+    match set(value) {
+        None => Ok(default),
+        Some(text) => text.parse::<u32>().map_err(|_| {
+            ConfigError(format!("{name} must be a whole number (0 or more), not `{text}`"))
         }),
     }
 }
@@ -400,13 +442,32 @@ impl Args {
                     .to_owned(),
             );
         }
-        if set(self.recovery_key).is_some() {
-            warnings.push(
-                "MATRIX_RECOVERY_KEY is ignored: this version has no media encryption, for which it would \
-                 import the account's keys"
-                    .to_owned(),
-            );
+        let recovery_key = set(self.recovery_key).map(RecoveryKey);
+        let key_resend = whole_number(self.key_resend_secs, "PER_PARTICIPANT_KEY_RESEND_SECS", 0)?;
+        let key_grace =
+            whole_number(self.key_grace_ms, "PER_PARTICIPANT_KEY_GRACE_PERIOD_MS", 300)?;
+        if !cfg!(feature = "e2ee-per-participant") {
+            if recovery_key.is_some() {
+                warnings.push(
+                    "MATRIX_RECOVERY_KEY is ignored: this build has no media encryption (feature \
+                     e2ee-per-participant), for which it imports the account's keys"
+                        .to_owned(),
+                );
+            }
+            if key_resend > 0 || key_grace != 300 {
+                warnings.push(
+                    "PER_PARTICIPANT_KEY_* are ignored: this build has no media encryption (feature \
+                     e2ee-per-participant)"
+                        .to_owned(),
+                );
+            }
         }
+        let e2ee = E2ee {
+            recovery_key: recovery_key.filter(|_| cfg!(feature = "e2ee-per-participant")),
+            key_resend: (key_resend > 0)
+                .then(|| std::time::Duration::from_secs(u64::from(key_resend))),
+            key_grace: std::time::Duration::from_millis(u64::from(key_grace)),
+        };
         let store_dir =
             self.store_dir.filter(|d| !d.as_os_str().is_empty()).unwrap_or_else(default_store_dir);
         let status_interval = std::time::Duration::from_secs(u64::from(number(
@@ -431,6 +492,7 @@ impl Args {
             store_dir,
             allow_insecure,
             status_interval,
+            e2ee,
             warnings,
         })
     }

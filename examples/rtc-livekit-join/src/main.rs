@@ -26,7 +26,9 @@ use matrix_sdk_rtc::{
     DriverOptions, DriverStatus, LiveKitRoomDriver, Presence, RoomCallObserver, RtcError,
     discover_transports, select_livekit_service_url,
 };
-use matrix_sdk_rtc_livekit::{ConnectorOptions, CredentialSource, LiveKitStr0mConnector};
+use matrix_sdk_rtc_livekit::{
+    ConnectorOptions, CredentialSource, LiveKitStr0mConnector, MediaEncryption,
+};
 use tokio::sync::mpsc;
 
 use crate::config::{Args, Config};
@@ -77,6 +79,48 @@ fn main() -> ExitCode {
     }
 }
 
+/// Says what happens to the call's media in `room`, and with `e2ee-per-participant` imports the
+/// recovery key (the account's cross-signing keys and key backup).
+async fn media_encryption(
+    config: &Config,
+    client: &matrix_sdk::Client,
+    room: &matrix_sdk::Room,
+) -> Result<(), Failure> {
+    let encrypted = room.encryption_state().is_encrypted();
+    if !cfg!(feature = "e2ee-per-participant") {
+        if encrypted {
+            tracing::warn!(
+                "the room is encrypted: Element Call encrypts the call's media there, and this build has no \
+                 media encryption (feature e2ee-per-participant), so other members will not see our video \
+                 and we cannot decode theirs"
+            );
+        }
+        return Ok(());
+    }
+    if let Some(key) = &config.e2ee.recovery_key {
+        client.encryption().recovery().recover(key.expose()).await.map_err(|error| Failure {
+            kind: Kind::Auth,
+            message: format!(
+                "MATRIX_RECOVERY_KEY was not accepted ({error}): give the account's recovery key \
+                 (Element: Settings → Encryption), or leave it unset"
+            ),
+        })?;
+        tracing::info!(
+            "recovery key imported: this device is verified by the account's cross-signing keys"
+        );
+    }
+    if encrypted {
+        tracing::info!(
+            "the room is encrypted: the call's media will be too, as Element Call does it"
+        );
+    } else {
+        tracing::info!(
+            "the room is not encrypted: the call's media is not either, as with Element Call"
+        );
+    }
+    Ok(())
+}
+
 async fn run(config: Config, clock: Clock) -> Result<(), Failure> {
     let (fatal_tx, mut fatal) = mpsc::channel::<Failure>(4);
     let mut signals = Signals::new()?;
@@ -96,12 +140,7 @@ async fn run(config: Config, clock: Clock) -> Result<(), Failure> {
         "room",
         &format!("joined room {} ({})", room.room_id(), room.name().unwrap_or_default()),
     );
-    if room.encryption_state().is_encrypted() {
-        tracing::warn!(
-            "the room is encrypted: Element Call encrypts the call's media there, and this version has no media \
-             encryption, so other members will not see our video and we cannot decode theirs"
-        );
-    }
+    media_encryption(&config, &client, &room).await?;
 
     // Keep syncing; a logged-out session ends the program.
     let sync_client = client.clone();
@@ -159,6 +198,11 @@ async fn run(config: Config, clock: Clock) -> Result<(), Failure> {
     let mut options = ConnectorOptions::default();
     options.allow_insecure = config.allow_insecure;
     options.stats_interval = config.status_interval;
+    if cfg!(feature = "e2ee-per-participant") {
+        options.media_encryption = MediaEncryption::PerParticipant;
+        options.key_grace_period = config.e2ee.key_grace;
+        options.key_resend_interval = config.e2ee.key_resend;
+    }
     let (connector, events) = LiveKitStr0mConnector::new(config.credentials.clone());
     let mut connector = connector.with_options(options);
     if let Some(feed) = media::feed(&config)? {

@@ -108,6 +108,9 @@ pub struct MediaKeysCore {
     members: HashMap<Device, String>,
     member_set: Vec<Member>,
     held: Vec<HeldKey>,
+    /// Every how long our key goes to every member again, if at all.
+    resend_every: Option<Duration>,
+    next_resend: Option<Instant>,
     outputs: VecDeque<KeyOutput>,
     new_key: Box<dyn FnMut() -> Option<MediaKey> + Send>,
     unix_ms: Box<dyn Fn() -> u64 + Send>,
@@ -148,10 +151,19 @@ impl MediaKeysCore {
             members: HashMap::new(),
             member_set: Vec::new(),
             held: Vec::new(),
+            resend_every: None,
+            next_resend: None,
             outputs: VecDeque::new(),
             new_key: Box::new(new_key),
             unix_ms: Box::new(unix_ms),
         }
+    }
+
+    /// Sends our current key to every member again every `interval` (for receivers that lost
+    /// it; Element Call does not need it). `None` or zero: never.
+    pub fn with_resend_interval(mut self, interval: Option<Duration>) -> Self {
+        self.resend_every = interval.filter(|i| !i.is_zero());
+        self
     }
 
     /// The call's memberships changed (all of them, ours included, as the room shows them).
@@ -280,15 +292,36 @@ impl MediaKeysCore {
             }
         }
         self.held.retain(|h| now.duration_since(h.received) < HELD_FOR);
+        if let Some(every) = self.resend_every {
+            let due = self.next_resend.get_or_insert(now + every);
+            if *due <= now {
+                *due = now + every;
+                if let Some(latest) = &self.latest {
+                    let devices: Vec<Device> =
+                        self.member_set.iter().map(|m| m.device.clone()).collect();
+                    if !devices.is_empty() {
+                        let content = self.content(latest.index, &latest.key);
+                        self.outputs.push_back(KeyOutput::Send {
+                            devices,
+                            index: latest.index,
+                            content,
+                        });
+                    }
+                }
+            }
+        }
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) is due next.
     pub fn next_timeout(&self) -> Option<Instant> {
         let held = self.held.iter().map(|h| h.received + HELD_FOR).min();
-        match (self.use_at, held) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        // The resend timer starts at the first timeout handled after the first key.
+        let resend = match (self.resend_every, self.next_resend, &self.latest) {
+            (Some(_), Some(at), _) => Some(at),
+            (Some(_), None, Some(latest)) => Some(latest.created),
+            _ => None,
+        };
+        [self.use_at, held, resend].into_iter().flatten().min()
     }
 
     /// The next thing to do.

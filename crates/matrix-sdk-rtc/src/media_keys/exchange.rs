@@ -86,6 +86,17 @@ impl MediaKeyExchange {
         call: watch::Receiver<CallState>,
         sink: Arc<dyn MediaKeySink>,
     ) -> Self {
+        Self::start_with_resend(room, own, call, sink, None)
+    }
+
+    /// [`start`](Self::start), also sending our key to every member every `resend` interval.
+    pub fn start_with_resend(
+        room: &Room,
+        own: OwnMember,
+        call: watch::Receiver<CallState>,
+        sink: Arc<dyn MediaKeySink>,
+        resend: Option<std::time::Duration>,
+    ) -> Self {
         let client = room.client();
         let (inputs, received) = mpsc::unbounded_channel();
         let to_task = inputs.clone();
@@ -115,7 +126,7 @@ impl MediaKeyExchange {
             },
         );
         let span = info_span!("media_keys", room = %room.room_id());
-        let core = MediaKeysCore::new(own, room.room_id().as_str());
+        let core = MediaKeysCore::new(own, room.room_id().as_str()).with_resend_interval(resend);
         let task = tokio::spawn(run(client.clone(), core, call, received, sink).instrument(span));
         Self { inputs, task, handler, client }
     }

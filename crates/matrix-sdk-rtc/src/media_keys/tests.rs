@@ -261,3 +261,22 @@ fn debug_output_shows_no_key() {
     let shown = format!("{core:?} {:?}", outputs(&mut core));
     assert!(!shown.contains(KEY_B64) && !shown.contains("[1, 1, 1"), "{shown}");
 }
+
+#[test]
+fn keys_are_resent_at_the_interval_when_asked() {
+    let every = Duration::from_secs(5);
+    let mut core = exchange().with_resend_interval(Some(every));
+    let now = Instant::now();
+    core.members_changed(now, &[bot(), member("@a:x", "A", 1)]);
+    outputs(&mut core);
+    let first = core.next_timeout().expect("the resend timer");
+    core.handle_timeout(first);
+    assert!(outputs(&mut core).is_empty(), "the timer starts");
+    let due = core.next_timeout().expect("the next resend");
+    assert_eq!(due, first + every);
+    core.handle_timeout(due);
+    assert_eq!(sends(&outputs(&mut core)), [(vec!["A".to_owned()], 0, 1)]);
+    let mut quiet = exchange().with_resend_interval(Some(Duration::ZERO));
+    quiet.members_changed(now, &[bot(), member("@a:x", "A", 1)]);
+    assert_eq!(quiet.next_timeout(), None, "zero means never");
+}
