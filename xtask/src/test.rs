@@ -22,7 +22,9 @@ pub(crate) async fn run(cargo_args: &[String]) -> anyhow::Result<()> {
         .env(rtc_test_support::STACK_FILE_ENV, layout.stack_file())
         .status();
     let tests = match status {
-        Ok(status) if status.success() => feature_builds(&layout),
+        Ok(status) if status.success() => {
+            encrypted_call_test(&layout, cargo_args).and_then(|()| feature_builds(&layout))
+        }
         Ok(status) => Err(anyhow::anyhow!("cargo test failed ({status})")),
         Err(error) => Err(anyhow::anyhow!("cannot run cargo test: {error}")),
     };
@@ -37,6 +39,24 @@ pub(crate) async fn run(cargo_args: &[String]) -> anyhow::Result<()> {
     }
     tests?;
     demo.map_err(|e| e.context("the headless demo failed"))
+}
+
+/// The program with `e2ee-per-participant` in an encrypted call with Element Call (the test
+/// needs the feature, which `cargo test --workspace` does not turn on).
+fn encrypted_call_test(layout: &devstack::Layout, cargo_args: &[String]) -> anyhow::Result<()> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(&layout.workspace)
+        .args(["test", "-p", "example-rtc-livekit-join", "--features", "e2ee-per-participant"])
+        .args(["--test", "element_call_e2ee"])
+        .args(cargo_args)
+        .env(rtc_test_support::STACK_FILE_ENV, layout.stack_file())
+        .status();
+    match status {
+        Ok(status) if status.success() => Ok(()),
+        Ok(status) => Err(anyhow::anyhow!("the encrypted Element Call test failed ({status})")),
+        Err(error) => Err(anyhow::anyhow!("cannot run cargo test: {error}")),
+    }
 }
 
 /// The program builds with each of its features as its README shows them, and refuses both TLS

@@ -289,10 +289,18 @@ fn log_filter() -> tracing_subscriber::EnvFilter {
     let given = std::env::var("RUST_LOG").ok().filter(|v| !v.trim().is_empty());
     let mut directives = given.clone().unwrap_or_else(|| "info".to_owned());
     if !given.as_deref().is_some_and(|g| g.contains("matrix_sdk")) {
-        directives.push_str(
+        // A directive matches every target it begins: `matrix_sdk` would also quieten our own
+        // `matrix_sdk_rtc*` crates, which keep the general level.
+        let level = directives
+            .split(',')
+            .find(|d| !d.contains('=') && !d.trim().is_empty())
+            .unwrap_or("info")
+            .trim()
+            .to_owned();
+        directives.push_str(&format!(
             ",matrix_sdk=warn,matrix_sdk::http_client=off,matrix_sdk_base=warn,matrix_sdk_crypto=error,\
-             matrix_sdk_sqlite=warn",
-        );
+             matrix_sdk_sqlite=warn,matrix_sdk_rtc={level},matrix_sdk_rtc_livekit={level}"
+        ));
     }
     if !given.as_deref().is_some_and(|g| g.contains("str0m")) {
         directives.push_str(",str0m=warn");

@@ -37,6 +37,8 @@ const PROGRAM_VARIABLES: &[&str] = &[
     "ALLOW_INSECURE_HTTP",
     "STATUS_INTERVAL_SECS",
     "MATRIX_RECOVERY_KEY",
+    "PER_PARTICIPANT_KEY_RESEND_SECS",
+    "PER_PARTICIPANT_KEY_GRACE_PERIOD_MS",
     "ELEMENT_CALL_URL",
     "ELEMENT_CALL_WIDGET_ID",
     "ELEMENT_CALL_PARENT_URL",
@@ -60,12 +62,25 @@ pub struct Setup {
 
 impl Setup {
     pub async fn new(prefix: &str) -> Self {
+        Self::with_room(prefix, false).await
+    }
+
+    /// The same with an encrypted room (Element Call encrypts the call's media there).
+    pub async fn encrypted(prefix: &str) -> Self {
+        Self::with_room(prefix, true).await
+    }
+
+    async fn with_room(prefix: &str, encrypted: bool) -> Self {
         let stack = StackInfo::require();
         let hs = Homeserver::new(&stack);
         let owner = hs.register_unique(&format!("{prefix}owner")).await.unwrap();
         let bot = hs.register_unique(&format!("{prefix}bot")).await.unwrap();
         let password = localpart(&bot.user_id);
-        let room_id = hs.create_call_room(&owner, &[&bot]).await.unwrap();
+        let room_id = if encrypted {
+            hs.create_encrypted_call_room(&owner, &[&bot]).await.unwrap()
+        } else {
+            hs.create_call_room(&owner, &[&bot]).await.unwrap()
+        };
         let store = std::env::temp_dir().join(unique_name("rtc-join-store"));
         Self { stack, hs, bot, password, owner, room_id, store }
     }
