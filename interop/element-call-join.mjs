@@ -11,6 +11,9 @@
 //     mirrored videos (Element Call's own preview) are not looked at;
 //   WATCH_RUNS: with EXPECT_VIDEO, wait for the video to come and go this many times
 //     (`video-seen` and `video-gone` with `run`), for `cargo xtask bench join`;
+//   WATCH_FRAMES: with EXPECT_VIDEO, `1` to keep watching that video until STAY_SECONDS are
+//     over and report the longest time its decoded-frame count stood still (`frame-gaps`);
+//     a frozen picture still shows its colour, so this is how a decryption gap shows;
 //   HANGUP: `1` to leave with Element Call's own button at the end.
 // Output: one JSON object per line on stdout: {"event": "...", ...}; `t` fields are Unix ms.
 // Exit code 0 when joined (and the expected participant and video appeared, and the hang-up
@@ -36,6 +39,7 @@ const screenshot = env("SCREENSHOT", "");
 const expectParticipant = env("EXPECT_PARTICIPANT", "");
 const expectVideo = env("EXPECT_VIDEO", "");
 const hangup = env("HANGUP", "") === "1";
+const watchFrames = env("WATCH_FRAMES", "") === "1";
 const named = { red: [255, 0, 0], green: [0, 255, 0], blue: [0, 0, 255] };
 const target = !expectVideo ? null : expectVideo === "bars" ? "bars" : (named[expectVideo] ?? expectVideo.split(",").map(Number));
 // rtc-media's TestPattern::Moving, left to right.
@@ -65,7 +69,8 @@ async function findVideo(page) {
         rgb = sum.map((c) => Math.round(c / (data.length / 4)));
         if (!close(rgb, target, 60)) continue;
       }
-      return { rgb, width: video.videoWidth, height: video.videoHeight };
+      const frames = video.getVideoPlaybackQuality?.().totalVideoFrames ?? null;
+      return { rgb, width: video.videoWidth, height: video.videoHeight, frames };
     }
     return null;
   }, { target, bars });
@@ -135,6 +140,25 @@ try {
       await page.waitForTimeout(500);
       await page.screenshot({ path: screenshot });
       say("screenshot", { path: screenshot });
+    }
+    if (watchFrames) {
+      let frames = seen.frames ?? 0;
+      let progressAt = Date.now();
+      let longest = 0;
+      let longestEndedAt = null;
+      while (Date.now() < deadline) {
+        await page.waitForTimeout(100);
+        const now = await findVideo(page);
+        if (now && now.frames > frames) {
+          const gap = Date.now() - progressAt;
+          if (gap > longest) { longest = gap; longestEndedAt = Date.now(); }
+          frames = now.frames;
+          progressAt = Date.now();
+        }
+      }
+      const open = Date.now() - progressAt;
+      if (open > longest) { longest = open; longestEndedAt = Date.now(); }
+      say("frame-gaps", { longest_ms: longest, longest_ended_at: longestEndedAt, frames });
     }
   }
   while (Date.now() < deadline) await page.waitForTimeout(250);

@@ -203,6 +203,19 @@ impl Homeserver {
         })
     }
 
+    /// Invites `invitee` into `room_id` as `inviter`.
+    pub async fn invite(&self, inviter: &User, room_id: &str, invitee: &User) -> Result<(), Error> {
+        let url = format!(
+            "{}/_matrix/client/v3/rooms/{}/invite",
+            self.base,
+            encode_path_segment(room_id)
+        );
+        let body = json!({"user_id": invitee.user_id});
+        self.call("invite", self.http.post(url).bearer_auth(&inviter.access_token).json(&body))
+            .await?;
+        Ok(())
+    }
+
     /// Joins `room_id` as `user`.
     pub async fn join(&self, user: &User, room_id: &str) -> Result<(), Error> {
         let url = format!("{}/_matrix/client/v3/join/{}", self.base, encode_path_segment(room_id));

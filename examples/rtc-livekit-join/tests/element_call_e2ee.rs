@@ -1,9 +1,10 @@
-//! Media encryption with the real Element Call (feature `e2ee-per-participant`): Element Call
-//! 0.26.1 in headless Chromium starts a call in an encrypted room; the program joins; the two
-//! exchange media keys over Matrix (Olm-encrypted to-device); Element Call decrypts the
-//! program's video and shows it red; the program decrypts and decodes Element Call's camera.
+//! Media encryption with the real Element Call (feature `e2ee-per-participant`; `cargo xtask
+//! test` runs these with it): Element Call 0.26.1 in headless Chromium and the program in a call
+//! of an encrypted room exchange media keys over Matrix (Olm-encrypted to-device) and decrypt
+//! each other's video; a second program joining and leaving makes everybody rotate keys with no
+//! gap in the pictures; the program restarted with its store is decrypted again.
 //!
-//! Needs `cargo xtask devstack up` (or `cargo xtask test`, which runs it with the feature).
+//! Needs `cargo xtask devstack up` (or `cargo xtask test`).
 
 mod common;
 
@@ -13,59 +14,108 @@ use common::{Bot, Setup, field, localpart};
 use rtc_test_support::{ElementCall, Login};
 use serde_json::Value;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn element_call_and_the_program_decrypt_each_other() {
-    let setup = Setup::encrypted("ece2ee").await;
-    let env = vec![
+/// The program's environment in `setup`'s room: the seed's variables, red frames.
+fn program_env(setup: &Setup, user: &str, store: &std::path::Path) -> Vec<(&'static str, String)> {
+    vec![
         ("HOMESERVER_URL", setup.stack.homeserver_url.clone()),
-        ("MATRIX_USERNAME", setup.password.clone()),
-        ("MATRIX_PASSWORD", setup.password.clone()),
+        ("MATRIX_USERNAME", user.to_owned()),
+        ("MATRIX_PASSWORD", user.to_owned()),
         ("ROOM_ID", setup.room_id.clone()),
         ("V4L2_VIDEO_SOURCE", "test_red".into()),
-        ("MATRIX_STORE_DIR", setup.store.display().to_string()),
+        ("MATRIX_STORE_DIR", store.display().to_string()),
         ("STATUS_INTERVAL_SECS", "2".into()),
-    ];
-    let mut bot = Bot::start(&env);
+    ]
+}
+
+/// A `video received` line of Element Call's camera after `mark`: green and moving, at a steady
+/// rate, so decrypted.
+async fn decodes_element_call(bot: &Bot, mark: usize, within: Duration) -> String {
+    let line = bot
+        .wait_line_since(mark, within, |l| {
+            l.contains("video received")
+                && l.contains("OWNEREC")
+                && field(l, "motion").and_then(|m| m.parse::<f64>().ok()).is_some_and(|m| m > 0.0)
+                && field(l, "fps").and_then(|f| f.parse::<f64>().ok()).is_some_and(|f| f > 5.0)
+        })
+        .await;
+    let rgb: Vec<u32> =
+        field(&line, "mean_rgb").unwrap().split(',').map(|c| c.parse().unwrap()).collect();
+    assert!(
+        rgb[1] > 80 && rgb[1] > rgb[0] * 2 && rgb[1] > rgb[2] * 2,
+        "Chromium's green camera, decrypted: {rgb:?}"
+    );
+    line
+}
+
+fn screenshot(name: &str) -> std::path::PathBuf {
+    let artifacts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../test-artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let path = artifacts.join(name);
+    let _ = std::fs::remove_file(&path);
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_rotate_when_a_member_comes_and_goes_and_the_video_never_stops() {
+    let setup = Setup::encrypted("ece2ee").await;
+    let second = setup.hs.register_unique("ece2eesecond").await.unwrap();
+    setup.hs.invite(&setup.owner, &setup.room_id, &second).await.unwrap();
+    setup.hs.join(&second, &setup.room_id).await.unwrap();
+
+    let bot = Bot::start(&program_env(&setup, &setup.password, &setup.store));
     bot.wait_line(Duration::from_secs(60), |l| l.contains("waiting for a call in the room")).await;
     bot.wait_line(Duration::from_secs(1), |l| l.contains("the room is encrypted")).await;
 
     let owner_name = localpart(&setup.owner.user_id);
     let ec = setup.hs.login(&owner_name, &owner_name, "OWNEREC").await.unwrap();
-    let artifacts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../test-artifacts");
-    std::fs::create_dir_all(&artifacts).unwrap();
-    let screenshot = artifacts.join("element-call-decrypts-the-program.png");
-    let _ = std::fs::remove_file(&screenshot);
-    let browser = ElementCall::start(
+    let picture = screenshot("element-call-decrypts-the-program.png");
+    let mut browser = ElementCall::start(
         &setup.stack,
         Login::Session(&ec),
         &setup.room_id,
         &[
             ("EXPECT_PARTICIPANT", localpart(&setup.bot.user_id)),
             ("EXPECT_VIDEO", "red".into()),
-            ("STAY_SECONDS", "25".into()),
+            ("WATCH_FRAMES", "1".into()),
+            ("STAY_SECONDS", "50".into()),
             ("HANGUP", "1".into()),
-            ("SCREENSHOT", screenshot.display().to_string()),
+            ("SCREENSHOT", picture.display().to_string()),
         ],
     )
     .expect("node runs the Element Call driver");
 
-    // The program decrypts Element Call's camera: green, moving, steady.
-    let received = bot
-        .wait_line(Duration::from_secs(90), |l| {
-            l.contains("video received")
-                && l.contains("OWNEREC")
-                && field(l, "motion").and_then(|m| m.parse::<f64>().ok()).is_some_and(|m| m > 0.0)
+    // Element Call decrypts the program's red video; the program decrypts Element Call's camera.
+    let seen = browser.wait("video-seen", None, Duration::from_secs(90)).await.unwrap();
+    eprintln!("Element Call decrypted the program's video: {seen}");
+    decodes_element_call(&bot, 0, Duration::from_secs(60)).await;
+    assert!(bot.logged("media key sent"), "{}", bot.log());
+
+    // Once the keys are older than 10 s, a second program joins (everybody rotates) and leaves
+    // (everybody rotates again, without it).
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let second_name = localpart(&second.user_id);
+    let second_store = setup.store.with_extension("second");
+    let mut other = Bot::start(&program_env(&setup, &second_name, &second_store));
+    other.wait_line(Duration::from_secs(60), |l| l.contains("milestone=\"first_frame\"")).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let mark = bot.mark();
+    other.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(other.wait_exit(Duration::from_secs(5)).await.code(), Some(0), "{}", other.log());
+
+    // After the rotations the program still decrypts Element Call, and sent keys past index 0.
+    decodes_element_call(&bot, mark, Duration::from_secs(15)).await;
+    let rotated = bot
+        .wait_line(Duration::from_secs(10), |l| {
+            l.contains("media key sent")
+                && field(l, "index").and_then(|i| i.parse::<u8>().ok()).is_some_and(|i| i >= 1)
         })
         .await;
-    eprintln!("the program: {received}");
-    let rgb: Vec<u32> =
-        field(&received, "mean_rgb").unwrap().split(',').map(|c| c.parse().unwrap()).collect();
-    assert!(
-        rgb[1] > 80 && rgb[1] > rgb[0] * 2 && rgb[1] > rgb[2] * 2,
-        "Chromium's green camera, decrypted: {rgb:?}"
-    );
+    eprintln!("the program rotated: {rotated}");
 
-    let (status, events) = browser.finish(Duration::from_secs(150)).await.unwrap();
+    // Element Call's picture of the program never stood still for more than 2 s.
+    let gaps = browser.wait("frame-gaps", None, Duration::from_secs(60)).await.unwrap();
+    let longest = gaps["longest_ms"].as_u64().unwrap();
+    let (status, events) = browser.finish(Duration::from_secs(60)).await.unwrap();
     let dump = || events.iter().map(Value::to_string).collect::<Vec<_>>().join("\n");
     assert!(
         status.success(),
@@ -73,11 +123,56 @@ async fn element_call_and_the_program_decrypt_each_other() {
         dump(),
         bot.log()
     );
-    let seen = events.iter().find(|e| e["event"] == "video-seen").expect("Element Call saw red");
-    eprintln!("Element Call decrypted the program's video: {seen}");
-    assert!(bot.log().contains("media key sent"), "{}", bot.log());
+    assert!(
+        longest <= 2000,
+        "Element Call's picture of the program stood still {longest} ms: {gaps}"
+    );
 
     bot.signal(nix::sys::signal::Signal::SIGTERM);
-    let status = bot.wait_exit(Duration::from_secs(5)).await;
-    assert_eq!(status.code(), Some(0), "{}", bot.log());
+    let mut bot = bot;
+    assert_eq!(bot.wait_exit(Duration::from_secs(5)).await.code(), Some(0), "{}", bot.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_program_restarted_with_its_store_is_decrypted_again() {
+    let setup = Setup::encrypted("ecrestart").await;
+    let env = program_env(&setup, &setup.password, &setup.store);
+    let mut bot = Bot::start(&env);
+    let login = bot.wait_line(Duration::from_secs(60), |l| l.contains("logged in user=")).await;
+    let device = field(&login, "device").expect("the program logs its device").to_owned();
+    bot.wait_line(Duration::from_secs(60), |l| l.contains("waiting for a call in the room")).await;
+
+    let owner_name = localpart(&setup.owner.user_id);
+    let ec = setup.hs.login(&owner_name, &owner_name, "OWNEREC").await.unwrap();
+    let mut browser = ElementCall::start(
+        &setup.stack,
+        Login::Session(&ec),
+        &setup.room_id,
+        &[
+            ("EXPECT_VIDEO", "red".into()),
+            ("WATCH_RUNS", "2".into()),
+            ("STAY_SECONDS", "5".into()),
+            ("HANGUP", "1".into()),
+        ],
+    )
+    .expect("node runs the Element Call driver");
+    browser.wait("video-seen", Some(1), Duration::from_secs(90)).await.unwrap();
+    bot.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(bot.wait_exit(Duration::from_secs(5)).await.code(), Some(0), "{}", bot.log());
+    browser.wait("video-gone", Some(1), Duration::from_secs(30)).await.unwrap();
+
+    // The same store: the same device, with its Olm account; new media keys, decrypted again.
+    let restarted = Bot::start(&env);
+    let login = restarted
+        .wait_line(Duration::from_secs(60), |l| l.contains("logged in") && l.contains("user="))
+        .await;
+    assert_eq!(field(&login, "device"), Some(device.as_str()), "the stored device is reused");
+    let seen = browser.wait("video-seen", Some(2), Duration::from_secs(60)).await;
+    let seen = seen.unwrap_or_else(|e| panic!("{e}\nthe restarted program:\n{}", restarted.log()));
+    eprintln!("Element Call decrypts the restarted program: {seen}");
+    decodes_element_call(&restarted, 0, Duration::from_secs(30)).await;
+    restarted.signal(nix::sys::signal::Signal::SIGTERM);
+    let mut restarted = restarted;
+    assert_eq!(restarted.wait_exit(Duration::from_secs(5)).await.code(), Some(0));
+    browser.stop().await;
 }

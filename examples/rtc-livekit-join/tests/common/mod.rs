@@ -227,10 +227,25 @@ impl Bot {
 
     /// The first log line that `check` accepts, waiting up to `within`.
     pub async fn wait_line(&self, within: Duration, check: impl Fn(&str) -> bool) -> String {
+        self.wait_line_since(0, within, check).await
+    }
+
+    /// How many lines the log has now (for [`wait_line_since`](Self::wait_line_since)).
+    pub fn mark(&self) -> usize {
+        self.lines.lock().unwrap().len()
+    }
+
+    /// The first log line after the first `mark` lines that `check` accepts.
+    pub async fn wait_line_since(
+        &self,
+        mark: usize,
+        within: Duration,
+        check: impl Fn(&str) -> bool,
+    ) -> String {
         let deadline = tokio::time::Instant::now() + within;
         loop {
             let notified = self.news.notified();
-            if let Some(line) = self.lines.lock().unwrap().iter().find(|l| check(l)) {
+            if let Some(line) = self.lines.lock().unwrap().iter().skip(mark).find(|l| check(l)) {
                 return line.clone();
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
