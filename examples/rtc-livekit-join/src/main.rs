@@ -105,9 +105,23 @@ async fn media_encryption(
                  (Element: Settings → Encryption), or leave it unset"
             ),
         })?;
-        tracing::info!(
-            "recovery key imported: this device is verified by the account's cross-signing keys"
-        );
+        // matrix-sdk signs this device with the imported self-signing key; an account without
+        // cross-signing keys leaves it unsigned, which is said here.
+        let signed = match client.encryption().get_own_device().await {
+            Ok(Some(device)) if device.is_cross_signed_by_owner() => Ok(()),
+            Ok(Some(device)) => device.verify().await.map_err(|e| e.to_string()),
+            Ok(None) => Err("this device's keys are not known yet".to_owned()),
+            Err(error) => Err(error.to_string()),
+        };
+        match signed {
+            Ok(()) => tracing::info!(
+                "recovery key imported: this device is verified by the account's cross-signing keys"
+            ),
+            Err(error) => tracing::warn!(
+                %error,
+                "recovery key imported, but this device could not be signed with the account's key"
+            ),
+        }
     }
     if encrypted {
         tracing::info!(

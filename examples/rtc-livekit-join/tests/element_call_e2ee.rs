@@ -176,3 +176,87 @@ async fn the_program_restarted_with_its_store_is_decrypted_again() {
     assert_eq!(restarted.wait_exit(Duration::from_secs(5)).await.code(), Some(0));
     browser.stop().await;
 }
+
+/// `MATRIX_RECOVERY_KEY`: the account's recovery (cross-signing and key backup, set up here by
+/// another device of the account) is imported and the program's device is verified; a wrong
+/// key ends the program with its line and exit code 3.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_recovery_key_verifies_the_device_and_a_wrong_one_is_refused() {
+    let setup = Setup::encrypted("ecrecovery").await;
+    // Another device of the bot's account turns recovery on, as Element would.
+    let other = matrix_sdk::Client::builder()
+        .homeserver_url(&setup.stack.homeserver_url)
+        .build()
+        .await
+        .unwrap();
+    other
+        .matrix_auth()
+        .login_username(&setup.password, &setup.password)
+        .device_id("SETUPDEVICE")
+        .send()
+        .await
+        .unwrap();
+    other.sync_once(matrix_sdk::config::SyncSettings::default()).await.unwrap();
+    other.encryption().wait_for_e2ee_initialization_tasks().await;
+    bootstrap_cross_signing(&other, &setup.password).await;
+    let recovery_key = other.encryption().recovery().enable().await.expect("recovery is set up");
+    let status = other.encryption().cross_signing_status().await.expect("cross-signing status");
+    assert!(status.is_complete(), "the account has cross-signing keys: {status:?}");
+
+    let mut env = program_env(&setup, &setup.password, &setup.store);
+    env.push(("MATRIX_RECOVERY_KEY", "EsTc 1234 abcd wrong key".into()));
+    let mut wrong = Bot::start(&env);
+    let status = wrong.wait_exit(Duration::from_secs(60)).await;
+    assert_eq!(status.code(), Some(3), "{}", wrong.log());
+    assert!(wrong.last_line().contains("MATRIX_RECOVERY_KEY was not accepted"), "{}", wrong.log());
+    assert!(!wrong.log().contains("EsTc 1234"), "the key is not quoted");
+
+    env.pop();
+    env.push(("MATRIX_RECOVERY_KEY", recovery_key.clone()));
+    let mut right = Bot::start(&env);
+    let imported =
+        right.wait_line(Duration::from_secs(60), |l| l.contains("recovery key imported")).await;
+    eprintln!("{imported}");
+    let login = right.wait_line(Duration::from_secs(1), |l| l.contains("user=")).await;
+    let device = field(&login, "device").unwrap().to_owned();
+    assert!(!right.log().contains(&recovery_key), "the key never reaches the log");
+    // The account's other device sees the program's device signed by the account.
+    let user_id: matrix_sdk::ruma::OwnedUserId = setup.bot.user_id.parse().unwrap();
+    let verified = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let _ = other.encryption().request_user_identity(&user_id).await;
+            other.sync_once(matrix_sdk::config::SyncSettings::default()).await.unwrap();
+            let found = other.encryption().get_device(&user_id, device.as_str().into()).await;
+            if found.ok().flatten().is_some_and(|d| d.is_cross_signed_by_owner()) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    })
+    .await;
+    assert!(
+        verified.is_ok(),
+        "the program's device is cross-signed by its account:\n{}",
+        right.log()
+    );
+    right.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(right.wait_exit(Duration::from_secs(5)).await.code(), Some(0));
+}
+
+/// Creates the account's cross-signing keys, answering the homeserver's password check.
+async fn bootstrap_cross_signing(client: &matrix_sdk::Client, password: &str) {
+    use matrix_sdk::ruma::api::client::uiaa;
+    let Err(error) = client.encryption().bootstrap_cross_signing(None).await else { return };
+    let info = error.as_uiaa_response().expect("only the password check may stop it").clone();
+    let user_id = client.user_id().unwrap().to_string();
+    let mut auth = uiaa::Password::new(
+        uiaa::UserIdentifier::Matrix(uiaa::MatrixUserIdentifier::new(user_id)),
+        password.to_owned(),
+    );
+    auth.session = info.session.clone();
+    client
+        .encryption()
+        .bootstrap_cross_signing(Some(uiaa::AuthData::Password(auth)))
+        .await
+        .expect("cross-signing keys with the password");
+}
