@@ -73,6 +73,10 @@ pub(crate) struct PublishOptions {
     /// Use this file of raw I420 frames instead of generating one with the Rust example.
     #[arg(long)]
     frames: Option<PathBuf>,
+    /// Run every publisher this many times, in reversed order every other round, and report
+    /// each one's median run (the first run after the stack starts costs more).
+    #[arg(long, default_value_t = 1)]
+    rounds: u32,
 }
 
 impl PublishOptions {
@@ -80,8 +84,8 @@ impl PublishOptions {
         if self.width == 0 || self.height == 0 || self.width % 2 == 1 || self.height % 2 == 1 {
             bail!("--width and --height must be positive and even (I420)");
         }
-        if self.seconds == 0 || self.fps == 0 || self.bitrate == 0 {
-            bail!("--seconds, --fps and --bitrate must be positive");
+        if self.seconds == 0 || self.fps == 0 || self.bitrate == 0 || self.rounds == 0 {
+            bail!("--seconds, --fps, --bitrate and --rounds must be positive");
         }
         Ok(())
     }
@@ -293,7 +297,14 @@ async fn measure_all(
         Duration::from_secs(10),
     )?;
     let mut results = Vec::new();
-    for publisher in options.publishers() {
+    let rounds = (0..options.rounds).flat_map(|round| {
+        let mut order = options.publishers();
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        order
+    });
+    for publisher in rounds {
         let (program, mut args): (&Path, Vec<OsString>) = match publisher {
             Publisher::Rust => {
                 let rust = programs.rust.as_deref().context("the Rust example was not built")?;
@@ -336,7 +347,19 @@ async fn measure_all(
         let (usage, output) = run.measured(timeout)?;
         results.push(PublisherResult::new(publisher, &usage, &output));
     }
-    Ok(results)
+    Ok(median_runs(results, &options.publishers()))
+}
+
+/// Each publisher's run with the median CPU time.
+fn median_runs(mut runs: Vec<PublisherResult>, publishers: &[Publisher]) -> Vec<PublisherResult> {
+    runs.sort_by(|a, b| a.cpu_seconds.total_cmp(&b.cpu_seconds));
+    publishers
+        .iter()
+        .filter_map(|p| {
+            let mine: Vec<&PublisherResult> = runs.iter().filter(|r| r.publisher == *p).collect();
+            mine.get(mine.len() / 2).map(|r| (*r).clone())
+        })
+        .collect()
 }
 
 /// A join token that lets the benchmark identity of `publisher` publish into `room`.
@@ -573,6 +596,8 @@ struct Report {
     codec: &'static str,
     /// Distinct frames in the frames file (looped over).
     distinct_frames: u64,
+    /// Runs per publisher; each one's median run is reported.
+    rounds: u32,
     /// The size of the frames file, which each publisher holds in memory.
     frames_mib: f64,
     livekit_server: &'static str,
@@ -606,6 +631,7 @@ impl Report {
             bitrate: options.bitrate,
             codec: "VP8",
             distinct_frames,
+            rounds: options.rounds,
             frames_mib: (distinct_frames * options.frame_bytes()) as f64 / MIB,
             livekit_server: devstack::LIVEKIT_VERSION,
             python_sdk: format!("livekit=={PYTHON_SDK_VERSION}"),
@@ -630,8 +656,9 @@ fn print_report(report: &Report) {
         report.livekit_server,
     );
     println!(
-        "frames: {} distinct, looped; each publisher holds them in memory ({:.1} MiB)",
-        report.distinct_frames, report.frames_mib
+        "frames: {} distinct, looped; each publisher holds them in memory ({:.1} MiB); \
+         median of {} run(s) each",
+        report.distinct_frames, report.frames_mib, report.rounds
     );
     println!();
     println!(
