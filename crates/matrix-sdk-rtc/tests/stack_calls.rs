@@ -2,54 +2,24 @@
 //! events, our authorization service). Needs `cargo xtask devstack up` (or `cargo xtask test`).
 #![recursion_limit = "256"]
 
+mod common;
+
 use std::io::{BufRead as _, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::Peer;
+use matrix_sdk::Room;
 use matrix_sdk::config::SyncSettings;
-use matrix_sdk::{Client, Room};
 use matrix_sdk_rtc::membership::Dialect;
 use matrix_sdk_rtc::{
     ConnectRequest, DriverOptions, DriverStatus, JoinOptions, LiveKitConnection, LiveKitConnector,
     LiveKitRoomDriver, MembershipStatus, MembershipTimings, OwnMembership, Presence,
     RoomCallObserver, RtcError, TransportSource, discover_transports, livekit_service_url,
 };
-use rtc_test_support::{Homeserver, StackInfo, User, encode_path_segment};
+use rtc_test_support::{Homeserver, StackInfo, encode_path_segment};
 use serde_json::{Value, json};
-
-struct Peer {
-    client: Client,
-    user: User,
-    password: String,
-}
-
-impl Peer {
-    fn room(&self, room_id: &str) -> Room {
-        let room_id: matrix_sdk::ruma::OwnedRoomId = room_id.parse().unwrap();
-        self.client.get_room(&room_id).expect("joined room is known")
-    }
-}
-
-async fn peer(stack: &StackInfo, hs: &Homeserver, prefix: &str, device: &str) -> Peer {
-    let registered = hs.register_unique(prefix).await.unwrap();
-    let localpart =
-        registered.user_id.trim_start_matches('@').split(':').next().unwrap().to_owned();
-    let client = Client::builder().homeserver_url(&stack.homeserver_url).build().await.unwrap();
-    client
-        .matrix_auth()
-        .login_username(&localpart, &localpart)
-        .device_id(device)
-        .send()
-        .await
-        .unwrap();
-    let user = User {
-        user_id: registered.user_id,
-        device_id: device.to_owned(),
-        access_token: client.access_token().unwrap(),
-    };
-    Peer { client, user, password: localpart }
-}
 
 /// `peer` joins the call of `room_id` through the stack's authorization service.
 async fn join(peer: &Peer, room_id: &str, stack: &StackInfo) -> OwnMembership {
@@ -62,8 +32,8 @@ async fn join(peer: &Peer, room_id: &str, stack: &StackInfo) -> OwnMembership {
 async fn two_peers() -> (StackInfo, Homeserver, Peer, Peer, String) {
     let stack = StackInfo::require();
     let hs = Homeserver::new(&stack);
-    let a = peer(&stack, &hs, "alice", "ALICEDEV").await;
-    let b = peer(&stack, &hs, "bob", "BOBDEV").await;
+    let a = Peer::new(&stack, &hs, "alice", "ALICEDEV").await;
+    let b = Peer::new(&stack, &hs, "bob", "BOBDEV").await;
     let room_id = hs.create_call_room(&a.user, &[&b.user]).await.unwrap();
     hs.join(&b.user, &room_id).await.unwrap();
     for p in [&a, &b] {

@@ -4,23 +4,25 @@
 //! are ignored. Needs `cargo xtask devstack up` (or `cargo xtask test`).
 #![recursion_limit = "256"]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::Peer;
 use matrix_sdk::config::SyncSettings;
 use matrix_sdk::ruma::api::client::to_device::send_event_to_device;
 use matrix_sdk::ruma::events::AnyToDeviceEventContent;
 use matrix_sdk::ruma::serde::Raw;
 use matrix_sdk::ruma::to_device::DeviceIdOrAllDevices;
 use matrix_sdk::ruma::{OwnedUserId, TransactionId};
-use matrix_sdk::{Client, Room};
 use matrix_sdk_base::crypto::CollectStrategy;
 use matrix_sdk_rtc::media_keys::{
     EVENT_TYPE, MediaKey, MediaKeyExchange, MediaKeySink, OwnMember, USE_KEY_DELAY,
 };
 use matrix_sdk_rtc::{MembershipTimings, OwnMembership, RoomCallObserver};
-use rtc_test_support::{Homeserver, StackInfo, User};
+use rtc_test_support::{Homeserver, StackInfo};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
@@ -55,42 +57,6 @@ impl Recorder {
     fn has(&self, identity: &str, index: u8) -> bool {
         self.0.borrow().iter().any(|(i, x, _)| i == identity && *x == index)
     }
-}
-
-struct Peer {
-    client: Client,
-    user: User,
-}
-
-impl Peer {
-    fn room(&self, room_id: &str) -> Room {
-        let room_id: matrix_sdk::ruma::OwnedRoomId = room_id.parse().unwrap();
-        self.client.get_room(&room_id).expect("joined room is known")
-    }
-
-    fn identity(&self) -> String {
-        format!("{}:{}", self.user.user_id, self.user.device_id)
-    }
-}
-
-async fn peer(stack: &StackInfo, hs: &Homeserver, prefix: &str, device: &str) -> Peer {
-    let registered = hs.register_unique(prefix).await.unwrap();
-    let localpart =
-        registered.user_id.trim_start_matches('@').split(':').next().unwrap().to_owned();
-    let client = Client::builder().homeserver_url(&stack.homeserver_url).build().await.unwrap();
-    client
-        .matrix_auth()
-        .login_username(&localpart, &localpart)
-        .device_id(device)
-        .send()
-        .await
-        .unwrap();
-    let user = User {
-        user_id: registered.user_id,
-        device_id: device.to_owned(),
-        access_token: client.access_token().unwrap(),
-    };
-    Peer { client, user }
 }
 
 /// A member of the call with its key exchange running.
@@ -172,10 +138,10 @@ async fn send_key_message(from: &Peer, to: &Peer, content: &Value, encrypted: bo
 async fn members_exchange_keys_and_rotate_them_when_one_leaves() {
     let stack = StackInfo::require();
     let hs = Homeserver::new(&stack);
-    let alice = peer(&stack, &hs, "alice", "ALICEDEV").await;
-    let bob = peer(&stack, &hs, "bob", "BOBDEV").await;
-    let carol = peer(&stack, &hs, "carol", "CAROLDEV").await;
-    let mallory = peer(&stack, &hs, "mallory", "MALDEV").await;
+    let alice = Peer::new(&stack, &hs, "alice", "ALICEDEV").await;
+    let bob = Peer::new(&stack, &hs, "bob", "BOBDEV").await;
+    let carol = Peer::new(&stack, &hs, "carol", "CAROLDEV").await;
+    let mallory = Peer::new(&stack, &hs, "mallory", "MALDEV").await;
     let room_id = hs
         .create_encrypted_call_room(&alice.user, &[&bob.user, &carol.user, &mallory.user])
         .await
