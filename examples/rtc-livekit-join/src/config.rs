@@ -551,6 +551,30 @@ mod tests {
     }
 
     #[test]
+    fn media_key_settings() {
+        let config = with(&[]).unwrap();
+        assert_eq!(config.e2ee.key_resend, None, "0 by default: only when the call changes");
+        assert_eq!(config.e2ee.key_grace, std::time::Duration::from_millis(300));
+        let config = with(&[("key-resend-secs", "5"), ("key-grace-ms", "0")]).unwrap();
+        assert_eq!(config.e2ee.key_resend, Some(std::time::Duration::from_secs(5)));
+        assert_eq!(config.e2ee.key_grace, std::time::Duration::ZERO);
+        let error = with(&[("key-grace-ms", "soon")]).unwrap_err();
+        assert!(error.0.starts_with("PER_PARTICIPANT_KEY_GRACE_PERIOD_MS"), "{}", error.0);
+        assert!(with(&[("key-resend-secs", "-1")]).is_err());
+        let config = with(&[("recovery-key", "EsTc secret")]).unwrap();
+        assert!(!format!("{config:?}").contains("EsTc secret"), "the recovery key never shows");
+        assert_eq!(
+            config.e2ee.recovery_key.is_some(),
+            cfg!(feature = "e2ee-per-participant"),
+            "used with the feature, ignored with a warning without it"
+        );
+        assert_eq!(
+            config.warnings.iter().any(|w| w.contains("MATRIX_RECOVERY_KEY")),
+            !cfg!(feature = "e2ee-per-participant")
+        );
+    }
+
+    #[test]
     fn whitespace_counts_as_unset() {
         let error = args(&[("homeserver-url", "  "), ("username", "bot")]).unwrap_err();
         assert!(error.0.starts_with("HOMESERVER_URL"), "{}", error.0);
