@@ -62,16 +62,33 @@ fn h264_first_slice(frame: &[u8]) -> Option<usize> {
 }
 
 /// Escapes `data` as RBSP: `03` after two zero bytes when the next byte is at most 3.
+///
+/// Runs without zero bytes (nearly all of a ciphertext) are copied whole: nothing in them can
+/// need escaping.
 pub(crate) fn write_rbsp(data: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(data.len() + data.len() / 64 + 4);
     let mut zeros = 0;
-    for &byte in data {
+    let mut i = 0;
+    while i < data.len() {
+        if zeros == 0 {
+            // Up to and including the next zero byte, which starts a count of one.
+            let Some(next) = data[i..].iter().position(|&b| b == 0) else {
+                out.extend_from_slice(&data[i..]);
+                break;
+            };
+            out.extend_from_slice(&data[i..=i + next]);
+            i += next + 1;
+            zeros = 1;
+            continue;
+        }
+        let byte = data[i];
         if zeros >= 2 && byte <= 3 {
             out.push(3);
             zeros = 0;
         }
         out.push(byte);
         zeros = if byte == 0 { zeros + 1 } else { 0 };
+        i += 1;
     }
     out
 }
@@ -80,7 +97,20 @@ pub(crate) fn write_rbsp(data: &[u8]) -> Vec<u8> {
 pub(crate) fn parse_rbsp(data: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(data.len());
     let mut zeros = 0;
-    for &byte in data {
+    let mut i = 0;
+    while i < data.len() {
+        if zeros == 0 {
+            let Some(next) = data[i..].iter().position(|&b| b == 0) else {
+                out.extend_from_slice(&data[i..]);
+                break;
+            };
+            out.extend_from_slice(&data[i..=i + next]);
+            i += next + 1;
+            zeros = 1;
+            continue;
+        }
+        let byte = data[i];
+        i += 1;
         if zeros >= 2 && byte == 3 {
             zeros = 0;
             continue;
@@ -168,6 +198,45 @@ mod tests {
                 "{escaped:?}"
             );
             assert_eq!(parse_rbsp(&escaped), data);
+        }
+    }
+
+    /// The definitions, one byte at a time.
+    fn write_rbsp_bytewise(data: &[u8]) -> Vec<u8> {
+        let (mut out, mut zeros) = (Vec::new(), 0);
+        for &byte in data {
+            if zeros >= 2 && byte <= 3 {
+                out.push(3);
+                zeros = 0;
+            }
+            out.push(byte);
+            zeros = if byte == 0 { zeros + 1 } else { 0 };
+        }
+        out
+    }
+
+    fn parse_rbsp_bytewise(data: &[u8]) -> Vec<u8> {
+        let (mut out, mut zeros) = (Vec::new(), 0);
+        for &byte in data {
+            if zeros >= 2 && byte == 3 {
+                zeros = 0;
+                continue;
+            }
+            out.push(byte);
+            zeros = if byte == 0 { zeros + 1 } else { 0 };
+        }
+        out
+    }
+
+    proptest::proptest! {
+        /// The run-copying versions do exactly what the byte-by-byte definitions do, on inputs
+        /// rich in zeros and small bytes.
+        #[test]
+        fn rbsp_matches_its_definition(
+            data in proptest::collection::vec(proptest::sample::select(vec![0u8, 0, 0, 1, 2, 3, 4, 0xff]), 0..200),
+        ) {
+            proptest::prop_assert_eq!(write_rbsp(&data), write_rbsp_bytewise(&data));
+            proptest::prop_assert_eq!(parse_rbsp(&data), parse_rbsp_bytewise(&data));
         }
     }
 
