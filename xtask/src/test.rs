@@ -14,20 +14,19 @@ pub(crate) async fn run(cargo_args: &[String]) -> anyhow::Result<()> {
     let stack = devstack::up().await?;
     devstack::print_status(&stack);
 
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(cargo)
-        .current_dir(&layout.workspace)
-        .args(["test", "--workspace"])
-        .args(cargo_args)
-        .env(rtc_test_support::STACK_FILE_ENV, layout.stack_file())
-        .status();
-    let tests = match status {
-        Ok(status) if status.success() => {
-            encrypted_call_test(&layout, cargo_args).and_then(|()| feature_builds(&layout))
-        }
-        Ok(status) => Err(anyhow::anyhow!("cargo test failed ({status})")),
-        Err(error) => Err(anyhow::anyhow!("cannot run cargo test: {error}")),
-    };
+    // The encrypted Element Call test needs the program's `e2ee-per-participant` feature,
+    // which `cargo test --workspace` does not turn on.
+    let encrypted_call = [
+        "-p",
+        "example-rtc-livekit-join",
+        "--features",
+        "e2ee-per-participant",
+        "--test",
+        "element_call_e2ee",
+    ];
+    let tests = cargo_test(&layout, &["--workspace"], cargo_args)
+        .and_then(|()| cargo_test(&layout, &encrypted_call, cargo_args))
+        .and_then(|()| feature_builds(&layout));
     // The README's first command, as a person would see it, checked by Chromium.
     let demo = match &tests {
         Ok(()) => crate::demo::run(&crate::demo::DemoOptions::headless()).await,
@@ -41,20 +40,23 @@ pub(crate) async fn run(cargo_args: &[String]) -> anyhow::Result<()> {
     demo.map_err(|e| e.context("the headless demo failed"))
 }
 
-/// The program with `e2ee-per-participant` in an encrypted call with Element Call (the test
-/// needs the feature, which `cargo test --workspace` does not turn on).
-fn encrypted_call_test(layout: &devstack::Layout, cargo_args: &[String]) -> anyhow::Result<()> {
+/// `cargo test` with `which` and the caller's arguments, against the stack.
+fn cargo_test(
+    layout: &devstack::Layout,
+    which: &[&str],
+    cargo_args: &[String],
+) -> anyhow::Result<()> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(cargo)
         .current_dir(&layout.workspace)
-        .args(["test", "-p", "example-rtc-livekit-join", "--features", "e2ee-per-participant"])
-        .args(["--test", "element_call_e2ee"])
+        .arg("test")
+        .args(which)
         .args(cargo_args)
         .env(rtc_test_support::STACK_FILE_ENV, layout.stack_file())
         .status();
     match status {
         Ok(status) if status.success() => Ok(()),
-        Ok(status) => Err(anyhow::anyhow!("the encrypted Element Call test failed ({status})")),
+        Ok(status) => Err(anyhow::anyhow!("cargo test {} failed ({status})", which.join(" "))),
         Err(error) => Err(anyhow::anyhow!("cannot run cargo test: {error}")),
     }
 }

@@ -62,40 +62,39 @@ fn h264_first_slice(frame: &[u8]) -> Option<usize> {
 }
 
 /// Escapes `data` as RBSP: `03` after two zero bytes when the next byte is at most 3.
-///
-/// Runs without zero bytes (nearly all of a ciphertext) are copied whole: nothing in them can
-/// need escaping.
 pub(crate) fn write_rbsp(data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(data.len() + data.len() / 64 + 4);
-    let mut zeros = 0;
-    let mut i = 0;
-    while i < data.len() {
-        if zeros == 0 {
-            // Up to and including the next zero byte, which starts a count of one.
-            let Some(next) = data[i..].iter().position(|&b| b == 0) else {
-                out.extend_from_slice(&data[i..]);
-                break;
-            };
-            out.extend_from_slice(&data[i..=i + next]);
-            i += next + 1;
-            zeros = 1;
-            continue;
-        }
-        let byte = data[i];
-        if zeros >= 2 && byte <= 3 {
+    rbsp_walk(data, data.len() + data.len() / 64 + 4, |byte, zeros, out| {
+        let zeros = if zeros >= 2 && byte <= 3 {
             out.push(3);
-            zeros = 0;
-        }
+            0
+        } else {
+            zeros
+        };
         out.push(byte);
-        zeros = if byte == 0 { zeros + 1 } else { 0 };
-        i += 1;
-    }
-    out
+        if byte == 0 { zeros + 1 } else { 0 }
+    })
 }
 
 /// Removes RBSP escaping: the `03` of every `00 00 03`.
 pub(crate) fn parse_rbsp(data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(data.len());
+    rbsp_walk(data, data.len(), |byte, zeros, out| {
+        if zeros >= 2 && byte == 3 {
+            return 0;
+        }
+        out.push(byte);
+        if byte == 0 { zeros + 1 } else { 0 }
+    })
+}
+
+/// Walks `data` counting zero bytes, `step` deciding what each byte inside a run of zeros
+/// becomes (it returns the new count). Outside a run nothing can need (un)escaping, so bytes
+/// up to and including the next zero are copied whole: nearly all of a ciphertext.
+fn rbsp_walk(
+    data: &[u8],
+    capacity: usize,
+    mut step: impl FnMut(u8, usize, &mut Vec<u8>) -> usize,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(capacity);
     let mut zeros = 0;
     let mut i = 0;
     while i < data.len() {
@@ -109,14 +108,8 @@ pub(crate) fn parse_rbsp(data: &[u8]) -> Vec<u8> {
             zeros = 1;
             continue;
         }
-        let byte = data[i];
+        zeros = step(data[i], zeros, &mut out);
         i += 1;
-        if zeros >= 2 && byte == 3 {
-            zeros = 0;
-            continue;
-        }
-        out.push(byte);
-        zeros = if byte == 0 { zeros + 1 } else { 0 };
     }
     out
 }

@@ -8,7 +8,7 @@
 //! key. A received key is bound to the LiveKit identity of the membership with the sender's user
 //! and device, or held until that membership appears.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -77,6 +77,8 @@ pub enum KeyOutput {
 struct Member {
     device: Device,
     created_ts: u64,
+    /// Its LiveKit identity, which its keys are bound to.
+    identity: String,
 }
 
 #[derive(Debug)]
@@ -104,9 +106,8 @@ pub struct MediaKeysCore {
     use_at: Option<Instant>,
     /// The members who have `latest`.
     holders: Vec<Member>,
-    /// Current members (not us) with their LiveKit identities.
-    members: HashMap<Device, String>,
-    member_set: Vec<Member>,
+    /// Current members (not us).
+    members: Vec<Member>,
     held: Vec<HeldKey>,
     /// Every how long our key goes to every member again, if at all.
     resend_every: Option<Duration>,
@@ -123,7 +124,7 @@ impl std::fmt::Debug for MediaKeysCore {
             .field("own", &self.own)
             .field("room_id", &self.room_id)
             .field("index", &self.latest.as_ref().map(|k| k.index))
-            .field("members", &self.member_set.len())
+            .field("members", &self.members.len())
             .field("held", &self.held.len())
             .finish_non_exhaustive()
     }
@@ -148,8 +149,7 @@ impl MediaKeysCore {
             latest: None,
             use_at: None,
             holders: Vec::new(),
-            members: HashMap::new(),
-            member_set: Vec::new(),
+            members: Vec::new(),
             held: Vec::new(),
             resend_every: None,
             next_resend: None,
@@ -168,22 +168,13 @@ impl MediaKeysCore {
 
     /// The call's memberships changed (all of them, ours included, as the room shows them).
     pub fn members_changed(&mut self, now: Instant, memberships: &[Membership]) {
-        let others: Vec<&Membership> = memberships
+        self.members = memberships
             .iter()
             .filter(|m| !(m.user_id == self.own.user_id && m.device_id == self.own.device_id))
-            .collect();
-        self.members = others
-            .iter()
-            .map(|m| {
-                let device = Device { user_id: m.user_id.clone(), device_id: m.device_id.clone() };
-                (device, m.livekit_identity.clone())
-            })
-            .collect();
-        self.member_set = others
-            .iter()
             .map(|m| Member {
                 device: Device { user_id: m.user_id.clone(), device_id: m.device_id.clone() },
                 created_ts: m.created_ts,
+                identity: m.livekit_identity.clone(),
             })
             .collect();
         self.bind_held(now);
@@ -196,20 +187,20 @@ impl MediaKeysCore {
                     index: 0,
                     key,
                 });
-                self.distribute(self.member_set.clone());
+                self.distribute(self.members.clone());
             }
             return;
         };
-        let left = self.holders.iter().any(|h| !self.member_set.contains(h));
+        let left = self.holders.iter().any(|h| !self.members.contains(h));
         let joined: Vec<Member> =
-            self.member_set.iter().filter(|m| !self.holders.contains(m)).cloned().collect();
+            self.members.iter().filter(|m| !self.holders.contains(m)).cloned().collect();
         if left || (!joined.is_empty() && now.duration_since(latest.created) >= ROTATION_GRACE) {
             let index = latest.index.wrapping_add(1);
             debug!(index, left, joined = joined.len(), "rotating our media key");
             if self.create_key(now, index).is_some() {
                 self.holders.clear();
                 self.use_at = Some(now + USE_KEY_DELAY);
-                self.distribute(self.member_set.clone());
+                self.distribute(self.members.clone());
             }
         } else if !joined.is_empty() {
             self.distribute(joined);
@@ -238,11 +229,11 @@ impl MediaKeysCore {
             return Err(KeyRejection::Own);
         }
         let device = Device { user_id: sender.to_owned(), device_id: inbound.device_id };
-        match self.members.get(&device) {
+        match self.identity_of(&device) {
             Some(identity) => {
                 debug!(user = %device.user_id, device = %device.device_id, index = inbound.index, "a member's media key");
                 self.outputs.push_back(KeyOutput::SetKey {
-                    identity: identity.clone(),
+                    identity,
                     index: inbound.index,
                     key: inbound.key,
                 });
@@ -269,8 +260,8 @@ impl MediaKeysCore {
         let devices: Vec<Device> = self
             .members
             .iter()
-            .filter(|(_, id)| id.as_str() == identity)
-            .map(|(d, _)| d.clone())
+            .filter(|m| m.identity == identity)
+            .map(|m| m.device.clone())
             .collect();
         if !devices.is_empty() {
             let content = self.content(latest.index, &latest.key);
@@ -298,7 +289,7 @@ impl MediaKeysCore {
                 *due = now + every;
                 if let Some(latest) = &self.latest {
                     let devices: Vec<Device> =
-                        self.member_set.iter().map(|m| m.device.clone()).collect();
+                        self.members.iter().map(|m| m.device.clone()).collect();
                     if !devices.is_empty() {
                         let content = self.content(latest.index, &latest.key);
                         self.outputs.push_back(KeyOutput::Send {
@@ -361,12 +352,17 @@ impl MediaKeysCore {
         )
     }
 
+    /// The LiveKit identity of the current member on `device`.
+    fn identity_of(&self, device: &Device) -> Option<String> {
+        self.members.iter().find(|m| &m.device == device).map(|m| m.identity.clone())
+    }
+
     fn bind_held(&mut self, now: Instant) {
         let mut still_held = Vec::new();
         for held in std::mem::take(&mut self.held) {
-            match self.members.get(&held.device) {
+            match self.identity_of(&held.device) {
                 Some(identity) => self.outputs.push_back(KeyOutput::SetKey {
-                    identity: identity.clone(),
+                    identity,
                     index: held.index,
                     key: held.key,
                 }),
