@@ -14,8 +14,9 @@ pub(crate) async fn run(cargo_args: &[String]) -> anyhow::Result<()> {
     let stack = devstack::up().await?;
     devstack::print_status(&stack);
 
-    // The encrypted Element Call test needs the program's `e2ee-per-participant` feature,
-    // which `cargo test --workspace` does not turn on.
+    // The encrypted Element Call tests need the program's `e2ee-per-participant` feature,
+    // which `cargo test --workspace` does not turn on. One at a time: two browsers and three
+    // programs at once on two cores starve the video they measure.
     let encrypted_call = [
         "-p",
         "example-rtc-livekit-join",
@@ -24,8 +25,8 @@ pub(crate) async fn run(cargo_args: &[String]) -> anyhow::Result<()> {
         "--test",
         "element_call_e2ee",
     ];
-    let tests = cargo_test(&layout, &["--workspace"], cargo_args)
-        .and_then(|()| cargo_test(&layout, &encrypted_call, cargo_args))
+    let tests = cargo_test(&layout, &["--workspace"], cargo_args, None)
+        .and_then(|()| cargo_test(&layout, &encrypted_call, cargo_args, Some(1)))
         .and_then(|()| feature_builds(&layout));
     // The README's first command, as a person would see it, checked by Chromium.
     let demo = match &tests {
@@ -40,20 +41,26 @@ pub(crate) async fn run(cargo_args: &[String]) -> anyhow::Result<()> {
     demo.map_err(|e| e.context("the headless demo failed"))
 }
 
-/// `cargo test` with `which` and the caller's arguments, against the stack.
+/// `cargo test` with `which` and the caller's arguments, against the stack; `test_threads`
+/// limits how many tests of one binary run at once.
 fn cargo_test(
     layout: &devstack::Layout,
     which: &[&str],
     cargo_args: &[String],
+    test_threads: Option<usize>,
 ) -> anyhow::Result<()> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(cargo)
+    let mut command = Command::new(cargo);
+    command
         .current_dir(&layout.workspace)
         .arg("test")
         .args(which)
         .args(cargo_args)
-        .env(rtc_test_support::STACK_FILE_ENV, layout.stack_file())
-        .status();
+        .env(rtc_test_support::STACK_FILE_ENV, layout.stack_file());
+    if let Some(threads) = test_threads {
+        command.env("RUST_TEST_THREADS", threads.to_string());
+    }
+    let status = command.status();
     match status {
         Ok(status) if status.success() => Ok(()),
         Ok(status) => Err(anyhow::anyhow!("cargo test {} failed ({status})", which.join(" "))),

@@ -125,7 +125,9 @@ async fn keys_rotate_when_a_member_comes_and_goes_and_the_video_never_stops() {
     );
     assert!(
         longest <= 2000,
-        "Element Call's picture of the program stood still {longest} ms: {gaps}"
+        "Element Call's picture of the program stood still {longest} ms: {gaps}\nthe program:\n{}\nthe second program:\n{}",
+        bot.log(),
+        other.log()
     );
 
     bot.signal(nix::sys::signal::Signal::SIGTERM);
