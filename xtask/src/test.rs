@@ -83,7 +83,7 @@ fn feature_builds(layout: &devstack::Layout) -> anyhow::Result<()> {
         anyhow::Ok((output.status.success(), String::from_utf8_lossy(&output.stderr).into_owned()))
     };
     for features in [
-        &["--features", "v4l2,matrix-sdk-rtc-livekit/native-tls"][..],
+        &["--features", "v4l2,alsa,matrix-sdk-rtc-livekit/native-tls"][..],
         &["--no-default-features", "--features", "matrix-sdk-rtc-livekit/rustls-tls"][..],
     ] {
         eprintln!("checking example-rtc-livekit-join {}", features.join(" "));

@@ -130,4 +130,39 @@ impl I420Frame {
         self.timestamp = timestamp;
         self
     }
+
+    /// The picture flipped left to right (a mirror image), same capture time.
+    pub fn mirrored(&self) -> Self {
+        let mut out = self.clone();
+        let (cw, ch) = (chroma_width(self.width) as usize, chroma_height(self.height) as usize);
+        let (w, h) = (self.width as usize, self.height as usize);
+        let (y, u, v) = out.planes_mut();
+        for (plane, width, rows) in [(y, w, h), (u, cw, ch), (v, cw, ch)] {
+            for row in plane.chunks_exact_mut(width).take(rows) {
+                row.reverse();
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mirror_image_flips_every_plane_and_twice_is_the_original() {
+        let mut frame = I420Frame::black(5, 3);
+        {
+            let (y, u, v) = frame.planes_mut();
+            y[0] = 200; // top left
+            u[0] = 10;
+            v[2] = 20; // top right chroma (3 wide)
+        }
+        let mirrored = frame.mirrored();
+        assert_eq!(mirrored.pixel(4, 0).0, 200, "top left went top right");
+        assert_eq!(mirrored.u()[2], 10);
+        assert_eq!(mirrored.v()[0], 20);
+        assert_eq!(mirrored.mirrored(), frame);
+    }
 }

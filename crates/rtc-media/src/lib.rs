@@ -8,8 +8,10 @@
 //! * [`pattern`] and [`source::TestPatternSource`]: solid colours and a moving, counting pattern,
 //!   paced without drift ([`pacing`]);
 //! * [`codec`]: [`codec::VideoEncoder`] / [`codec::VideoDecoder`], with VP8 on libvpx;
-//! * [`audio`]: a test tone and Opus encode/decode (libopus);
-//! * [`sink`]: PNG snapshots, IVF files of VP8, WAV files.
+//! * [`audio`]: 20 ms frames at 48 kHz from a tone, a WAV file or (feature `alsa`) a
+//!   microphone, resampling, Opus encode/decode with libwebrtc's FEC and DTX, RFC 6464 audio
+//!   levels, the drift-free send clock and a jitter buffer for received audio;
+//! * [`sink`]: PNG snapshots, IVF files of VP8, WAV files, Ogg Opus files of received packets.
 //!
 //! ```
 //! use rtc_media::codec::{VideoDecoder, VideoEncoder, Vp8Decoder, Vp8Encoder, Vp8EncoderConfig};
