@@ -65,7 +65,14 @@ pub fn server_sdp(sdp: &str) {
     };
     engine.handle_signal(proto::signal_response::Message::Offer(offer), now);
     drain(&mut engine);
-    engine.add_track("TR_fuzz".into(), crate::VideoTrackOptions::default());
+    engine.add_track(
+        "TR_fuzz".into(),
+        crate::track::LocalTrackOptions::Video(crate::VideoTrackOptions::default()),
+    );
+    engine.add_track(
+        "TR_fuzz_audio".into(),
+        crate::track::LocalTrackOptions::Audio(crate::AudioTrackOptions::default()),
+    );
     let published = proto::TrackPublishedResponse {
         cid: "TR_fuzz".into(),
         track: Some(proto::TrackInfo { sid: "TR_x".into(), ..Default::default() }),

@@ -18,7 +18,7 @@
 
 use rtc_media::codec::{self, EncodedFrame};
 
-use crate::track::{EncodedVideoFrame, VideoCodec};
+use crate::track::{AudioLevel, EncodedVideoFrame, VideoCodec};
 
 impl From<EncodedFrame> for EncodedVideoFrame {
     fn from(frame: EncodedFrame) -> Self {
@@ -32,6 +32,12 @@ impl From<VideoCodec> for codec::VideoCodec {
             VideoCodec::Vp8 => Self::Vp8,
             VideoCodec::H264 => Self::H264,
         }
+    }
+}
+
+impl From<rtc_media::audio::AudioLevel> for AudioLevel {
+    fn from(level: rtc_media::audio::AudioLevel) -> Self {
+        Self { dbov: level.level.min(127), voice: level.voice_activity }
     }
 }
 

@@ -12,7 +12,8 @@ use crate::engine::{ParticipantSummary, Speaker};
 use crate::error::{ConnectError, DisconnectCause, PublishError};
 use crate::task::{Command, Shared, Task, open_connection};
 use crate::track::{
-    LocalTrackShared, LocalVideoTrack, RemoteTrackInfo, RemoteVideoTrack, VideoTrackOptions,
+    AudioTrackOptions, LocalAudioTrack, LocalTrackHandle, LocalTrackOptions, LocalTrackShared,
+    LocalVideoTrack, RemoteTrack, RemoteTrackInfo, VideoTrackOptions,
 };
 
 /// Commands queued toward the connection task (frames included) before writers see `Busy`.
@@ -80,9 +81,9 @@ pub enum RoomEvent {
     TrackMuted(RemoteTrackInfo),
     /// Speaking levels changed (only those that changed; our own sid may be among them).
     ActiveSpeakersChanged(Vec<Speaker>),
-    /// Media of a remote track is arriving: read frames from it.
-    TrackSubscribed(RemoteVideoTrack),
-    /// A remote track's media stopped (its [`RemoteVideoTrack::recv`] returns `None`).
+    /// Media of a remote track is arriving: read frames (video) or packets (audio) from it.
+    TrackSubscribed(RemoteTrack),
+    /// A remote track's media stopped (its `recv` returns `None`).
     TrackUnsubscribed {
         /// The track sid.
         track_sid: String,
@@ -108,14 +109,14 @@ impl RoomEvents {
 ///
 /// ```no_run
 /// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
-/// use livekit_str0m::{Room, RoomEvent, RoomOptions, VideoTrackOptions};
+/// use livekit_str0m::{RemoteTrack, Room, RoomEvent, RoomOptions, VideoTrackOptions};
 ///
 /// let (room, mut events) =
 ///     Room::connect("wss://sfu.example.org", "<jwt>", RoomOptions::default()).await?;
 /// let track = room.publish_video(VideoTrackOptions::default()).await?;
 /// // track.write(EncodedVideoFrame { .. }) for every encoded frame
 /// while let Some(event) = events.recv().await {
-///     if let RoomEvent::TrackSubscribed(mut remote) = event {
+///     if let RoomEvent::TrackSubscribed(RemoteTrack::Video(mut remote)) = event {
 ///         while let Some(frame) = remote.recv().await { /* decode */ }
 ///     }
 /// }
@@ -186,20 +187,29 @@ impl Room {
         &self,
         options: VideoTrackOptions,
     ) -> Result<LocalVideoTrack, PublishError> {
+        let handle = self.publish(LocalTrackOptions::Video(options.clone())).await?;
+        Ok(LocalVideoTrack { handle, options })
+    }
+
+    /// Publishes an Opus audio track and waits for the server to confirm it. Write one packet
+    /// per 20 ms into the returned track, with its level (LiveKit names active speakers from
+    /// it); it is announced again after a reconnect.
+    pub async fn publish_audio(
+        &self,
+        options: AudioTrackOptions,
+    ) -> Result<LocalAudioTrack, PublishError> {
+        let handle = self.publish(LocalTrackOptions::Audio(options.clone())).await?;
+        Ok(LocalAudioTrack { handle, options })
+    }
+
+    async fn publish(&self, options: LocalTrackOptions) -> Result<LocalTrackHandle, PublishError> {
         let cid = format!("TR_RS{:08}", NEXT_CID.fetch_add(1, Ordering::Relaxed));
         let shared = Arc::new(LocalTrackShared::default());
         let (reply, answer) = oneshot::channel();
-        let command = Command::PublishVideo {
-            cid: cid.clone(),
-            options: options.clone(),
-            shared: shared.clone(),
-            reply,
-        };
+        let command = Command::Publish { cid: cid.clone(), options, shared: shared.clone(), reply };
         self.commands.send(command).await.map_err(|_| PublishError::Disconnected)?;
         match answer.await {
-            Ok(Ok(_sid)) => {
-                Ok(LocalVideoTrack { cid, commands: self.commands.clone(), shared, options })
-            }
+            Ok(Ok(_sid)) => Ok(LocalTrackHandle { cid, commands: self.commands.clone(), shared }),
             Ok(Err(error)) => Err(error),
             Err(_) => Err(PublishError::Disconnected),
         }

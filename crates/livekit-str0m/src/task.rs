@@ -19,26 +19,31 @@ use crate::net::{Sockets, local_ips};
 use crate::room::{ConnectionState, RoomEvent, RoomOptions};
 use crate::signal::{Incoming, SignalConnection, SignalParams};
 use crate::track::{
-    EncodedVideoFrame, LocalTrackShared, RemoteVideoFrame, RemoteVideoTrack, VideoTrackOptions,
+    Incoming as TrackIncoming, LocalTrackOptions, LocalTrackShared, OutgoingFrame,
+    RemoteAudioFrame, RemoteAudioTrack, RemoteTrack, RemoteTrackInfo, RemoteVideoFrame,
+    RemoteVideoTrack, TrackKind,
 };
 
-/// Frames a remote track buffers before the oldest are dropped.
+/// Frames a remote video track buffers before new ones are dropped.
 const REMOTE_FRAME_BUFFER: usize = 60;
+/// Packets a remote audio track buffers before new ones are dropped (one second of 20 ms
+/// packets: a reader that falls further behind hears a gap, not an ever-growing delay).
+const REMOTE_AUDIO_BUFFER: usize = 50;
 /// How long the server may take to confirm a published track.
 pub(crate) const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the application asks of the connection task.
 #[derive(Debug)]
 pub(crate) enum Command {
-    PublishVideo {
+    Publish {
         cid: String,
-        options: VideoTrackOptions,
+        options: LocalTrackOptions,
         shared: Arc<LocalTrackShared>,
         reply: oneshot::Sender<Result<String, PublishError>>,
     },
     WriteFrame {
         cid: String,
-        frame: EncodedVideoFrame,
+        frame: OutgoingFrame,
     },
     Mute {
         cid: String,
@@ -80,6 +85,7 @@ pub(crate) struct Task {
     local_tracks: HashMap<String, Arc<LocalTrackShared>>,
     pending_publish: HashMap<String, (oneshot::Sender<Result<String, PublishError>>, Instant)>,
     remote_tracks: HashMap<String, mpsc::Sender<RemoteVideoFrame>>,
+    remote_audio: HashMap<String, mpsc::Sender<RemoteAudioFrame>>,
     /// Frames of each subscribed track that did not decrypt.
     undecryptable: HashMap<String, Arc<AtomicU64>>,
     /// Remote tracks whose channel overflowed: the next frame delivered is marked non-contiguous.
@@ -150,6 +156,7 @@ impl Task {
             local_tracks: HashMap::new(),
             pending_publish: HashMap::new(),
             remote_tracks: HashMap::new(),
+            remote_audio: HashMap::new(),
             undecryptable: HashMap::new(),
             dropped_frames: HashSet::new(),
             awaiting_keyframe: HashSet::new(),
@@ -172,6 +179,7 @@ impl Task {
                 self.engine.end_session();
                 self.flush_events();
                 self.remote_tracks.clear();
+                self.remote_audio.clear();
                 self.undecryptable.clear();
                 self.dropped_frames.clear();
                 self.awaiting_keyframe.clear();
@@ -489,7 +497,7 @@ impl Task {
 
     fn handle_command(&mut self, command: Command, now: Instant) {
         match command {
-            Command::PublishVideo { cid, options, shared, reply } => {
+            Command::Publish { cid, options, shared, reply } => {
                 self.local_tracks.insert(cid.clone(), shared);
                 self.pending_publish.insert(cid.clone(), (reply, now));
                 self.engine.add_track(cid, options);
@@ -545,6 +553,48 @@ impl Task {
         }
     }
 
+    /// Makes the receiving end of a newly subscribed track and hands it to the application.
+    fn subscribed(&mut self, info: RemoteTrackInfo) {
+        let undecryptable = Arc::new(AtomicU64::new(0));
+        self.undecryptable.insert(info.track_sid.clone(), undecryptable.clone());
+        let track_sid = info.track_sid.clone();
+        let track = match info.kind {
+            TrackKind::Audio => {
+                let (tx, frames) = mpsc::channel(REMOTE_AUDIO_BUFFER);
+                self.remote_audio.insert(track_sid, tx);
+                let incoming = TrackIncoming { info, frames, undecryptable };
+                RemoteTrack::Audio(RemoteAudioTrack { incoming })
+            }
+            TrackKind::Video => {
+                // The room handle (and with it the application) is gone.
+                let Some(commands) = self.command_sender.upgrade() else { return };
+                let (tx, frames) = mpsc::channel(REMOTE_FRAME_BUFFER);
+                self.remote_tracks.insert(track_sid, tx);
+                let incoming = TrackIncoming { info, frames, undecryptable };
+                RemoteTrack::Video(RemoteVideoTrack { incoming, commands })
+            }
+        };
+        let _ = self.events.send(RoomEvent::TrackSubscribed(track));
+    }
+
+    /// Hands a remote audio packet to its track's channel; when the application does not keep
+    /// up, packets are dropped and the next one delivered is marked non-contiguous.
+    fn deliver_audio(&mut self, track_sid: String, mut frame: RemoteAudioFrame) {
+        let Some(tx) = self.remote_audio.get(&track_sid) else { return };
+        frame.contiguous &= !self.dropped_frames.contains(&track_sid);
+        match tx.try_send(frame) {
+            Ok(()) => {
+                self.dropped_frames.remove(&track_sid);
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                if self.dropped_frames.insert(track_sid.clone()) {
+                    debug!(%track_sid, "remote audio dropped: the application is not reading");
+                }
+            }
+        }
+    }
+
     /// Delivers events the engine produced outside a session (unsubscriptions at its end).
     fn flush_events(&mut self) {
         let mut none = None;
@@ -577,23 +627,17 @@ impl Task {
                 };
                 let _ = self.events.send(event);
             }
-            EngineEvent::TrackSubscribed(info) => {
-                let (tx, rx) = mpsc::channel(REMOTE_FRAME_BUFFER);
-                self.remote_tracks.insert(info.track_sid.clone(), tx);
-                let undecryptable = Arc::new(AtomicU64::new(0));
-                self.undecryptable.insert(info.track_sid.clone(), undecryptable.clone());
-                if let Some(commands) = self.command_sender.upgrade() {
-                    let track = RemoteVideoTrack { info, frames: rx, commands, undecryptable };
-                    let _ = self.events.send(RoomEvent::TrackSubscribed(track));
-                }
-            }
+            EngineEvent::TrackSubscribed(info) => self.subscribed(info),
             EngineEvent::TrackUnsubscribed { track_sid } => {
                 self.undecryptable.remove(&track_sid);
-                if self.remote_tracks.remove(&track_sid).is_some() {
+                let video = self.remote_tracks.remove(&track_sid).is_some();
+                let audio = self.remote_audio.remove(&track_sid).is_some();
+                if video || audio {
                     let _ = self.events.send(RoomEvent::TrackUnsubscribed { track_sid });
                 }
             }
             EngineEvent::Frame { track_sid, frame } => self.deliver(track_sid, frame),
+            EngineEvent::AudioFrame { track_sid, frame } => self.deliver_audio(track_sid, frame),
             EngineEvent::FrameUndecryptable { track_sid } => {
                 if let Some(count) = self.undecryptable.get(&track_sid) {
                     if count.fetch_add(1, Ordering::Relaxed) == 0 {

@@ -10,7 +10,7 @@ use common::{
     spawn_pattern_publisher,
 };
 use livekit_str0m::{
-    ConnectionState, DisconnectCause, Room, RoomEvent, RoomOptions, VideoTrackOptions,
+    ConnectionState, DisconnectCause, RemoteTrack, Room, RoomEvent, RoomOptions, VideoTrackOptions,
 };
 use rtc_media::pattern::TestPattern;
 
@@ -51,7 +51,7 @@ async fn video_comes_back_after_a_server_restart() {
                 RoomEvent::ConnectionStateChanged(ConnectionState::Reconnecting) => {
                     saw_reconnecting = true
                 }
-                RoomEvent::TrackSubscribed(track) => return track,
+                RoomEvent::TrackSubscribed(RemoteTrack::Video(track)) => return track,
                 RoomEvent::Disconnected(cause) => panic!("disconnected: {cause}"),
                 _ => {}
             }

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use livekit_str0m::{DisconnectCause, Room, RoomEvent, RoomEvents, RoomOptions};
+use livekit_str0m::{DisconnectCause, RemoteTrack, Room, RoomEvent, RoomEvents, RoomOptions};
 use matrix_sdk::Client;
 use matrix_sdk_rtc::media_keys::MediaKeyExchange;
 use matrix_sdk_rtc::{CallState, LiveKitConnection, RtcError};
@@ -19,8 +19,8 @@ use crate::encryption::CallEncryption;
 use crate::endpoint;
 use crate::error::Error;
 use crate::events::{CallEvent, SfuInfo};
-use crate::publisher::VideoPublisher;
-use crate::remote::{member_of, spawn_decoder};
+use crate::publisher::Publishers;
+use crate::remote::{RemoteAudio, TrackOrigin, member_of, spawn_decoder};
 
 /// How long tearing a connection down may take in all.
 const DISCONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -93,7 +93,7 @@ pub(crate) async fn connect_room(
 #[derive(Debug)]
 pub struct CallConnection {
     room: Option<Room>,
-    publisher: Option<VideoPublisher>,
+    publishers: Publishers,
     router: Option<JoinHandle<()>>,
     remotes: Option<(watch::Sender<bool>, JoinHandle<()>)>,
     /// The reason our own room ended by itself.
@@ -106,7 +106,7 @@ impl CallConnection {
     pub(crate) fn start(
         room: Room,
         events: RoomEvents,
-        publisher: Option<VideoPublisher>,
+        publishers: Publishers,
         livekit_url: String,
         context: &Context,
         encryption: Option<CallEncryption>,
@@ -132,7 +132,7 @@ impl CallConnection {
         });
         Self {
             room: Some(room),
-            publisher,
+            publishers,
             router: Some(router),
             remotes,
             lost: Some(lost),
@@ -143,9 +143,7 @@ impl CallConnection {
     /// Stops publishing, leaves every LiveKit room, and ends every task, within a few seconds.
     pub async fn close(mut self) {
         let teardown = async {
-            if let Some(publisher) = self.publisher.take() {
-                publisher.stop().await;
-            }
+            std::mem::take(&mut self.publishers).stop().await;
             let remotes = async {
                 if let Some((stop, task)) = self.remotes.take() {
                     let _ = stop.send(true);
@@ -241,14 +239,28 @@ async fn route(
             }
             RoomEvent::TrackSubscribed(track) => {
                 if sink.is_closed() {
-                    // Nobody would see the pictures: do not decode them.
+                    // Nobody would see the pictures or hear the sound: do not decode them.
                     continue;
                 }
-                let video = spawn_decoder(track, livekit_url.clone(), call.clone());
-                sink.send(CallEvent::VideoSubscribed(video));
+                let origin = TrackOrigin {
+                    info: track.info().clone(),
+                    livekit_url: livekit_url.clone(),
+                    call: call.clone(),
+                };
+                match track {
+                    RemoteTrack::Video(track) => {
+                        sink.send(CallEvent::VideoSubscribed(spawn_decoder(track, origin)));
+                    }
+                    RemoteTrack::Audio(track) => {
+                        sink.send(CallEvent::AudioSubscribed(RemoteAudio::new(track, origin)));
+                    }
+                    other => {
+                        tracing::debug!(info = ?other.info(), "a track of a kind we do not receive")
+                    }
+                }
             }
             RoomEvent::TrackUnsubscribed { track_sid } => {
-                sink.send(CallEvent::VideoUnsubscribed { track_sid });
+                sink.send(CallEvent::TrackUnsubscribed { track_sid });
             }
             RoomEvent::Disconnected(cause) => {
                 sink.send(CallEvent::Disconnected {

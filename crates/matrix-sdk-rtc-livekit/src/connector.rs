@@ -13,7 +13,7 @@ use crate::connection::{CallConnection, Context, EventSink, connect_room, sfu_in
 use crate::credentials::{self, CredentialSource, TokenRequest};
 use crate::encryption::{CallEncryption, MediaEncryption};
 use crate::events::{CallEvent, CallEvents};
-use crate::publisher::{VideoFeed, VideoPublisher};
+use crate::publisher::{AudioFeed, Publishers, VideoFeed};
 
 /// Events buffered for the application.
 const EVENT_BUFFER: usize = 256;
@@ -57,7 +57,8 @@ impl Default for ConnectorOptions {
 }
 
 /// Connects the call's media through LiveKit: fetches fresh credentials, joins our LiveKit room,
-/// publishes the [`VideoFeed`] if there is one, decodes everybody's video, and subscribes to
+/// publishes the [`VideoFeed`] and [`AudioFeed`] if there are, hands everybody's video and
+/// audio to the application, and subscribes to
 /// members on other SFUs. Events of all its connections come out of the [`CallEvents`] that
 /// [`LiveKitStr0mConnector::new`] returns.
 ///
@@ -92,6 +93,7 @@ pub struct LiveKitStr0mConnector {
 struct Inner {
     credentials: CredentialSource,
     video: Option<VideoFeed>,
+    audio: Option<AudioFeed>,
     options: ConnectorOptions,
     events: EventSink,
 }
@@ -104,6 +106,7 @@ impl LiveKitStr0mConnector {
         let inner = Inner {
             credentials,
             video: None,
+            audio: None,
             options: ConnectorOptions::default(),
             events: EventSink(tx),
         };
@@ -113,6 +116,11 @@ impl LiveKitStr0mConnector {
     /// Publishes `feed` on every connection.
     pub fn with_video(self, feed: VideoFeed) -> Self {
         self.map(|inner| inner.video = Some(feed))
+    }
+
+    /// Publishes `feed` on every connection (with or without video).
+    pub fn with_audio(self, feed: AudioFeed) -> Self {
+        self.map(|inner| inner.audio = Some(feed))
     }
 
     /// Connects as `options` say.
@@ -153,25 +161,21 @@ impl LiveKitStr0mConnector {
         if encryption.is_some() {
             tokio::time::sleep(inner.options.key_grace_period).await;
         }
-        let publisher = match &inner.video {
-            Some(feed) => {
-                match VideoPublisher::start(
-                    &room,
-                    feed,
-                    inner.events.0.clone(),
-                    inner.options.stats_interval,
-                    encryption.is_some(),
-                )
-                .await
-                {
-                    Ok(publisher) => Some(publisher),
-                    Err(error) => {
-                        room.disconnect().await;
-                        return Err(error);
-                    }
-                }
+        let publishers = match Publishers::start(
+            &room,
+            inner.video.as_ref(),
+            inner.audio.as_ref(),
+            inner.events.0.clone(),
+            inner.options.stats_interval,
+            encryption.is_some(),
+        )
+        .await
+        {
+            Ok(publishers) => publishers,
+            Err(error) => {
+                room.disconnect().await;
+                return Err(error);
             }
-            None => None,
         };
         inner.events.send(CallEvent::Connected(info.clone()));
         let context = Context {
@@ -186,7 +190,7 @@ impl LiveKitStr0mConnector {
             subscribe_to_other_sfus: inner.options.subscribe_to_other_sfus,
             keys: encryption.as_ref().map(CallEncryption::exchange),
         };
-        Ok(CallConnection::start(room, events, publisher, info.livekit_url, &context, encryption))
+        Ok(CallConnection::start(room, events, publishers, info.livekit_url, &context, encryption))
     }
 
     /// The media keys of a connection as `identity`, when the call's media is encrypted.

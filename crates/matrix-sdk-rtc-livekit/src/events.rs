@@ -6,7 +6,7 @@ use livekit_str0m::VideoCodec;
 use matrix_sdk_rtc::CallMember;
 use tokio::sync::mpsc;
 
-use crate::remote::RemoteVideo;
+use crate::remote::{RemoteAudio, RemoteVideo};
 
 /// Events of the connections a [`crate::LiveKitStr0mConnector`] makes, across reconnects.
 #[derive(Debug)]
@@ -25,9 +25,14 @@ pub enum CallEvent {
     },
     /// Our video is going out: the first frames are on the connection.
     Publishing(PublishInfo),
+    /// Our audio is going out: the first packets are on the connection.
+    AudioPublishing {
+        /// The track sid.
+        track_sid: String,
+    },
     /// Our video over the last interval.
     PublishStats(PublishStats),
-    /// Our video stopped before the connection did (the source ended or failed).
+    /// Our video or audio stopped before the connection did (the source ended or failed).
     PublisherStopped {
         /// What went wrong.
         error: Option<String>,
@@ -46,8 +51,11 @@ pub enum CallEvent {
     },
     /// A participant's video arrives: read decoded pictures from it.
     VideoSubscribed(RemoteVideo),
-    /// A participant's video stopped (the [`RemoteVideo`] ends too).
-    VideoUnsubscribed {
+    /// A participant's audio arrives: read Opus packets from it, or decode it into PCM.
+    AudioSubscribed(RemoteAudio),
+    /// A participant's video or audio stopped (the [`RemoteVideo`] or [`RemoteAudio`] ends
+    /// too).
+    TrackUnsubscribed {
         /// The track sid.
         track_sid: String,
     },

@@ -6,11 +6,13 @@
 //!   (`/sfu/get`, `/get_token`), an explicit `/sfu/get` URL, or a static token; fresh for
 //!   every connection, never logged;
 //! * [`LiveKitStr0mConnector`]: the connector `matrix-sdk-rtc`'s driver calls: our LiveKit
-//!   room, a [`VideoFeed`] published into it, everybody's video decoded ([`RemoteVideo`]), and
-//!   a subscribe-only connection to every other SFU members publish on;
+//!   room, a [`VideoFeed`] and an [`AudioFeed`] published into it (sources of `rtc-media`, or
+//!   pictures and PCM the application pushes through a [`FrameSender`] and a [`PcmSender`]),
+//!   everybody's video decoded ([`RemoteVideo`]) and audio as Opus packets or paced PCM
+//!   ([`RemoteAudio`]), and a subscribe-only connection to every other SFU members publish on;
 //! * [`MediaEncryption`]: in encrypted rooms, media encrypted as Element Call does it
 //!   (per-participant keys over Matrix, LiveKit's frame encryption);
-//! * [`CallEvent`]s: connections, our publishing, remote participants and their video;
+//! * [`CallEvent`]s: connections, our publishing, remote participants and their media;
 //! * [`tls`]: one TLS stack for the WebSocket and the HTTP clients (`native-tls` or
 //!   `rustls-tls`).
 //!
@@ -33,6 +35,6 @@ pub use credentials::{CredentialSource, Credentials, Jwt};
 pub use encryption::MediaEncryption;
 pub use error::{Error, ErrorKind, error_chain};
 pub use events::{CallEvent, CallEvents, PublishInfo, PublishStats, SfuInfo};
-pub use publisher::VideoFeed;
-pub use remote::{RemoteVideo, RemoteVideoStats};
+pub use publisher::{AudioFeed, FrameSender, PcmSender, VideoFeed};
+pub use remote::{DecodedAudio, RemoteAudio, RemoteAudioStats, RemoteVideo, RemoteVideoStats};
 pub use {livekit_str0m, matrix_sdk_rtc, rtc_media};

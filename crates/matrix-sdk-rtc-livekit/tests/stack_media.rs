@@ -11,6 +11,7 @@ use matrix_sdk_rtc::{DriverOptions, DriverStatus, LiveKitRoomDriver, Presence, R
 use matrix_sdk_rtc_livekit::livekit_str0m::VideoCodec;
 use matrix_sdk_rtc_livekit::rtc_media::pattern::{Rgb, TestPattern};
 use matrix_sdk_rtc_livekit::rtc_media::source::TestPatternSource;
+use matrix_sdk_rtc_livekit::{AudioFeed, RemoteAudio};
 use matrix_sdk_rtc_livekit::{CallEvent, CallEvents, LiveKitStr0mConnector, SfuInfo, VideoFeed};
 use matrix_sdk_rtc_livekit::{ConnectorOptions, CredentialSource, MediaEncryption, RemoteVideo};
 use rtc_test_support::{Homeserver, StackInfo, User};
@@ -76,10 +77,25 @@ impl Running {
         sticky: bool,
         encryption: MediaEncryption,
     ) -> Self {
+        Self::start_full(room, presence, colour, None, service_url, sticky, encryption)
+    }
+
+    fn start_full(
+        room: Room,
+        presence: Presence,
+        colour: Option<Rgb>,
+        audio: Option<AudioFeed>,
+        service_url: &str,
+        sticky: bool,
+        encryption: MediaEncryption,
+    ) -> Self {
         let (connector, events) = LiveKitStr0mConnector::new(CredentialSource::Transport);
         let mut connector_options = ConnectorOptions::default();
         connector_options.media_encryption = encryption;
-        let connector = connector.with_options(connector_options);
+        let mut connector = connector.with_options(connector_options);
+        if let Some(audio) = audio {
+            connector = connector.with_audio(audio);
+        }
         let connector = match colour {
             Some(colour) => connector.with_video(
                 VideoFeed::new(move || {
@@ -175,6 +191,56 @@ fn video(event: CallEvent) -> Option<RemoteVideo> {
         CallEvent::VideoSubscribed(video) => Some(video),
         _ => None,
     }
+}
+
+fn audio(event: CallEvent) -> Option<RemoteAudio> {
+    match event {
+        CallEvent::AudioSubscribed(audio) => Some(audio),
+        _ => None,
+    }
+}
+
+/// Power at `frequency` in mono 48 kHz `samples` (Goertzel), normalised by length.
+fn power_at(samples: &[i16], frequency: f64) -> f64 {
+    let k = 2.0 * (2.0 * std::f64::consts::PI * frequency / 48_000.0).cos();
+    let (mut s1, mut s2) = (0.0, 0.0);
+    for &x in samples {
+        let s = f64::from(x) / 32768.0 + k * s1 - s2;
+        s2 = s1;
+        s1 = s;
+    }
+    (s1 * s1 + s2 * s2 - k * s1 * s2) / (samples.len() as f64).powi(2)
+}
+
+/// Decodes `audio` for `seconds` of frames; asserts `frequency` is at least 20 dB above a few
+/// others and that the frames came at the real-time pace.
+async fn hear_tone(audio: RemoteAudio, frequency: f64, seconds: u32) {
+    let mut decoded = audio.decode(1);
+    let started = tokio::time::Instant::now();
+    let mut pcm = Vec::new();
+    for _ in 0..seconds * 50 {
+        let frame =
+            tokio::time::timeout(WAIT, decoded.recv()).await.expect("in time").expect("open");
+        assert_eq!(frame.channels, 1);
+        pcm.extend_from_slice(&frame.samples);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    assert!(
+        (elapsed - f64::from(seconds)).abs() < 0.5,
+        "{seconds} s of frames took {elapsed:.2} s: paced in real time"
+    );
+    let tail = &pcm[pcm.len() / 2..];
+    let at = power_at(tail, frequency);
+    for other in [frequency * 0.5, frequency * 1.5, 3000.0] {
+        let db = 10.0 * (at / power_at(tail, other)).log10();
+        assert!(
+            db > 20.0,
+            "{frequency} Hz only {db:.1} dB above {other} Hz; {:?}",
+            decoded.stats()
+        );
+    }
+    let stats = decoded.stats();
+    assert!(stats.packets > u64::from(seconds) * 40, "{stats:?}");
 }
 
 fn init_logs() {
@@ -371,4 +437,54 @@ async fn a_member_on_another_sfu_is_received_through_a_subscribe_only_connection
     assert_eq!(from_blue.livekit_url(), format!("{}/", stack.livekit_url));
     red.stop().await;
     blue.stop().await;
+}
+
+/// Audio both ways between bots: one publishes a 440 Hz tone (a generated source), the other
+/// 1 kHz pushed by the application as PCM; each decodes the other's through the jitter
+/// buffer, at the real-time pace, and knows whose it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_bots_hear_each_other() {
+    let (stack, a, b, room_id) = two_bots().await;
+    let service = &stack.auth_service_url;
+    let off = MediaEncryption::Off;
+    let tone = Some(AudioFeed::tone(440.0));
+    let mut first =
+        Running::start_full(a.room(&room_id), Presence::Always, None, tone, service, false, off);
+    first.next(WAIT, connected).await;
+    let (pushed, pcm) = AudioFeed::pushed(1);
+    let mut second = Running::start_full(
+        b.room(&room_id),
+        Presence::Follow,
+        None,
+        Some(pushed),
+        service,
+        false,
+        off,
+    );
+    // The application's own 1 kHz, produced a little ahead of real time as a speech engine
+    // would.
+    let producer = tokio::spawn(async move {
+        let mut tone = matrix_sdk_rtc_livekit::rtc_media::audio::ToneSource::new(1000.0, 0.5, 1);
+        loop {
+            pcm.send(&tone.next_samples()).await;
+        }
+    });
+    let from_first = second.next(WAIT, audio).await;
+    assert_eq!(from_first.info().kind, matrix_sdk_rtc_livekit::livekit_str0m::TrackKind::Audio);
+    let from_second = first.next(WAIT, audio).await;
+    let member = tokio::time::timeout(WAIT, async {
+        loop {
+            if let Some(member) = from_first.member() {
+                return member;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the member behind the audio becomes known");
+    assert_eq!(member.device_id(), "REDA");
+    tokio::join!(hear_tone(from_first, 440.0, 3), hear_tone(from_second, 1000.0, 3));
+    producer.abort();
+    second.stop().await;
+    first.stop().await;
 }

@@ -7,7 +7,10 @@
 //!   device id, create rooms whose power levels let members send call memberships (as Element Web
 //!   creates them), join rooms, request OpenID tokens;
 //! * [`ElementCall`]: Element Call in headless Chromium, joined to a call, its events as they
-//!   come.
+//!   come;
+//! * [`LossyLiveKit`]: a LiveKit server behind a lossy path for one client: a signalling proxy
+//!   that rewrites ICE candidates so that the client's media go through a UDP relay, which drops
+//!   datagrams with a probability the test sets (10 % loss without kernel netem) and counts them.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), rtc_test_support::Error> {
@@ -24,10 +27,12 @@
 
 pub mod element_call;
 mod homeserver;
+mod lossy_path;
 mod stack;
 
 pub use element_call::{ElementCall, Login};
 pub use homeserver::{Homeserver, User, encode_path_segment, unique_name};
+pub use lossy_path::{CandidateStats, LossyLiveKit, LossyStats, PathStats};
 pub use stack::{STACK_FILE_ENV, SecondSfu, StackInfo, default_stack_file};
 
 /// Errors of the test-support helpers.
@@ -48,6 +53,14 @@ pub enum Error {
         /// The operation.
         what: &'static str,
         /// What went wrong (URLs removed: they may carry tokens).
+        reason: String,
+    },
+    /// A local socket or the address of a server could not be set up.
+    #[error("{what} failed: {reason}")]
+    Io {
+        /// The operation.
+        what: &'static str,
+        /// What went wrong.
         reason: String,
     },
     /// The homeserver answered with an error.

@@ -9,7 +9,7 @@
 //! first slice plus two bytes. For H.264 everything after the header is then escaped as RBSP,
 //! so that no start code can appear in ciphertext.
 
-use crate::track::VideoCodec;
+use super::FrameCodec;
 
 /// Length of the IV, as the trailer announces it.
 pub(crate) const IV_LEN: usize = 12;
@@ -33,12 +33,14 @@ pub(crate) fn vp8_is_keyframe(frame: &[u8]) -> bool {
 }
 
 /// How many leading bytes stay clear. Never more than the frame holds.
-pub(crate) fn clear_len(codec: VideoCodec, frame: &[u8]) -> usize {
+pub(crate) fn clear_len(codec: FrameCodec, frame: &[u8]) -> usize {
     let vp8 = || if vp8_is_keyframe(frame) { VP8_KEYFRAME_CLEAR } else { VP8_DELTA_CLEAR };
     let len = match codec {
-        VideoCodec::Vp8 => vp8(),
+        FrameCodec::Vp8 => vp8(),
+        // As livekit-client: one byte of every audio frame.
+        FrameCodec::Opus => 1,
         // As livekit-client: without a slice, the VP8 rule.
-        VideoCodec::H264 => h264_first_slice(frame).map_or_else(vp8, |at| at + 2),
+        FrameCodec::H264 => h264_first_slice(frame).map_or_else(vp8, |at| at + 2),
     };
     len.min(frame.len())
 }
@@ -155,11 +157,17 @@ mod tests {
     #[test]
     fn vp8_keeps_ten_bytes_of_keyframes_and_three_of_the_others() {
         let key = [0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x80, 0x02, 0xe0, 0x01, 0xff, 0xff];
-        assert_eq!(clear_len(VideoCodec::Vp8, &key), 10);
+        assert_eq!(clear_len(FrameCodec::Vp8, &key), 10);
         let delta = [0x31, 0x02, 0x00, 0x40, 0x41];
-        assert_eq!(clear_len(VideoCodec::Vp8, &delta), 3);
-        assert_eq!(clear_len(VideoCodec::Vp8, &[0x10, 0x02]), 2, "never past the end");
-        assert_eq!(clear_len(VideoCodec::Vp8, &[]), 0);
+        assert_eq!(clear_len(FrameCodec::Vp8, &delta), 3);
+        assert_eq!(clear_len(FrameCodec::Vp8, &[0x10, 0x02]), 2, "never past the end");
+        assert_eq!(clear_len(FrameCodec::Vp8, &[]), 0);
+    }
+
+    #[test]
+    fn opus_keeps_its_toc_byte() {
+        assert_eq!(clear_len(FrameCodec::Opus, &[0x78, 1, 2, 3]), 1);
+        assert_eq!(clear_len(FrameCodec::Opus, &[]), 0);
     }
 
     #[test]
@@ -168,11 +176,11 @@ mod tests {
         let pps = [0, 0, 0, 1, 0x68, 0xce, 0x3c, 0x80];
         let idr = [0, 0, 0, 1, 0x65, 0x88, 0x84, 0x00, 0x33];
         let frame = [&sps[..], &pps, &idr].concat();
-        assert_eq!(clear_len(VideoCodec::H264, &frame), sps.len() + pps.len() + 4 + 2);
+        assert_eq!(clear_len(FrameCodec::H264, &frame), sps.len() + pps.len() + 4 + 2);
         let non_idr = [0, 0, 1, 0x41, 0x9a, 0x02, 0x03];
-        assert_eq!(clear_len(VideoCodec::H264, &non_idr), 3 + 2);
+        assert_eq!(clear_len(FrameCodec::H264, &non_idr), 3 + 2);
         // No slice at all: the VP8 rule.
-        assert_eq!(clear_len(VideoCodec::H264, &sps), 8);
+        assert_eq!(clear_len(FrameCodec::H264, &sps), 8);
     }
 
     #[test]

@@ -3,10 +3,10 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use super::FrameCodec;
 use super::frame::{self, IV_LEN};
 use super::key_provider::{KeyProvider, OpenError};
 use super::{FrameContext, FrameCryptError, FrameCryptor};
-use crate::track::VideoCodec;
 
 /// Encrypts and decrypts frames as LiveKit's clients do (`encryption: GCM`), with keys from a
 /// [`KeyProvider`]: a sender's frames with its identity's current key, a received frame with
@@ -70,7 +70,7 @@ impl FrameCryptor for GcmFrameCryptor {
             .ok_or(FrameCryptError::MissingKey)?;
         sealed.extend_from_slice(&iv);
         sealed.extend_from_slice(&[IV_LEN as u8, key_index]);
-        if context.codec == VideoCodec::H264 {
+        if context.codec == FrameCodec::H264 {
             sealed = frame::write_rbsp(&sealed);
         }
         data.truncate(clear);
@@ -88,7 +88,7 @@ impl FrameCryptor for GcmFrameCryptor {
         }
         let clear = frame::clear_len(context.codec, data);
         let unescaped;
-        let whole: &[u8] = if context.codec == VideoCodec::H264 {
+        let whole: &[u8] = if context.codec == FrameCodec::H264 {
             unescaped = [&data[..clear], &frame::parse_rbsp(&data[clear..])].concat();
             &unescaped
         } else {
@@ -120,7 +120,7 @@ mod tests {
     use crate::e2ee::KeyProviderOptions;
     use crate::e2ee::hex;
 
-    fn context(identity: &str, codec: VideoCodec) -> FrameContext<'_> {
+    fn context(identity: &str, codec: FrameCodec) -> FrameContext<'_> {
         FrameContext {
             participant_identity: identity,
             track_sid: "TR_x",
@@ -158,14 +158,29 @@ mod tests {
         let cryptor = GcmFrameCryptor::new(keys);
         cryptor.send_counts.lock().unwrap().insert(0x11223344, 7);
         let mut frame = [&[0x31u8, 0x02, 0x00][..], &(0x40..0x50).collect::<Vec<u8>>()].concat();
-        cryptor.encrypt(&context("alice", VideoCodec::Vp8), &mut frame).unwrap();
+        cryptor.encrypt(&context("alice", FrameCodec::Vp8), &mut frame).unwrap();
         assert_eq!(
             hex(&frame),
             "31020040c3c30cb84182f820422ca9b2aaf9b85f28c275c10bbdfa616e3e5e2e25d6cc\
              1122334400015f9000015f890c05"
         );
-        cryptor.decrypt(&context("alice", VideoCodec::Vp8), &mut frame).unwrap();
+        cryptor.decrypt(&context("alice", FrameCodec::Vp8), &mut frame).unwrap();
         assert_eq!(frame, [&[0x31u8, 0x02, 0x00][..], &(0x40..0x50).collect::<Vec<u8>>()].concat());
+    }
+
+    #[test]
+    fn an_opus_packet_keeps_its_toc_byte_clear_and_round_trips() {
+        let keys = Arc::new(KeyProvider::new(KeyProviderOptions::element_call()));
+        keys.set_key("alice", 0, &[0x42; 16]).unwrap();
+        let cryptor = GcmFrameCryptor::new(keys);
+        let packet = vec![0x78, 0x0b, 0xe4, 0xc1, 0x36, 0xec, 0xc5, 0x80];
+        let mut sealed = packet.clone();
+        cryptor.encrypt(&context("alice", FrameCodec::Opus), &mut sealed).unwrap();
+        assert_eq!(sealed[0], 0x78, "the TOC byte stays readable for the server");
+        assert_ne!(&sealed[1..packet.len()], &packet[1..]);
+        assert_eq!(sealed.len(), packet.len() + 16 + 12 + 2, "tag, IV and trailer");
+        cryptor.decrypt(&context("alice", FrameCodec::Opus), &mut sealed).unwrap();
+        assert_eq!(sealed, packet);
     }
 
     fn h264_frame(payload: &[u8]) -> Vec<u8> {
@@ -185,14 +200,14 @@ mod tests {
         for payload in [vec![0u8; 64], (0..=255).collect(), vec![0, 0, 1, 0, 0, 0, 3]] {
             let original = h264_frame(&payload);
             let mut frame = original.clone();
-            cryptor.encrypt(&context("alice", VideoCodec::H264), &mut frame).unwrap();
+            cryptor.encrypt(&context("alice", FrameCodec::H264), &mut frame).unwrap();
             let clear = 16 + 4 + 2;
             assert_eq!(frame[..clear], original[..clear], "SPS, PPS and the slice's first bytes");
             assert!(
                 !frame[clear..].windows(3).any(|w| w[0] == 0 && w[1] == 0 && w[2] <= 2),
                 "a start code in the ciphertext"
             );
-            cryptor.decrypt(&context("alice", VideoCodec::H264), &mut frame).unwrap();
+            cryptor.decrypt(&context("alice", FrameCodec::H264), &mut frame).unwrap();
             assert_eq!(frame, original);
         }
     }
@@ -209,8 +224,8 @@ mod tests {
             [&[0x10u8, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x80, 0x02, 0xe0, 0x01][..], &[0xab; 40]]
                 .concat();
         let mut sealed = original.clone();
-        cryptor.encrypt(&context("alice", VideoCodec::Vp8), &mut sealed).unwrap();
-        let ctx = context("alice", VideoCodec::Vp8);
+        cryptor.encrypt(&context("alice", FrameCodec::Vp8), &mut sealed).unwrap();
+        let ctx = context("alice", FrameCodec::Vp8);
         for at in [0, 5, 12, sealed.len() - 20, sealed.len() - 3] {
             let mut tampered = sealed.clone();
             tampered[at] ^= 0x01;
@@ -225,7 +240,7 @@ mod tests {
         assert_eq!(cryptor.decrypt(&ctx, &mut wrong_index), Err(FrameCryptError::MissingKey));
         let mut other_sender = sealed.clone();
         assert_eq!(
-            cryptor.decrypt(&context("mallory", VideoCodec::Vp8), &mut other_sender),
+            cryptor.decrypt(&context("mallory", FrameCodec::Vp8), &mut other_sender),
             Err(FrameCryptError::MissingKey)
         );
         let mut cut = sealed[..sealed.len() - 15].to_vec();
@@ -240,7 +255,7 @@ mod tests {
         let keys = Arc::new(KeyProvider::new(KeyProviderOptions::element_call()));
         keys.set_key("alice", 0, &[1; 16]).unwrap();
         let cryptor = GcmFrameCryptor::new(keys);
-        let ctx = context("alice", VideoCodec::Vp8);
+        let ctx = context("alice", FrameCodec::Vp8);
         let ivs: std::collections::HashSet<Vec<u8>> = (0..100)
             .map(|_| {
                 let mut frame = vec![0x31, 0x02, 0x00, 1, 2, 3];
@@ -256,11 +271,11 @@ mod tests {
         let keys = Arc::new(KeyProvider::new(KeyProviderOptions::element_call()));
         let cryptor = GcmFrameCryptor::new(keys);
         let mut empty = Vec::new();
-        cryptor.encrypt(&context("alice", VideoCodec::Vp8), &mut empty).unwrap();
+        cryptor.encrypt(&context("alice", FrameCodec::Vp8), &mut empty).unwrap();
         assert!(empty.is_empty());
         let mut frame = vec![0x31, 0x02, 0x00, 1, 2, 3];
         assert_eq!(
-            cryptor.encrypt(&context("alice", VideoCodec::Vp8), &mut frame),
+            cryptor.encrypt(&context("alice", FrameCodec::Vp8), &mut frame),
             Err(FrameCryptError::MissingKey)
         );
     }
@@ -276,7 +291,7 @@ mod tests {
             let keys = Arc::new(KeyProvider::new(KeyProviderOptions::element_call()));
             keys.set_key("alice", data.last().copied().unwrap_or(0), &[3; 16]).unwrap();
             let cryptor = GcmFrameCryptor::new(keys);
-            let codec = if h264 { VideoCodec::H264 } else { VideoCodec::Vp8 };
+            let codec = if h264 { FrameCodec::H264 } else { FrameCodec::Vp8 };
             for identity in ["alice", "bob"] {
                 let mut frame = data.clone();
                 if cryptor.decrypt(&context(identity, codec), &mut frame).is_err() {

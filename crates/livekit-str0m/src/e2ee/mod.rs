@@ -18,6 +18,28 @@ pub use key_provider::{KeyError, KeyProvider, KeyProviderOptions};
 
 use crate::track::VideoCodec;
 
+/// The codec of a frame, as far as encryption cares: it decides how many leading bytes stay
+/// clear (LiveKit keeps codec headers readable for the server).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum FrameCodec {
+    /// VP8 video.
+    Vp8,
+    /// H.264 video.
+    H264,
+    /// Opus audio (its TOC byte stays clear).
+    Opus,
+}
+
+impl From<VideoCodec> for FrameCodec {
+    fn from(codec: VideoCodec) -> Self {
+        match codec {
+            VideoCodec::Vp8 => Self::Vp8,
+            VideoCodec::H264 => Self::H264,
+        }
+    }
+}
+
 /// Lower-case hex, for comparing with the published test vectors.
 #[cfg(test)]
 fn hex(bytes: &[u8]) -> String {
@@ -33,10 +55,10 @@ pub struct FrameContext<'a> {
     /// The track sid (`TR_…`), empty before the server confirmed a local track.
     pub track_sid: &'a str,
     /// The codec.
-    pub codec: VideoCodec,
+    pub codec: FrameCodec,
     /// Whether the frame is a keyframe.
     pub keyframe: bool,
-    /// The RTP timestamp the frame is (or was) sent with, 90 kHz.
+    /// The RTP timestamp the frame is (or was) sent with (90 kHz video, 48 kHz audio).
     pub rtp_timestamp: u32,
     /// The RTP stream's SSRC (part of the IV on the way out).
     pub ssrc: u32,
@@ -45,11 +67,11 @@ pub struct FrameContext<'a> {
 impl<'a> FrameContext<'a> {
     /// The context of a frame `participant_identity` sends in `codec`, for calling a cryptor
     /// outside a connection (tests, benchmarks, tools); the RTP fields start at zero.
-    pub fn new(participant_identity: &'a str, codec: VideoCodec) -> Self {
+    pub fn new(participant_identity: &'a str, codec: impl Into<FrameCodec>) -> Self {
         Self {
             participant_identity,
             track_sid: "",
-            codec,
+            codec: codec.into(),
             keyframe: false,
             rtp_timestamp: 0,
             ssrc: 0,

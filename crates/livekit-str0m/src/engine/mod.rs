@@ -20,12 +20,12 @@ use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, Input, Output as RtcOutput, Rtc};
 use tracing::{debug, info, trace, warn};
 
-use crate::e2ee::{FrameContext, FrameCryptor};
+use crate::e2ee::{FrameCodec, FrameContext, FrameCryptor};
 use crate::signal::candidate_init::{candidate_init_json, parse_candidate_init};
 use crate::stun;
 use crate::track::{
-    EncodedVideoFrame, RemoteTrackInfo, RemoteVideoFrame, VideoCodec, VideoTrackOptions,
-    is_keyframe,
+    LocalTrackOptions, OutgoingFrame, RemoteAudioFrame, RemoteTrackInfo, RemoteVideoFrame,
+    TrackKind, VideoCodec, is_keyframe,
 };
 pub(crate) use participants::{ParticipantChange, Participants};
 pub use participants::{ParticipantSummary, Speaker};
@@ -76,8 +76,10 @@ pub(crate) enum EngineEvent {
     TrackSubscribed(RemoteTrackInfo),
     /// A remote track's media stopped (unpublished, unsubscribed or its m-line went away).
     TrackUnsubscribed { track_sid: String },
-    /// A depacketised (decrypted) frame of a subscribed track.
+    /// A depacketised (decrypted) frame of a subscribed video track.
     Frame { track_sid: String, frame: RemoteVideoFrame },
+    /// A (decrypted) packet of a subscribed audio track.
+    AudioFrame { track_sid: String, frame: RemoteAudioFrame },
     /// A frame of an encrypted track that did not decrypt (dropped).
     FrameUndecryptable { track_sid: String },
     /// The server confirmed a local track.
@@ -113,7 +115,7 @@ pub(crate) struct EngineConfig {
 /// A local track the application published; it survives reconnects.
 #[derive(Debug, Clone)]
 struct LocalTrack {
-    options: VideoTrackOptions,
+    options: LocalTrackOptions,
     muted: bool,
 }
 
@@ -370,7 +372,7 @@ impl Engine {
     // ---------------------------------------------------------------- application commands
 
     /// Announces a new local track; frames can be written once the server confirmed it.
-    pub(crate) fn add_track(&mut self, cid: String, options: VideoTrackOptions) {
+    pub(crate) fn add_track(&mut self, cid: String, options: LocalTrackOptions) {
         self.local_tracks.insert(cid.clone(), LocalTrack { options, muted: false });
         self.send_add_track(&cid);
     }
@@ -381,38 +383,67 @@ impl Engine {
             return;
         };
         session.publications.insert(cid.to_owned(), Publication::default());
-        let o = &track.options;
-        let layer = proto::VideoLayer {
-            quality: proto::VideoQuality::High as i32,
-            width: o.width,
-            height: o.height,
-            bitrate: o.max_bitrate,
-            ..Default::default()
-        };
-        let request = proto::AddTrackRequest {
-            cid: cid.to_owned(),
-            name: o.name.clone(),
-            r#type: proto::TrackType::Video as i32,
-            width: o.width,
-            height: o.height,
-            muted: track.muted,
-            source: match o.source {
-                crate::track::TrackSource::Camera => proto::TrackSource::Camera,
-                crate::track::TrackSource::ScreenShare => proto::TrackSource::ScreenShare,
-            } as i32,
-            layers: vec![layer.clone()],
-            simulcast_codecs: vec![proto::SimulcastCodec {
-                codec: o.codec.livekit_name().into(),
-                cid: cid.to_owned(),
-                layers: vec![layer],
-                ..Default::default()
-            }],
-            encryption: if o.encrypted {
-                proto::encryption::Type::Gcm
-            } else {
-                proto::encryption::Type::None
-            } as i32,
-            ..Default::default()
+        let encryption = if track.options.encrypted() {
+            proto::encryption::Type::Gcm
+        } else {
+            proto::encryption::Type::None
+        } as i32;
+        let request = match &track.options {
+            LocalTrackOptions::Video(o) => {
+                let layer = proto::VideoLayer {
+                    quality: proto::VideoQuality::High as i32,
+                    width: o.width,
+                    height: o.height,
+                    bitrate: o.max_bitrate,
+                    ..Default::default()
+                };
+                proto::AddTrackRequest {
+                    cid: cid.to_owned(),
+                    name: o.name.clone(),
+                    r#type: proto::TrackType::Video as i32,
+                    width: o.width,
+                    height: o.height,
+                    muted: track.muted,
+                    source: o.source.to_proto() as i32,
+                    layers: vec![layer.clone()],
+                    simulcast_codecs: vec![proto::SimulcastCodec {
+                        codec: o.codec.livekit_name().into(),
+                        cid: cid.to_owned(),
+                        layers: vec![layer],
+                        ..Default::default()
+                    }],
+                    encryption,
+                    ..Default::default()
+                }
+            }
+            LocalTrackOptions::Audio(o) => {
+                let mut features = Vec::new();
+                if o.stereo {
+                    features.push(proto::AudioTrackFeature::TfStereo as i32);
+                }
+                if !o.dtx {
+                    features.push(proto::AudioTrackFeature::TfNoDtx as i32);
+                }
+                #[allow(deprecated)]
+                proto::AddTrackRequest {
+                    cid: cid.to_owned(),
+                    name: o.name.clone(),
+                    r#type: proto::TrackType::Audio as i32,
+                    muted: track.muted,
+                    source: o.source.to_proto() as i32,
+                    disable_dtx: !o.dtx,
+                    disable_red: true,
+                    stereo: o.stereo,
+                    audio_features: features,
+                    simulcast_codecs: vec![proto::SimulcastCodec {
+                        codec: "opus".into(),
+                        cid: cid.to_owned(),
+                        ..Default::default()
+                    }],
+                    encryption,
+                    ..Default::default()
+                }
+            }
         };
         self.outputs.push_back(Output::Signal(signal_request::Message::AddTrack(request)));
     }
@@ -458,17 +489,30 @@ impl Engine {
 
     /// Sends one encoded frame of a local track; whether it went out (frames are dropped
     /// while the track is muted, not negotiated, or its connection is not up).
-    pub(crate) fn write_frame(
-        &mut self,
-        cid: &str,
-        frame: EncodedVideoFrame,
-        now: Instant,
-    ) -> bool {
+    pub(crate) fn write_frame(&mut self, cid: &str, frame: OutgoingFrame, now: Instant) -> bool {
         let Some(track) = self.local_tracks.get(cid) else { return false };
-        let (codec, encrypted) = (track.options.codec, track.options.encrypted);
         if track.muted {
             return false;
         }
+        let encrypted = track.options.encrypted();
+        let (codec, keyframe, rtp_time, level, mut data) = match (frame, &track.options) {
+            (OutgoingFrame::Video(frame), LocalTrackOptions::Video(o)) => {
+                let rtp_time = (frame.timestamp.as_micros() * 9 / 100) as u64;
+                let time = MediaTime::new(rtp_time, Frequency::NINETY_KHZ);
+                (FrameCodec::from(o.codec), frame.keyframe, time, None, frame.data)
+            }
+            (OutgoingFrame::Audio(frame), LocalTrackOptions::Audio(_)) => {
+                let time = MediaTime::new(
+                    crate::track::rtp_time(frame.timestamp),
+                    Frequency::FORTY_EIGHT_KHZ,
+                );
+                (FrameCodec::Opus, false, time, frame.level, frame.data)
+            }
+            _ => {
+                debug!(cid, "a frame of the wrong kind for the track; dropped");
+                return false;
+            }
+        };
         let Some(session) = self.session.as_mut() else { return false };
         let Some(publication) = session.publications.get(cid) else { return false };
         let (Some(mid), Some(sid)) = (publication.mid, publication.sid.clone()) else {
@@ -477,8 +521,6 @@ impl Engine {
         if !session.publisher.connected {
             return false;
         }
-        let rtp_time = (frame.timestamp.as_micros() * 9 / 100) as u64;
-        let mut data = frame.data;
         if encrypted {
             let Some(cryptor) = self.config.cryptor.as_ref() else {
                 warn!(
@@ -497,8 +539,8 @@ impl Engine {
                 participant_identity: &session.identity,
                 track_sid: &sid,
                 codec,
-                keyframe: frame.keyframe,
-                rtp_timestamp: rtp_time as u32,
+                keyframe,
+                rtp_timestamp: rtp_time.numer() as u32,
                 ssrc,
             };
             if let Err(error) = cryptor.encrypt(&context, &mut data) {
@@ -509,7 +551,7 @@ impl Engine {
         let Some(writer) = session.publisher.rtc.writer(mid) else { return false };
         let Some(pt) = writer
             .payload_params()
-            .find(|p| VideoCodec::from_str0m(p.spec().codec) == Some(codec))
+            .find(|p| codec_of(p.spec().codec) == Some(codec))
             .map(|p| p.pt())
         else {
             warn!(
@@ -519,14 +561,18 @@ impl Engine {
             );
             return false;
         };
-        let written =
-            match writer.write(pt, now, MediaTime::new(rtp_time, Frequency::NINETY_KHZ), data) {
-                Ok(()) => true,
-                Err(error) => {
-                    debug!(cid, %error, "frame not written");
-                    false
-                }
-            };
+        let writer = match level {
+            // str0m takes RFC 6464's -dBov as the negative number it stands for.
+            Some(level) => writer.audio_level(-(level.dbov.min(127) as i8), level.voice),
+            None => writer,
+        };
+        let written = match writer.write(pt, now, rtp_time, data) {
+            Ok(()) => true,
+            Err(error) => {
+                debug!(cid, %error, "frame not written");
+                false
+            }
+        };
         self.drain(PeerKind::Publisher, now);
         written
     }
@@ -564,8 +610,8 @@ impl Engine {
         self.drain(PeerKind::Subscriber, now);
     }
 
-    /// Shares the publisher's bandwidth estimate among the published video tracks in
-    /// proportion to their maximum bitrates (each capped at its maximum and at the server's
+    /// Shares the publisher's bandwidth estimate among the published video tracks (audio keeps
+    /// its fixed rate) in proportion to their maximum bitrates (each capped at its maximum and at the server's
     /// REMB for it), and announces targets that changed by more than 5 %.
     fn allocate_bitrate(&mut self) {
         let Some(session) = self.session.as_mut() else { return };
@@ -574,7 +620,10 @@ impl Engine {
             .publications
             .iter()
             .filter(|(_, p)| p.mid.is_some())
-            .filter_map(|(cid, _)| Some((cid, self.local_tracks.get(cid)?.options.max_bitrate)))
+            .filter_map(|(cid, _)| match &self.local_tracks.get(cid)?.options {
+                LocalTrackOptions::Video(o) => Some((cid, o.max_bitrate)),
+                LocalTrackOptions::Audio(_) => None,
+            })
             .collect();
         let total: u64 = tracks.iter().map(|(_, max)| u64::from(*max)).sum();
         if total == 0 {
@@ -609,7 +658,7 @@ impl Engine {
             .publications
             .keys()
             .filter_map(|cid| self.local_tracks.get(cid))
-            .map(|t| u64::from(t.options.max_bitrate))
+            .map(|t| u64::from(t.options.max_bitrate()))
             .sum();
         session.publisher.rtc.bwe().set_bitrate(Bitrate::ZERO, Bitrate::bps(desired));
     }
@@ -769,7 +818,8 @@ impl Engine {
         let started = watched && (new_subscriber || !publication.watched);
         publication.watched = watched;
         debug!(%cid, watched, new_subscriber, "subscribers of a local track");
-        if started {
+        let video = self.local_tracks.get(cid).map(|t| t.options.kind()) == Some(TrackKind::Video);
+        if started && video {
             let cid = cid.clone();
             session.keyframe_repeat.insert(cid.clone(), now + SUBSCRIBER_KEYFRAME_REPEAT);
             self.outputs.push_back(Output::Event(EngineEvent::KeyframeRequested { cid }));
@@ -801,14 +851,12 @@ impl Engine {
         let mut added = Vec::new();
         for (cid, publication) in &session.publications {
             if publication.sid.is_some() && publication.mid.is_none() {
+                let kind = match self.local_tracks.get(cid).map(|t| t.options.kind()) {
+                    Some(TrackKind::Audio) => MediaKind::Audio,
+                    _ => MediaKind::Video,
+                };
                 let stream = Some(session.participant_sid.clone());
-                let mid = api.add_media(
-                    MediaKind::Video,
-                    Direction::SendOnly,
-                    stream,
-                    Some(cid.clone()),
-                    None,
-                );
+                let mid = api.add_media(kind, Direction::SendOnly, stream, Some(cid.clone()), None);
                 added.push((cid.clone(), mid));
             }
         }
@@ -923,7 +971,7 @@ impl Engine {
         session.last_subscriber_answer = Some(answer.clone());
         self.outputs.push_back(Output::Signal(signal_request::Message::Answer(answer)));
         if std::mem::take(&mut session.sync_state_due) {
-            let state = sync_state(session);
+            let state = sync_state(session, &self.local_tracks);
             self.outputs.push_back(Output::Signal(signal_request::Message::SyncState(state)));
         }
         let queued = std::mem::take(&mut session.subscriber.pending_remote);
@@ -1256,6 +1304,10 @@ impl Engine {
                         .publications
                         .iter()
                         .filter(|(_, p)| p.mid.is_some())
+                        .filter(|(cid, _)| {
+                            self.local_tracks.get(*cid).map(|t| t.options.kind())
+                                == Some(TrackKind::Video)
+                        })
                         .map(|(cid, _)| cid.clone())
                         .collect();
                     for cid in cids {
@@ -1280,13 +1332,11 @@ impl Engine {
                     debug!(mid = %added.mid, "remote media without a track id; ignored");
                     return;
                 };
-                if added.kind != MediaKind::Video {
-                    debug!(%track_sid, "audio tracks are not received yet; ignored");
-                    return;
-                }
                 session.pending_media.push((added.mid, track_sid));
                 self.check_subscriptions();
-                self.request_keyframe_mid(added.mid, now);
+                if added.kind == MediaKind::Video {
+                    self.request_keyframe_mid(added.mid, now);
+                }
             }
             Event::MediaChanged(changed) if kind == PeerKind::Subscriber => {
                 if matches!(changed.direction, Direction::Inactive | Direction::SendOnly) {
@@ -1303,7 +1353,7 @@ impl Engine {
                 }
             }
             Event::MediaData(data) => {
-                let Some(codec) = VideoCodec::from_str0m(data.params.spec().codec) else { return };
+                let Some(codec) = codec_of(data.params.spec().codec) else { return };
                 let Some(track_sid) = session
                     .subscribed
                     .iter()
@@ -1345,12 +1395,33 @@ impl Engine {
                         return;
                     }
                 }
-                let keyframe = is_keyframe(codec, &frame);
+                let video_codec = match codec {
+                    FrameCodec::Vp8 => VideoCodec::Vp8,
+                    FrameCodec::H264 => VideoCodec::H264,
+                    _ => {
+                        let level = crate::track::level_from_rtp(
+                            data.ext_vals.audio_level,
+                            data.ext_vals.voice_activity,
+                        );
+                        trace!(%track_sid, contiguous, bytes = frame.len(), "remote audio");
+                        self.outputs.push_back(Output::Event(EngineEvent::AudioFrame {
+                            track_sid,
+                            frame: RemoteAudioFrame {
+                                data: frame,
+                                rtp_timestamp,
+                                level,
+                                contiguous,
+                            },
+                        }));
+                        return;
+                    }
+                };
+                let keyframe = is_keyframe(video_codec, &frame);
                 trace!(%track_sid, keyframe, contiguous, bytes = frame.len(), "remote frame");
                 self.outputs.push_back(Output::Event(EngineEvent::Frame {
                     track_sid,
                     frame: RemoteVideoFrame {
-                        codec,
+                        codec: video_codec,
                         data: frame,
                         keyframe,
                         rtp_timestamp,
@@ -1392,19 +1463,27 @@ impl Engine {
     }
 }
 
+/// The frame codec of a negotiated payload, when this client sends or receives it.
+fn codec_of(codec: str0m::format::Codec) -> Option<FrameCodec> {
+    match codec {
+        str0m::format::Codec::Opus => Some(FrameCodec::Opus),
+        other => VideoCodec::from_str0m(other).map(FrameCodec::from),
+    }
+}
+
 /// What the server needs to resynchronise after a resume: our latest subscriber answer, what we
 /// are subscribed to and what we publish.
-fn sync_state(session: &Session) -> proto::SyncState {
+fn sync_state(session: &Session, local_tracks: &BTreeMap<String, LocalTrack>) -> proto::SyncState {
     let publish_tracks = session
         .publications
         .iter()
         .filter_map(|(cid, publication)| {
             let sid = publication.sid.clone()?;
-            let track = proto::TrackInfo {
-                sid,
-                r#type: proto::TrackType::Video as i32,
-                ..Default::default()
+            let r#type = match local_tracks.get(cid).map(|t| t.options.kind()) {
+                Some(TrackKind::Audio) => proto::TrackType::Audio,
+                _ => proto::TrackType::Video,
             };
+            let track = proto::TrackInfo { sid, r#type: r#type as i32, ..Default::default() };
             Some(proto::TrackPublishedResponse { cid: cid.clone(), track: Some(track) })
         })
         .collect();

@@ -11,7 +11,9 @@ use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, Input, Output as RtcOutput, Rtc};
 
 use super::*;
-use crate::track::{EncodedVideoFrame, VideoTrackOptions};
+use crate::track::{
+    AudioLevel, AudioTrackOptions, EncodedAudioFrame, EncodedVideoFrame, VideoTrackOptions,
+};
 
 const SERVER: &str = "10.0.0.1:7882";
 const PUBLISHER: &str = "10.0.0.2:6000";
@@ -89,8 +91,12 @@ struct FakeServer {
 
 impl FakeServer {
     fn new(now: Instant) -> Self {
-        let mut rtc =
-            Rtc::builder().clear_codecs().enable_vp8(true).set_stats_interval(None).build(now);
+        let mut rtc = Rtc::builder()
+            .clear_codecs()
+            .enable_vp8(true)
+            .enable_opus(true, false)
+            .set_stats_interval(None)
+            .build(now);
         rtc.add_local_candidate(Candidate::host(addr(SERVER), "udp").unwrap());
         Self { rtc }
     }
@@ -124,14 +130,18 @@ fn answer_from(
 }
 
 /// A keyframe-shaped encoded frame `index` frames of `interval` into the stream.
-fn frame(data: &[u8], index: u32, interval: Duration) -> EncodedVideoFrame {
-    EncodedVideoFrame { data: data.to_vec(), keyframe: true, timestamp: interval * index }
+fn frame(data: &[u8], index: u32, interval: Duration) -> OutgoingFrame {
+    OutgoingFrame::Video(EncodedVideoFrame {
+        data: data.to_vec(),
+        keyframe: true,
+        timestamp: interval * index,
+    })
 }
 
 /// Publishes a default track `TR_RS1` (confirmed by the server as `TR_m`) and returns the
 /// publisher offer that follows.
 fn publish_default_track(engine: &mut Engine, now: Instant) -> proto::SessionDescription {
-    engine.add_track("TR_RS1".into(), VideoTrackOptions::default());
+    engine.add_track("TR_RS1".into(), LocalTrackOptions::Video(VideoTrackOptions::default()));
     let published =
         proto::TrackPublishedResponse { cid: "TR_RS1".into(), track: Some(track("TR_m")) };
     engine.handle_signal(signal_response::Message::TrackPublished(published), now);
@@ -345,7 +355,11 @@ fn a_published_track_is_offered_connected_and_its_frames_reach_the_peer() {
     );
     engine.add_track(
         "TR_RS1".into(),
-        VideoTrackOptions { width: 320, height: 240, ..Default::default() },
+        LocalTrackOptions::Video(VideoTrackOptions {
+            width: 320,
+            height: 240,
+            ..Default::default()
+        }),
     );
     let (signals, _, _) = drain(&mut engine);
     let [signal_request::Message::AddTrack(request)] = &signals[..] else { panic!("{signals:?}") };
@@ -790,4 +804,164 @@ fn a_new_subscriber_gets_a_keyframe_at_once_and_again_shortly_after() {
         proto::SubscribedQualityUpdate { track_sid: "TR_other".into(), ..Default::default() };
     engine.handle_signal(signal_response::Message::SubscribedQualityUpdate(other), now);
     assert_eq!(keyframes(&mut engine), 0, "another track");
+}
+
+#[test]
+fn an_audio_track_is_announced_as_opus_and_its_packets_carry_their_level() {
+    let mut now = Instant::now();
+    let mut engine = started(now);
+    drain(&mut engine);
+    engine.add_track("TR_RS9".into(), LocalTrackOptions::Audio(AudioTrackOptions::default()));
+    let (signals, _, _) = drain(&mut engine);
+    let [signal_request::Message::AddTrack(request)] = &signals[..] else { panic!("{signals:?}") };
+    assert_eq!(request.r#type, proto::TrackType::Audio as i32);
+    assert_eq!(request.source, proto::TrackSource::Microphone as i32);
+    assert_eq!(request.simulcast_codecs[0].codec, "opus");
+    assert!(request.disable_red, "we send plain Opus, never RED");
+    assert!(request.layers.is_empty());
+
+    let mut mic = track("TR_mic");
+    mic.r#type = proto::TrackType::Audio as i32;
+    let published = proto::TrackPublishedResponse { cid: "TR_RS9".into(), track: Some(mic) };
+    engine.handle_signal(signal_response::Message::TrackPublished(published), now);
+    let (signals, _, _) = drain(&mut engine);
+    let [signal_request::Message::Offer(offer)] = &signals[..] else { panic!("{signals:?}") };
+    assert!(offer.sdp.contains("m=audio"), "{}", offer.sdp);
+    assert!(offer.sdp.contains("opus/48000/2"), "{}", offer.sdp);
+    assert!(offer.sdp.contains("ssrc-audio-level"), "{}", offer.sdp);
+
+    let mut server = FakeServer::new(now);
+    let answer = answer_from(&mut server, offer);
+    engine.handle_signal(signal_response::Message::Answer(answer), now);
+    let (engine_events, _) = pump(&mut engine, &mut server, &mut now, |_, s| {
+        s.iter().any(|e| matches!(e, Event::Connected))
+    });
+    assert!(
+        !engine_events.iter().any(|e| matches!(e, EngineEvent::KeyframeRequested { .. })),
+        "audio has no keyframes: {engine_events:?}"
+    );
+    assert!(
+        !engine.write_frame("TR_RS9", frame(&[0x10], 0, Duration::ZERO), now),
+        "a video frame on an audio track is dropped"
+    );
+
+    let packet = vec![0x78, 0x01, 0x02, 0x03, 0x04];
+    let mut received = None;
+    for i in 0..30u32 {
+        let written = engine.write_frame(
+            "TR_RS9",
+            OutgoingFrame::Audio(EncodedAudioFrame {
+                data: packet.clone(),
+                timestamp: Duration::from_millis(20) * i,
+                level: Some(AudioLevel { dbov: 30, voice: true }),
+            }),
+            now,
+        );
+        assert!(written);
+        let (_, server_events) = pump(&mut engine, &mut server, &mut now, |_, s| {
+            s.iter().any(|e| matches!(e, Event::MediaData(_)))
+        });
+        received = server_events.into_iter().find_map(|e| match e {
+            Event::MediaData(data) => Some(data),
+            _ => None,
+        });
+        if received.is_some() {
+            break;
+        }
+    }
+    let received = received.expect("a packet reaches the peer");
+    assert_eq!(&received.data[..], &packet[..]);
+    assert_eq!(received.params.spec().codec, str0m::format::Codec::Opus);
+    assert_eq!(received.time.frequency(), str0m::media::Frequency::FORTY_EIGHT_KHZ);
+    assert_eq!(received.ext_vals.audio_level, Some(-30));
+    assert_eq!(received.ext_vals.voice_activity, Some(true));
+}
+
+#[test]
+fn a_remote_audio_track_becomes_an_audio_subscription_with_levels() {
+    let mut now = Instant::now();
+    let mut engine = Engine::new(EngineConfig::default(), now);
+    let mut joined = join();
+    let mut mic = track("TR_bob_mic");
+    mic.r#type = proto::TrackType::Audio as i32;
+    mic.source = proto::TrackSource::Microphone as i32;
+    mic.mime_type = "audio/red".into();
+    joined.other_participants[0].tracks = vec![mic];
+    let addrs = LocalAddrs { publisher: vec![addr(PUBLISHER)], subscriber: vec![addr(SUBSCRIBER)] };
+    engine.start_session(joined, addrs, now);
+    drain(&mut engine);
+
+    let mut server = FakeServer::new(now);
+    let mut api = server.rtc.sdp_api();
+    let mid = api.add_media(
+        MediaKind::Audio,
+        Direction::SendOnly,
+        Some("PA_bob|TR_bob_mic".into()),
+        Some("TR_bob_mic".into()),
+        None,
+    );
+    let (offer, pending) = api.apply().unwrap();
+    engine.handle_signal(
+        signal_response::Message::Offer(proto::SessionDescription {
+            r#type: "offer".into(),
+            sdp: offer.to_sdp_string(),
+            id: 7,
+            ..Default::default()
+        }),
+        now,
+    );
+    let (signals, _, _) = drain(&mut engine);
+    let Some(signal_request::Message::Answer(answer)) = signals.first() else {
+        panic!("{signals:?}")
+    };
+    server
+        .rtc
+        .sdp_api()
+        .accept_answer(pending, str0m::change::SdpAnswer::from_sdp_string(&answer.sdp).unwrap())
+        .unwrap();
+    let (events, _) = pump(&mut engine, &mut server, &mut now, |events, _| {
+        events.iter().any(|e| matches!(e, EngineEvent::Connected))
+    });
+    let info = events
+        .iter()
+        .find_map(|e| match e {
+            EngineEvent::TrackSubscribed(info) => Some(info.clone()),
+            _ => None,
+        })
+        .expect("subscribed");
+    assert_eq!(info.kind, TrackKind::Audio);
+    assert_eq!(info.source, Some(crate::TrackSource::Microphone));
+
+    let mut packets = Vec::new();
+    for i in 0..30u64 {
+        let writer = server.rtc.writer(mid).unwrap().audio_level(-12, true);
+        let pt = writer.payload_params().next().unwrap().pt();
+        writer
+            .write(
+                pt,
+                now,
+                MediaTime::new(i * 960, str0m::media::Frequency::FORTY_EIGHT_KHZ),
+                vec![0x78, i as u8],
+            )
+            .unwrap();
+        let (events, _) = pump(&mut engine, &mut server, &mut now, |events, _| {
+            events.iter().any(|e| matches!(e, EngineEvent::AudioFrame { .. }))
+        });
+        packets.extend(events.into_iter().filter_map(|e| match e {
+            EngineEvent::AudioFrame { track_sid, frame } => Some((track_sid, frame)),
+            EngineEvent::Frame { .. } => panic!("audio delivered as video"),
+            _ => None,
+        }));
+        if packets.len() >= 3 {
+            break;
+        }
+    }
+    assert!(packets.len() >= 3, "{packets:?}");
+    let (track_sid, first) = &packets[0];
+    assert_eq!(track_sid, "TR_bob_mic");
+    assert_eq!(first.level, Some(AudioLevel { dbov: 12, voice: true }));
+    assert_eq!(first.data[0], 0x78);
+    let steps: Vec<u64> =
+        packets.windows(2).map(|w| w[1].1.rtp_timestamp - w[0].1.rtp_timestamp).collect();
+    assert!(steps.iter().all(|&s| s == 960), "20 ms apart at 48 kHz: {steps:?}");
 }

@@ -1,12 +1,11 @@
-//! Tracks: what goes in (encoded frames of a local track) and what comes out (encoded frames of
-//! remote tracks), with the metadata LiveKit gives them.
+//! Video tracks: codecs, encoded frames in and out, the handles.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 
+use super::{Incoming, LocalTrackHandle, OutgoingFrame, RemoteTrackInfo, TrackSource};
 use crate::error::TrackError;
 use crate::task::Command;
 
@@ -113,17 +112,6 @@ fn h264_nal_types(data: &[u8]) -> impl Iterator<Item = u8> + '_ {
     })
 }
 
-/// What kind of source a track carries (LiveKit's `TrackSource`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum TrackSource {
-    /// A camera.
-    #[default]
-    Camera,
-    /// A screen share.
-    ScreenShare,
-}
-
 /// How a local video track is published.
 #[derive(Debug, Clone)]
 pub struct VideoTrackOptions {
@@ -158,20 +146,6 @@ impl Default for VideoTrackOptions {
     }
 }
 
-/// State a local track shares with the connection task.
-#[derive(Debug, Default)]
-pub(crate) struct LocalTrackShared {
-    pub(crate) keyframe_requested: AtomicBool,
-    /// The encoder target from the bandwidth estimate, bits per second; 0 before the first.
-    pub(crate) target_bitrate: AtomicU32,
-    /// Unpublished (by us or by the server): writes are refused.
-    pub(crate) closed: AtomicBool,
-    /// Frames handed to the connection (not dropped for want of a connection).
-    pub(crate) frames_sent: AtomicU64,
-    pub(crate) frames_dropped: AtomicU64,
-    pub(crate) sid: std::sync::Mutex<Option<String>>,
-}
-
 /// A published video track: write encoded frames into it.
 ///
 /// Frames are sent as they come (no queue beyond a few frames: a busy connection drops them and
@@ -180,22 +154,20 @@ pub(crate) struct LocalTrackShared {
 /// [`LocalVideoTrack::target_bitrate`] with the encoder's bitrate.
 #[derive(Debug, Clone)]
 pub struct LocalVideoTrack {
-    pub(crate) cid: String,
-    pub(crate) commands: mpsc::Sender<Command>,
-    pub(crate) shared: Arc<LocalTrackShared>,
+    pub(crate) handle: LocalTrackHandle,
     pub(crate) options: VideoTrackOptions,
 }
 
 impl LocalVideoTrack {
     /// The client id of the track (`AddTrackRequest.cid`).
     pub fn cid(&self) -> &str {
-        &self.cid
+        &self.handle.cid
     }
 
     /// The server's track sid (`TR_…`) of the current session (it changes after a full
     /// reconnect).
     pub fn sid(&self) -> Option<String> {
-        self.shared.sid.lock().ok().and_then(|sid| sid.clone())
+        self.handle.sid()
     }
 
     /// How it was published.
@@ -206,22 +178,12 @@ impl LocalVideoTrack {
     /// Sends one encoded frame. Never blocks: when the connection task is behind the frame is
     /// dropped and [`TrackError::Busy`] returned.
     pub fn write(&self, frame: EncodedVideoFrame) -> Result<(), TrackError> {
-        if self.shared.closed.load(Ordering::Acquire) {
-            return Err(TrackError::Closed);
-        }
-        match self.commands.try_send(Command::WriteFrame { cid: self.cid.clone(), frame }) {
-            Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.shared.frames_dropped.fetch_add(1, Ordering::Relaxed);
-                Err(TrackError::Busy)
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(TrackError::Closed),
-        }
+        self.handle.write(OutgoingFrame::Video(frame))
     }
 
     /// Whether a keyframe was asked for since the last call (and clears the request).
     pub fn take_keyframe_request(&self) -> bool {
-        self.shared.keyframe_requested.swap(false, Ordering::AcqRel)
+        self.handle.shared.keyframe_requested.swap(false, Ordering::AcqRel)
     }
 
     /// The bitrate the encoder should aim at now, in bits per second: this track's share of
@@ -229,113 +191,62 @@ impl LocalVideoTrack {
     /// feedback), never above [`VideoTrackOptions::max_bitrate`]. `None` until the first
     /// estimate, a moment after media starts; encode at the maximum until then.
     pub fn target_bitrate(&self) -> Option<u32> {
-        Some(self.shared.target_bitrate.load(Ordering::Acquire)).filter(|&bps| bps > 0)
+        Some(self.handle.shared.target_bitrate.load(Ordering::Acquire)).filter(|&bps| bps > 0)
     }
 
     /// Frames that went out on the connection so far. Frames written before the track's media
     /// connection is up are dropped (and the first one after it is a keyframe, asked for with
     /// [`LocalVideoTrack::take_keyframe_request`]); this counts the ones that were not.
     pub fn frames_sent(&self) -> u64 {
-        self.shared.frames_sent.load(Ordering::Relaxed)
+        self.handle.frames_sent()
     }
 
     /// Frames dropped because the connection was busy.
     pub fn frames_dropped(&self) -> u64 {
-        self.shared.frames_dropped.load(Ordering::Relaxed)
+        self.handle.frames_dropped()
     }
 
     /// Mutes or unmutes the track (other participants see the state; write nothing while muted).
     pub async fn set_muted(&self, muted: bool) -> Result<(), TrackError> {
-        self.commands
-            .send(Command::Mute { cid: self.cid.clone(), muted })
-            .await
-            .map_err(|_| TrackError::Closed)
+        self.handle.set_muted(muted).await
     }
 
     /// Stops publishing the track; writes to it (through any clone) fail with
     /// [`TrackError::Closed`] from now on.
     pub async fn unpublish(self) -> Result<(), TrackError> {
-        self.shared.closed.store(true, Ordering::Release);
-        self.commands
-            .send(Command::Unpublish { cid: self.cid.clone() })
-            .await
-            .map_err(|_| TrackError::Closed)
-    }
-}
-
-/// Who published a remote track, and what the server says about it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RemoteTrackInfo {
-    /// The publisher's participant sid (`PA_…`).
-    pub participant_sid: String,
-    /// The publisher's identity.
-    pub participant_identity: String,
-    /// The track sid (`TR_…`).
-    pub track_sid: String,
-    /// The track name.
-    pub name: String,
-    /// The MIME type the server announced.
-    pub mime_type: String,
-    /// Width and height the publisher announced.
-    pub width: u32,
-    /// Height.
-    pub height: u32,
-    /// Whether the publisher encrypts its frames.
-    pub encrypted: bool,
-    /// Whether the publisher muted it.
-    pub muted: bool,
-}
-
-impl RemoteTrackInfo {
-    pub(crate) fn from_proto(
-        participant: &livekit_protocol::ParticipantInfo,
-        track: &livekit_protocol::TrackInfo,
-    ) -> Self {
-        Self {
-            participant_sid: participant.sid.clone(),
-            participant_identity: participant.identity.clone(),
-            track_sid: track.sid.clone(),
-            name: track.name.clone(),
-            mime_type: track.mime_type.clone(),
-            width: track.width,
-            height: track.height,
-            encrypted: track.encryption != livekit_protocol::encryption::Type::None as i32,
-            muted: track.muted,
-        }
+        self.handle.unpublish().await
     }
 }
 
 /// A subscribed remote video track: receive its encoded frames.
 #[derive(Debug)]
 pub struct RemoteVideoTrack {
-    pub(crate) info: RemoteTrackInfo,
-    pub(crate) frames: mpsc::Receiver<RemoteVideoFrame>,
+    pub(crate) incoming: Incoming<RemoteVideoFrame>,
     pub(crate) commands: mpsc::Sender<Command>,
-    pub(crate) undecryptable: Arc<AtomicU64>,
 }
 
 impl RemoteVideoTrack {
     /// Publisher and track metadata.
     pub fn info(&self) -> &RemoteTrackInfo {
-        &self.info
+        &self.incoming.info
     }
 
     /// The next frame; `None` once the track is unsubscribed or the room is gone.
     pub async fn recv(&mut self) -> Option<RemoteVideoFrame> {
-        self.frames.recv().await
+        self.incoming.recv().await
     }
 
     /// Frames of this (encrypted) track that did not decrypt and were dropped: sent before
     /// we had the sender's key, or with a key we do not have.
     pub fn frames_undecryptable(&self) -> u64 {
-        self.undecryptable.load(Ordering::Relaxed)
+        self.incoming.frames_undecryptable()
     }
 
     /// Asks the publisher for a keyframe (a PLI through the server).
     pub fn request_keyframe(&self) {
         let _ = self
             .commands
-            .try_send(Command::RequestKeyframe { track_sid: self.info.track_sid.clone() });
+            .try_send(Command::RequestKeyframe { track_sid: self.incoming.info.track_sid.clone() });
     }
 }
 

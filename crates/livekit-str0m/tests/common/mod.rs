@@ -4,7 +4,8 @@
 use std::time::{Duration, SystemTime};
 
 use livekit_str0m::{
-    LocalVideoTrack, RemoteVideoTrack, Room, RoomEvent, RoomEvents, RoomOptions, VideoTrackOptions,
+    LocalVideoTrack, RemoteTrack, RemoteVideoTrack, Room, RoomEvent, RoomEvents, RoomOptions,
+    VideoTrackOptions,
 };
 use matrixrtc_auth::access_token::{Claims, VideoGrant};
 use matrixrtc_auth::room_service::RoomServiceClient;
@@ -130,7 +131,7 @@ pub async fn next_subscription(events: &mut RoomEvents, within: Duration) -> Rem
     tokio::time::timeout(within, async {
         loop {
             match events.recv().await.expect("room events end") {
-                RoomEvent::TrackSubscribed(track) => return track,
+                RoomEvent::TrackSubscribed(RemoteTrack::Video(track)) => return track,
                 RoomEvent::Disconnected(cause) => panic!("disconnected: {cause}"),
                 _ => {}
             }

@@ -12,15 +12,13 @@ use livekit_str0m::{
 };
 use rtc_media::codec::{VideoEncoder, Vp8Encoder, Vp8EncoderConfig};
 use rtc_media::frame::I420Frame;
+use rtc_media::pacing::FramePacer;
 use rtc_media::source::{SourceError, VideoSource};
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinHandle;
 
+use super::Running;
 use crate::error::Error;
 use crate::events::{CallEvent, PublishInfo, PublishStats};
-
-/// How long stopping a publisher may take before its task is aborted.
-const STOP_TIMEOUT: Duration = Duration::from_secs(2);
 /// Bitrate changes smaller than this fraction of the current rate are not applied.
 const BITRATE_HYSTERESIS: f64 = 0.1;
 /// At most one bitrate change per this interval.
@@ -139,6 +137,39 @@ impl VideoFeed {
         self
     }
 
+    /// A feed of pictures the application makes, `width × height` at `fps` frames per second,
+    /// and the [`FrameSender`] to hand them over with. The newest picture goes out at every
+    /// tick (repeated when none came since; black before the first), scaled when its size
+    /// differs.
+    ///
+    /// ```
+    /// use matrix_sdk_rtc_livekit::VideoFeed;
+    /// use rtc_media::frame::I420Frame;
+    ///
+    /// let (feed, pictures) = VideoFeed::pushed(640, 480, 30);
+    /// pictures.send(I420Frame::filled(640, 480, 81, 90, 240));
+    /// # let _ = feed;
+    /// ```
+    ///
+    /// # Panics
+    /// When a side or the rate is zero.
+    pub fn pushed(width: u32, height: u32, fps: u32) -> (Self, FrameSender) {
+        assert!(width > 0 && height > 0 && fps > 0, "a size and a frame rate");
+        let (tx, _) = watch::channel(None);
+        let sender = FrameSender(Arc::new(tx));
+        let latest = sender.clone();
+        let feed = Self::new(move || {
+            Ok(PushedSource {
+                latest: latest.0.subscribe(),
+                width,
+                height,
+                fps,
+                pacer: FramePacer::new(Instant::now(), fps, 1),
+            })
+        });
+        (feed, sender)
+    }
+
     /// The codec.
     pub fn codec(&self) -> VideoCodec {
         self.codec
@@ -150,78 +181,100 @@ impl VideoFeed {
     }
 }
 
-/// A running publisher of one connection.
-#[derive(Debug)]
-pub(crate) struct VideoPublisher {
-    stop: watch::Sender<bool>,
-    task: JoinHandle<()>,
+/// Opens the feed's source, publishes a track on `room` and starts sending frames.
+pub(super) async fn start(
+    room: &Room,
+    feed: &VideoFeed,
+    events: mpsc::Sender<CallEvent>,
+    stats_interval: Duration,
+    encrypted: bool,
+) -> Result<Running, Error> {
+    let open = feed.open.clone();
+    let source = tokio::task::spawn_blocking(move || open())
+        .await
+        .map_err(|e| Error::Media(format!("opening the video source: {e}")))?
+        .map_err(|e| Error::Media(format!("opening the video source: {e}")))?;
+    let (width, height) = source.resolution();
+    let (fps_num, fps_den) = source.frame_rate();
+    let fps = fps_num.div_ceil(fps_den.max(1)).max(1);
+    let encoder = new_encoder(feed.codec, width, height, fps, feed.max_bitrate)?;
+    let options = VideoTrackOptions {
+        name: feed.name.clone(),
+        codec: feed.codec,
+        width,
+        height,
+        max_bitrate: feed.max_bitrate,
+        source: feed.source,
+        encrypted,
+    };
+    let track = room.publish_video(options).await?;
+    let info = PublishInfo {
+        track_sid: track.sid().unwrap_or_default(),
+        codec: feed.codec,
+        width,
+        height,
+        frame_rate: (fps_num, fps_den),
+        max_bitrate: feed.max_bitrate,
+    };
+    let pump = Pump {
+        source,
+        encoder: Some(encoder),
+        track,
+        bitrate: feed.max_bitrate,
+        bounds: (feed.min_bitrate, feed.max_bitrate),
+        last_change: Instant::now(),
+        events,
+        info,
+        stats_interval,
+    };
+    Ok(Running::spawn(|stopped| pump.run(stopped)))
 }
 
-impl VideoPublisher {
-    /// Opens the feed's source, publishes a track on `room` and starts sending frames.
-    pub(crate) async fn start(
-        room: &Room,
-        feed: &VideoFeed,
-        events: mpsc::Sender<CallEvent>,
-        stats_interval: Duration,
-        encrypted: bool,
-    ) -> Result<Self, Error> {
-        let open = feed.open.clone();
-        let source = tokio::task::spawn_blocking(move || open())
-            .await
-            .map_err(|e| Error::Media(format!("opening the video source: {e}")))?
-            .map_err(|e| Error::Media(format!("opening the video source: {e}")))?;
-        let (width, height) = source.resolution();
-        let (fps_num, fps_den) = source.frame_rate();
-        let fps = fps_num.div_ceil(fps_den.max(1)).max(1);
-        let encoder = new_encoder(feed.codec, width, height, fps, feed.max_bitrate)?;
-        let options = VideoTrackOptions {
-            name: feed.name.clone(),
-            codec: feed.codec,
-            width,
-            height,
-            max_bitrate: feed.max_bitrate,
-            source: feed.source,
-            encrypted,
-        };
-        let track = room.publish_video(options).await?;
-        let info = PublishInfo {
-            track_sid: track.sid().unwrap_or_default(),
-            codec: feed.codec,
-            width,
-            height,
-            frame_rate: (fps_num, fps_den),
-            max_bitrate: feed.max_bitrate,
-        };
-        let (stop, stopped) = watch::channel(false);
-        let pump = Pump {
-            source,
-            encoder: Some(encoder),
-            track,
-            bitrate: feed.max_bitrate,
-            bounds: (feed.min_bitrate, feed.max_bitrate),
-            last_change: Instant::now(),
-            events,
-            info,
-            stats_interval,
-        };
-        let task = tokio::spawn(pump.run(stopped));
-        Ok(Self { stop, task })
-    }
+/// Hands pictures to a [`VideoFeed::pushed`] feed, on every connection it is published on.
+/// Cheap to clone; sending never waits.
+#[derive(Debug, Clone)]
+pub struct FrameSender(Arc<watch::Sender<Option<Arc<I420Frame>>>>);
 
-    /// Stops sending, within a bounded time. The track goes with the room's leave.
-    pub(crate) async fn stop(mut self) {
-        let _ = self.stop.send(true);
-        if tokio::time::timeout(STOP_TIMEOUT, &mut self.task).await.is_err() {
-            tracing::warn!("the publisher did not stop in time; aborted");
-            self.task.abort();
-        }
+impl FrameSender {
+    /// Makes `picture` the one to send from now on.
+    pub fn send(&self, picture: I420Frame) {
+        self.0.send_replace(Some(Arc::new(picture)));
     }
 }
 
-impl Drop for VideoPublisher {
-    fn drop(&mut self) {
-        let _ = self.stop.send(true);
+/// The source of a pushed feed: the newest picture, paced.
+struct PushedSource {
+    latest: watch::Receiver<Option<Arc<I420Frame>>>,
+    width: u32,
+    height: u32,
+    fps: u32,
+    pacer: FramePacer,
+}
+
+impl VideoSource for PushedSource {
+    fn resolution(&self) -> (u32, u32) {
+        (self.width, self.height)
+    }
+
+    fn frame_rate(&self) -> (u32, u32) {
+        (self.fps, 1)
+    }
+
+    async fn next_frame(&mut self) -> Result<I420Frame, SourceError> {
+        let index = loop {
+            if let Some(index) = self.pacer.take(Instant::now()) {
+                break index;
+            }
+            tokio::time::sleep_until(self.pacer.next_deadline().into()).await;
+        };
+        let latest = self.latest.borrow().clone();
+        let picture = match latest {
+            None => I420Frame::black(self.width, self.height),
+            Some(p) if (p.width(), p.height()) == (self.width, self.height) => (*p).clone(),
+            Some(p) => rtc_media::scale::scale(&p, self.width, self.height)
+                .map_err(|e| SourceError::Device(format!("scaling a pushed picture: {e}")))?,
+        };
+        Ok(picture.with_timestamp(self.pacer.offset(index)))
     }
 }
 
