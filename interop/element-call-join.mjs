@@ -14,10 +14,39 @@
 //   WATCH_FRAMES: with EXPECT_VIDEO, `1` to keep watching that video until STAY_SECONDS are
 //     over and report the longest time its decoded-frame count stood still (`frame-gaps`);
 //     a frozen picture still shows its colour, so this is how a decryption gap shows;
+//   EXPECT_TONE: a frequency in Hz (e.g. 400) that the remote audio must carry. An init script
+//     records every remote audio track the page receives (a listener on the `track` events of
+//     each RTCPeerConnection; Element Call's own handling is untouched) and analyses it with Web
+//     Audio (AnalyserNode, fftSize 8192, no smoothing, a spectrum every 40 ms; the track also
+//     plays in a muted `Audio` element, without which Chromium gives Web Audio only silence
+//     from a remote WebRTC track). A spectrum carries the tone when the tone's level (its
+//     strongest bin within 10 Hz, or 1.5 bin widths if more, of the frequency) is at least
+//     TONE_MARGIN_DB (default 20) dB above the noise floor (the median bin from 100 to 4000 Hz,
+//     leaving out ±50 Hz around the tone; bins at -Infinity count as -200 dB) and that bin is
+//     also the strongest of the band. Reported as `tone-heard` {frequency_hz, peak_hz,
+//     margin_db, track_index, tracks} with the best such spectrum of the first second; none
+//     within STAY_SECONDS throws with the best margin seen and where that spectrum peaked.
+//     Spectra are taken all the time, so a short beep is caught: Chromium's fake microphone
+//     sends a 400 Hz square wave (0/1, 110 samples a period at 44.1 kHz) for 20 ms every 500 ms
+//     (about 55 ms above -35 dBFS after WebRTC's audio processing and Opus);
+//   WATCH_AUDIO: with EXPECT_TONE, `1` to keep analysing the track that carried the tone until
+//     STAY_SECONDS are over and report `audio-stats` {track_index, seconds_observed,
+//     seconds_with_tone, min_margin_db}: the whole seconds since `tone-heard`, those with at
+//     least one spectrum carrying the tone, and the smallest per-second best margin;
+//   EXPECT_SPEAKER: a display name (or user id: its local part, Synapse's default display name,
+//     is tried as well) whose tile Element Call must mark as speaking: a grid tile with
+//     GridTile.module.css's `speaking` class (hashed: `_speaking_…`), or a spotlight tile whose
+//     sound waves show (`[class*="_waves_"][data-visible="true"]`); reported as `speaker-seen`
+//     {name, label}; not within STAY_SECONDS throws, listing the tiles. Element Call shows no
+//     speaking indicator in its one-on-one layout (two members): the call needs a third member.
+//     LiveKit decides who speaks (at least 40% of each 400 ms above -35 dBov, by default): the
+//     fake microphone's beep never qualifies, a FAKE_AUDIO_FILE tone does;
+//   FAKE_AUDIO_FILE: a WAV file that Chromium's fake microphone plays (looped) instead of its
+//     beep (`--use-file-for-fake-audio-capture`);
 //   HANGUP: `1` to leave with Element Call's own button at the end.
 // Output: one JSON object per line on stdout: {"event": "...", ...}; `t` fields are Unix ms.
-// Exit code 0 when joined (and the expected participant and video appeared, and the hang-up
-// worked), 1 otherwise. The access token is never printed.
+// Exit code 0 when joined (and the expected participant, video, tone and speaker appeared, and
+// the hang-up worked), 1 otherwise. The access token is never printed.
 import { chromium } from "playwright-core";
 
 const env = (name, fallback) => {
@@ -40,6 +69,12 @@ const expectParticipant = env("EXPECT_PARTICIPANT", "");
 const expectVideo = env("EXPECT_VIDEO", "");
 const hangup = env("HANGUP", "") === "1";
 const watchFrames = env("WATCH_FRAMES", "") === "1";
+const expectTone = Number(env("EXPECT_TONE", "0"));
+const toneMarginDb = Number(env("TONE_MARGIN_DB", "20"));
+const watchAudio = env("WATCH_AUDIO", "") === "1";
+const expectSpeaker = env("EXPECT_SPEAKER", "");
+const fakeAudioFile = env("FAKE_AUDIO_FILE", "");
+if (!(expectTone >= 0) || !(toneMarginDb > 0)) throw new Error("EXPECT_TONE and TONE_MARGIN_DB must be numbers");
 const named = { red: [255, 0, 0], green: [0, 255, 0], blue: [0, 0, 255] };
 const target = !expectVideo ? null : expectVideo === "bars" ? "bars" : (named[expectVideo] ?? expectVideo.split(",").map(Number));
 // rtc-media's TestPattern::Moving, left to right.
@@ -76,6 +111,166 @@ async function findVideo(page) {
   }, { target, bars });
 }
 
+// In the page, before Element Call runs (EXPECT_TONE): records each remote audio track that a
+// peer connection receives and analyses it; `window.__ecTone` holds the results. Element Call's
+// own handling of the tracks is untouched (a listener is added, nothing is replaced).
+function toneInitScript({ frequency, marginDb }) {
+  const Original = window.RTCPeerConnection;
+  if (!Original) return;
+  const state = { tracks: [], heard: null, best: null, context: null };
+  window.__ecTone = state;
+  const fftSize = 8192;
+  const floor = -200; // -Infinity (digital silence) and below count as -200 dB
+  function spectrum(entry) {
+    const { analyser, bins } = entry;
+    analyser.getFloatFrequencyData(bins);
+    const binHz = state.context.sampleRate / fftSize;
+    const toneWidth = Math.max(1.5 * binHz, 10);
+    let tone = floor, toneBin = -1, peak = floor, peakBin = -1;
+    const band = [];
+    for (let k = Math.ceil(100 / binHz); k <= Math.floor(4000 / binHz) && k < bins.length; k++) {
+      const db = Math.max(bins[k], floor);
+      const hz = k * binHz;
+      if (db > peak) { peak = db; peakBin = k; }
+      if (Math.abs(hz - frequency) <= toneWidth && db > tone) { tone = db; toneBin = k; }
+      if (Math.abs(hz - frequency) > 50) band.push(db);
+    }
+    band.sort((a, b) => a - b);
+    const median = band.length ? band[Math.floor(band.length / 2)] : floor;
+    const margin = tone - median;
+    return { margin, carries: margin >= marginDb && peakBin === toneBin, peakHz: peakBin * binHz, peakDb: peak };
+  }
+  function tick() {
+    if (state.context.state !== "running") state.context.resume().catch(() => {});
+    const now = Date.now();
+    for (const entry of state.tracks) {
+      if (entry.track.readyState === "ended") continue;
+      const s = spectrum(entry);
+      if (!state.best || s.margin > state.best.margin) state.best = { ...s, track_index: entry.index };
+      if (!state.heard && s.carries) state.heard = { at: now, track_index: entry.index, ...s };
+      // What is reported: the best spectrum of the first second (a beep's first spectrum may
+      // hold only its start).
+      if (state.heard?.track_index === entry.index && now - state.heard.at < 1000 && s.carries &&
+          s.margin > state.heard.margin) Object.assign(state.heard, s);
+      if (state.heard && state.heard.track_index === entry.index) {
+        const second = Math.floor((now - state.heard.at) / 1000);
+        const sec = (state.seconds ??= []);
+        const slot = (sec[second] ??= { best: floor, carries: false });
+        slot.best = Math.max(slot.best, s.margin);
+        slot.carries ||= s.carries;
+      }
+    }
+  }
+  function analyse(track) {
+    if (state.tracks.some((entry) => entry.track === track)) return;
+    if (!state.context) {
+      state.context = new AudioContext();
+      setInterval(tick, 40);
+    }
+    const context = state.context;
+    context.resume().catch(() => {});
+    const stream = new MediaStream([track]);
+    // Chromium only lets a remote WebRTC track's audio into Web Audio while the track also
+    // plays in a media element; a muted one is enough.
+    const sink = new Audio();
+    sink.muted = true;
+    sink.srcObject = stream;
+    sink.play().catch(() => {});
+    const analyser = context.createAnalyser();
+    analyser.fftSize = fftSize;
+    analyser.smoothingTimeConstant = 0;
+    context.createMediaStreamSource(stream).connect(analyser);
+    const silent = context.createGain();
+    silent.gain.value = 0;
+    analyser.connect(silent).connect(context.destination);
+    state.tracks.push({ index: state.tracks.length, track, sink, analyser, bins: new Float32Array(fftSize / 2) });
+  }
+  class RecordingPeerConnection extends Original {
+    constructor(...args) {
+      super(...args);
+      this.addEventListener("track", (event) => {
+        if (event.track.kind === "audio") {
+          try { analyse(event.track); } catch (error) { console.error("EXPECT_TONE analysis:", String(error)); }
+        }
+      });
+    }
+  }
+  window.RTCPeerConnection = RecordingPeerConnection;
+}
+
+// What the page's tone analysis found so far (EXPECT_TONE).
+async function toneState(page) {
+  return page.evaluate(() => {
+    const state = window.__ecTone;
+    if (!state) return null;
+    const round = (x) => (x === undefined || x === null ? null : Math.round(x * 10) / 10);
+    const view = (s) => s && { track_index: s.track_index, margin_db: round(s.margin), peak_hz: round(s.peakHz) };
+    return {
+      tracks: state.tracks.length,
+      context: state.context?.state ?? null,
+      sample_rate: state.context?.sampleRate ?? null,
+      heard: view(state.heard),
+      best: view(state.best),
+      seconds: (state.seconds ?? []).map((s) => s && { best: round(s.best), carries: s.carries }),
+    };
+  });
+}
+
+// Waits for the tone (EXPECT_TONE), then with WATCH_AUDIO keeps watching until `deadline`.
+async function watchTone(page, deadline) {
+  let state = null;
+  while (Date.now() < deadline) {
+    state = await toneState(page);
+    if (state?.heard) break;
+    await page.waitForTimeout(100);
+  }
+  if (state?.heard) {
+    await page.waitForTimeout(1100);
+    state = await toneState(page);
+  }
+  if (!state?.heard) {
+    const best = state?.best;
+    throw new Error(`no ${expectTone} Hz tone heard within ${staySeconds} s on ${state?.tracks ?? 0} remote audio track(s) ` +
+      `(audio context ${state?.context ?? "never made"}): best margin ${best ? `${best.margin_db} dB, that spectrum peaking at ${best.peak_hz} Hz` : "none (no spectrum)"}`);
+  }
+  say("tone-heard", { frequency_hz: expectTone, peak_hz: state.heard.peak_hz, margin_db: state.heard.margin_db, track_index: state.heard.track_index, tracks: state.tracks });
+  if (!watchAudio) return;
+  while (Date.now() < deadline) await page.waitForTimeout(250);
+  state = await toneState(page);
+  // Whole seconds only: the last one is cut short by the deadline.
+  const seconds = state.seconds.slice(0, -1).map((s) => s ?? { best: -200, carries: false });
+  say("audio-stats", {
+    track_index: state.heard.track_index,
+    seconds_observed: seconds.length,
+    seconds_with_tone: seconds.filter((s) => s.carries).length,
+    min_margin_db: seconds.length ? Math.min(...seconds.map((s) => s.best)) : null,
+  });
+}
+
+// Waits until Element Call marks the tile of `name` as speaking (EXPECT_SPEAKER).
+async function watchSpeaker(page, deadline) {
+  const names = [expectSpeaker];
+  if (expectSpeaker.startsWith("@")) names.push(expectSpeaker.slice(1).split(":")[0]);
+  let tiles = [];
+  while (Date.now() < deadline) {
+    const found = await page.evaluate((names) => {
+      const tiles = [];
+      for (const tile of document.querySelectorAll('[data-testid="videoTile"]')) {
+        const label = (tile.querySelector('[data-testid="name_tag"]') ?? tile).textContent ?? "";
+        const speaking = [...tile.classList].some((c) => /^_speaking_/.test(c)) ||
+          tile.querySelector('[class*="_waves_"][data-visible="true"]') !== null;
+        tiles.push({ label: label.slice(0, 80), speaking });
+      }
+      const hit = tiles.find((t) => t.speaking && names.some((n) => t.label.includes(n)));
+      return { hit: hit ?? null, tiles };
+    }, names);
+    tiles = found.tiles;
+    if (found.hit) { say("speaker-seen", { name: expectSpeaker, label: found.hit.label }); return; }
+    await page.waitForTimeout(100);
+  }
+  throw new Error(`Element Call did not mark ${expectSpeaker} as speaking within ${staySeconds} s; tiles: ${JSON.stringify(tiles)}`);
+}
+
 const browser = await chromium.launch({
   executablePath: env("CHROMIUM", "/usr/bin/chromium"),
   headless: true,
@@ -83,6 +278,7 @@ const browser = await chromium.launch({
     "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
     "--disable-sync", "--no-first-run", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
     "--autoplay-policy=no-user-gesture-required",
+    ...(fakeAudioFile ? [`--use-file-for-fake-audio-capture=${fakeAudioFile}`] : []),
     // The stack's LiveKit listens on 127.0.0.1 only (see livekit-client.mjs).
     "--allow-loopback-in-peer-connection", "--disable-features=WebRtcHideLocalIpsWithMdns",
   ],
@@ -95,6 +291,7 @@ try {
       localStorage.setItem("matrix-auth-store", JSON.stringify(auth));
     }, { user_id: userId, device_id: deviceId, access_token: accessToken, passwordlessUser: false });
   }
+  if (expectTone > 0) await context.addInitScript(toneInitScript, { frequency: expectTone, marginDb: toneMarginDb });
   const page = await context.newPage();
   page.on("console", (msg) => {
     const text = msg.text();
@@ -116,6 +313,15 @@ try {
   await leave.waitFor({ timeout: 60000 });
   say("in-call");
   const deadline = Date.now() + staySeconds * 1000;
+  // The audio and speaker checks run beside the video checks below; awaited before the end.
+  const listening = Promise.allSettled([
+    expectTone > 0 ? watchTone(page, deadline) : null,
+    expectSpeaker ? watchSpeaker(page, deadline) : null,
+  ]).then((results) => {
+    const failed = results.filter((r) => r.status === "rejected").map((r) => r.reason?.message ?? String(r.reason));
+    if (failed.length) throw new Error(failed.join("; "));
+  });
+  listening.catch(() => {});
   if (expectParticipant) {
     await page.getByText(expectParticipant, { exact: false }).first().waitFor({ timeout: staySeconds * 1000 });
     say("participant-visible", { participant: expectParticipant });
@@ -161,6 +367,7 @@ try {
       say("frame-gaps", { longest_ms: longest, longest_ended_at: longestEndedAt, frames });
     }
   }
+  await listening;
   while (Date.now() < deadline) await page.waitForTimeout(250);
   if (screenshot && (!target || watchRuns > 0)) {
     await page.screenshot({ path: screenshot });
