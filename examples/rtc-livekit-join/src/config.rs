@@ -80,6 +80,19 @@ pub(crate) struct Args {
     /// The highest video bitrate, in bits per second (1700000, 1700k or 1.7M). Default 1.7M.
     #[arg(long, env = "VIDEO_MAX_BITRATE", hide_env_values = true)]
     max_bitrate: Option<String>,
+    /// What to publish as audio: tone (a 440 Hz tone; tone:FREQ for another frequency),
+    /// file:PATH (a WAV file, looped), mic (the default ALSA capture device; mic:DEVICE for
+    /// another, e.g. mic:hw:1,0; needs the alsa feature), none. Default none.
+    #[arg(long = "audio-source", env = "AUDIO_SOURCE", hide_env_values = true)]
+    audio_source: Option<String>,
+    /// Record every remote participant's media into this directory: per track, video as IVF
+    /// and audio as Ogg Opus (as received, not re-encoded), plus PNG snapshots. Files are
+    /// finished when the participant leaves and when the program stops.
+    #[arg(long = "record", env = "RECORD_DIR", hide_env_values = true)]
+    record_dir: Option<PathBuf>,
+    /// With --record: seconds between PNG snapshots of each video (0: none). Default 10.
+    #[arg(long = "snapshot-secs", env = "RECORD_SNAPSHOT_SECS", hide_env_values = true)]
+    snapshot_secs: Option<String>,
     /// When to be in the call: follow (join when somebody else is in the call, leave when the
     /// last one has left; default) or always (start the call and stay, even alone).
     #[arg(long, env = "CALL_PRESENCE", hide_env_values = true)]
@@ -137,6 +150,23 @@ pub(crate) enum Video {
     Camera { device: String, size: Option<(u32, u32)> },
 }
 
+/// What to publish as audio.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Audio {
+    None,
+    Tone { frequency: f64 },
+    File { path: PathBuf },
+    Microphone { device: String },
+}
+
+/// Where and how to record remote media.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Recording {
+    pub(crate) dir: PathBuf,
+    /// Between PNG snapshots of each video; `None`: no snapshots.
+    pub(crate) snapshot_interval: Option<std::time::Duration>,
+}
+
 /// A checked configuration.
 #[derive(Debug)]
 pub(crate) struct Config {
@@ -152,6 +182,8 @@ pub(crate) struct Config {
     pub(crate) video: Video,
     pub(crate) codec: VideoCodec,
     pub(crate) max_bitrate: u32,
+    pub(crate) audio: Audio,
+    pub(crate) recording: Option<Recording>,
     pub(crate) presence: Presence,
     pub(crate) sticky: bool,
     pub(crate) store_dir: PathBuf,
@@ -410,6 +442,17 @@ impl Args {
                 "H.264 needs an even width and height, not {width}x{height}"
             )));
         }
+        let audio = audio_source(self.audio_source)?;
+        let snapshot_secs = whole_number(self.snapshot_secs, "RECORD_SNAPSHOT_SECS", 10)?;
+        let recording =
+            self.record_dir.filter(|d| !d.as_os_str().is_empty()).map(|dir| Recording {
+                dir,
+                snapshot_interval: (snapshot_secs > 0)
+                    .then(|| std::time::Duration::from_secs(u64::from(snapshot_secs))),
+            });
+        if recording.is_none() && snapshot_secs != 10 {
+            warnings.push("RECORD_SNAPSHOT_SECS only matters with RECORD_DIR; ignored".to_owned());
+        }
         let presence = match set(self.presence).map(|p| p.to_ascii_lowercase()).as_deref() {
             None | Some("follow") => Presence::Follow,
             Some("always") => Presence::Always,
@@ -487,6 +530,8 @@ impl Args {
             video,
             codec,
             max_bitrate: bitrate(self.max_bitrate)?,
+            audio,
+            recording,
             presence,
             sticky,
             store_dir,
@@ -496,6 +541,52 @@ impl Args {
             warnings,
         })
     }
+}
+
+/// `tone`, `tone:FREQ`, `file:PATH`, `mic`, `mic:DEVICE`, `none`.
+fn audio_source(value: Option<String>) -> Result<Audio, ConfigError> {
+    let Some(text) = set(value) else { return Ok(Audio::None) };
+    let (kind, argument) = match text.split_once(':') {
+        Some((kind, argument)) => (kind.to_ascii_lowercase(), Some(argument.trim())),
+        None => (text.to_ascii_lowercase(), None),
+    };
+    let audio = match (kind.as_str(), argument) {
+        ("none" | "off", None) => Audio::None,
+        ("tone", None) => Audio::Tone { frequency: 440.0 },
+        ("tone", Some(hz)) => {
+            let frequency =
+                hz.parse::<f64>().ok().filter(|f| (20.0..=20_000.0).contains(f)).ok_or_else(
+                    || {
+                        ConfigError(format!(
+                            "AUDIO_SOURCE `{text}`: the tone's frequency must be 20 to 20000 Hz"
+                        ))
+                    },
+                )?;
+            Audio::Tone { frequency }
+        }
+        ("file", Some(path)) if !path.is_empty() => Audio::File { path: PathBuf::from(path) },
+        ("file", _) => {
+            return Err(ConfigError(
+                "AUDIO_SOURCE=file needs a path: file:/path/to/sound.wav".into(),
+            ));
+        }
+        ("mic" | "microphone", device) => {
+            if !cfg!(feature = "alsa") {
+                return Err(ConfigError(
+                    "AUDIO_SOURCE=mic needs the alsa feature: build with `--features alsa`, or                      use tone or file:PATH"
+                        .into(),
+                ));
+            }
+            let device = device.filter(|d| !d.is_empty()).unwrap_or("default").to_owned();
+            Audio::Microphone { device }
+        }
+        _ => {
+            return Err(ConfigError(format!(
+                "AUDIO_SOURCE `{text}` is not one of tone, tone:FREQ, file:PATH, mic, mic:DEVICE, none"
+            )));
+        }
+    };
+    Ok(audio)
 }
 
 /// `$XDG_STATE_HOME/example-rtc-livekit-join`, else `~/.local/state/…`, else `./…-store`.
@@ -541,6 +632,51 @@ mod tests {
             .collect();
         all.extend_from_slice(extra);
         args(&all)
+    }
+
+    #[test]
+    fn audio_sources_and_their_mistakes() {
+        assert_eq!(with(&[]).unwrap().audio, Audio::None, "the seed's behaviour: no audio");
+        assert_eq!(
+            with(&[("audio-source", "tone")]).unwrap().audio,
+            Audio::Tone { frequency: 440.0 }
+        );
+        assert_eq!(
+            with(&[("audio-source", " Tone:1000 ")]).unwrap().audio,
+            Audio::Tone { frequency: 1000.0 }
+        );
+        assert_eq!(
+            with(&[("audio-source", "file:/tmp/a b.wav")]).unwrap().audio,
+            Audio::File { path: PathBuf::from("/tmp/a b.wav") }
+        );
+        assert_eq!(with(&[("audio-source", "none")]).unwrap().audio, Audio::None);
+        for bad in ["tone:5", "tone:loud", "file:", "file", "speaker", "none:x"] {
+            let error = with(&[("audio-source", bad)]).unwrap_err().0;
+            assert!(error.contains("AUDIO_SOURCE"), "{bad}: {error}");
+        }
+        let mic = with(&[("audio-source", "mic:hw:1,0")]);
+        if cfg!(feature = "alsa") {
+            assert_eq!(mic.unwrap().audio, Audio::Microphone { device: "hw:1,0".into() });
+            assert_eq!(
+                with(&[("audio-source", "mic")]).unwrap().audio,
+                Audio::Microphone { device: "default".into() }
+            );
+        } else {
+            assert!(mic.unwrap_err().0.contains("alsa feature"));
+        }
+    }
+
+    #[test]
+    fn recording_has_a_directory_and_a_snapshot_interval() {
+        assert_eq!(with(&[]).unwrap().recording, None);
+        let recording = with(&[("record", "/tmp/rec")]).unwrap().recording.unwrap();
+        assert_eq!(recording.dir, PathBuf::from("/tmp/rec"));
+        assert_eq!(recording.snapshot_interval, Some(std::time::Duration::from_secs(10)));
+        let none = with(&[("record", "/tmp/rec"), ("snapshot-secs", "0")]).unwrap();
+        assert_eq!(none.recording.unwrap().snapshot_interval, None);
+        assert!(with(&[("record", "/tmp/rec"), ("snapshot-secs", "-1")]).is_err());
+        let lonely = with(&[("snapshot-secs", "3")]).unwrap();
+        assert!(lonely.warnings.iter().any(|w| w.contains("RECORD_SNAPSHOT_SECS")));
     }
 
     #[test]

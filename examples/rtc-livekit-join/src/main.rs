@@ -12,6 +12,7 @@
 mod config;
 mod failure;
 mod media;
+mod record;
 mod session;
 mod status;
 
@@ -33,6 +34,7 @@ use tokio::sync::mpsc;
 
 use crate::config::{Args, Config};
 use crate::failure::{Failure, Kind};
+use crate::record::Recorder;
 use crate::status::Clock;
 
 /// How long leaving the call and LiveKit may take after SIGINT/SIGTERM before we exit anyway
@@ -222,7 +224,22 @@ async fn run(config: Config, clock: Clock) -> Result<(), Failure> {
     if let Some(feed) = media::feed(&config)? {
         connector = connector.with_video(feed);
     }
-    tokio::spawn(status::log_events(events, config.status_interval, clock, fatal_tx.clone()));
+    if let Some(feed) = media::audio_feed(&config) {
+        connector = connector.with_audio(feed);
+    }
+    let recorder = match &config.recording {
+        Some(recording) => Some(Recorder::new(recording.clone()).map_err(|e| {
+            Failure::config(format!("RECORD_DIR {}: {e}", recording.dir.display()))
+        })?),
+        None => None,
+    };
+    tokio::spawn(status::log_events(
+        events,
+        config.status_interval,
+        clock,
+        fatal_tx.clone(),
+        recorder.clone(),
+    ));
 
     let mut driver_options = DriverOptions::default();
     driver_options.presence = match config.presence {
@@ -291,6 +308,9 @@ async fn run(config: Config, clock: Clock) -> Result<(), Failure> {
         Err(_) => tracing::warn!(
             "leaving took too long; the homeserver's delayed leave removes our membership"
         ),
+    }
+    if let Some(recorder) = recorder {
+        recorder.finish().await;
     }
     sync.abort();
     outcome

@@ -1,11 +1,12 @@
-//! What the program publishes: a test pattern or a V4L2 camera, as a [`VideoFeed`].
+//! What the program publishes: a test pattern or a V4L2 camera as a [`VideoFeed`]; a tone, a
+//! WAV file or a microphone as an [`AudioFeed`].
 
-use matrix_sdk_rtc_livekit::VideoFeed;
+use matrix_sdk_rtc_livekit::{AudioFeed, VideoFeed};
 #[cfg(feature = "v4l2")]
 use rtc_media::source::SourceError;
 use rtc_media::source::TestPatternSource;
 
-use crate::config::{Config, Video};
+use crate::config::{Audio, Config, Video};
 use crate::failure::Failure;
 
 /// The feed of the configured video, `None` for no video.
@@ -30,4 +31,21 @@ pub(crate) fn feed(config: &Config) -> Result<Option<VideoFeed>, Failure> {
         }
     };
     Ok(Some(feed.with_codec(config.codec).with_max_bitrate(config.max_bitrate)))
+}
+
+/// The feed of the configured audio, `None` for no audio. Files and devices are opened on every
+/// connection: a missing file or a busy microphone ends the program with a media failure then.
+pub(crate) fn audio_feed(config: &Config) -> Option<AudioFeed> {
+    match config.audio.clone() {
+        Audio::None => None,
+        Audio::Tone { frequency } => Some(AudioFeed::tone(frequency)),
+        Audio::File { path } => Some(AudioFeed::wav_file(path, true)),
+        #[cfg(feature = "alsa")]
+        Audio::Microphone { device } => Some(AudioFeed::new(move || {
+            rtc_media::audio::MicSource::open(&rtc_media::audio::MicConfig::device(&device))
+        })),
+        // The configuration refuses a microphone without the feature.
+        #[cfg(not(feature = "alsa"))]
+        Audio::Microphone { .. } => None,
+    }
 }

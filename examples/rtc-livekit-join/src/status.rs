@@ -8,12 +8,14 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use matrix_sdk_rtc::CallState;
+use matrix_sdk_rtc::{CallMember, CallState};
+use matrix_sdk_rtc_livekit::livekit_str0m::RemoteTrackInfo;
 use matrix_sdk_rtc_livekit::rtc_media::frame::I420Frame;
-use matrix_sdk_rtc_livekit::{CallEvent, CallEvents, RemoteVideo};
+use matrix_sdk_rtc_livekit::{CallEvent, CallEvents, RemoteAudio, RemoteVideo};
 use tokio::sync::{mpsc, watch};
 
 use crate::failure::Failure;
+use crate::record::Recorder;
 
 /// When the program started.
 #[derive(Debug, Clone, Copy)]
@@ -67,12 +69,14 @@ pub(crate) async fn log_members(
     }
 }
 
-/// Logs the media events; a failure that should end the program goes to `fatal`.
+/// Logs the media events (and hands remote media to the recorder, if there is one); a failure
+/// that should end the program goes to `fatal`.
 pub(crate) async fn log_events(
     mut events: CallEvents,
     interval: Duration,
     clock: Clock,
     fatal: mpsc::Sender<Failure>,
+    recorder: Option<Recorder>,
 ) {
     while let Some(event) = events.recv().await {
         match event {
@@ -122,7 +126,7 @@ pub(crate) async fn log_events(
                 );
             }
             CallEvent::PublisherStopped { error } => {
-                let message = error.unwrap_or_else(|| "the video source ended".to_owned());
+                let message = error.unwrap_or_else(|| "a media source ended".to_owned());
                 let _ = fatal.send(Failure::media(message)).await;
             }
             CallEvent::ParticipantConnected { identity, member } => {
@@ -139,46 +143,116 @@ pub(crate) async fn log_events(
                     mime = %info.mime_type,
                     "subscribed to video"
                 );
-                tokio::spawn(watch_video(video, interval));
+                match &recorder {
+                    Some(recorder) => recorder.video(video, interval),
+                    None => drop(tokio::spawn(watch_video(video, interval))),
+                }
             }
-            CallEvent::VideoUnsubscribed { track_sid } => {
-                tracing::info!(track = %track_sid, "video ended");
+            CallEvent::AudioSubscribed(audio) => {
+                let info = audio.info();
+                tracing::info!(
+                    identity = %info.participant_identity,
+                    track = %info.track_sid,
+                    mime = %info.mime_type,
+                    "subscribed to audio"
+                );
+                match &recorder {
+                    Some(recorder) => recorder.audio(audio),
+                    None => drop(tokio::spawn(watch_audio(audio, interval))),
+                }
+            }
+            CallEvent::AudioPublishing { track_sid } => {
+                tracing::info!(track = %track_sid, "publishing audio");
+            }
+            CallEvent::TrackUnsubscribed { track_sid } => {
+                tracing::info!(track = %track_sid, "remote track ended");
             }
             _ => {}
         }
     }
 }
 
-/// Reads a remote video and logs, every `interval`, its size, frame rate, mean colour and how
-/// much of the picture changed since the last line.
+/// Reads a remote video and logs its status lines.
 async fn watch_video(mut video: RemoteVideo, interval: Duration) {
-    let identity = video.info().participant_identity.clone();
-    let track = video.info().track_sid.clone();
-    let mut window = Instant::now();
-    let mut frames = 0u64;
-    let mut previous: Option<Vec<u8>> = None;
+    let mut status = VideoStatus::new(video.info(), interval);
     while let Some(picture) = video.recv().await {
-        frames += 1;
-        if window.elapsed() < interval {
-            continue;
+        status.observe(&picture, video.member());
+    }
+}
+
+/// Every `interval`, a line about a remote video: its size, frame rate, mean colour and how
+/// much of the picture changed since the last line.
+pub(crate) struct VideoStatus {
+    identity: String,
+    track: String,
+    interval: Duration,
+    window: Instant,
+    frames: u64,
+    previous: Option<Vec<u8>>,
+}
+
+impl VideoStatus {
+    pub(crate) fn new(info: &RemoteTrackInfo, interval: Duration) -> Self {
+        Self {
+            identity: info.participant_identity.clone(),
+            track: info.track_sid.clone(),
+            interval,
+            window: Instant::now(),
+            frames: 0,
+            previous: None,
         }
-        let samples = luma_samples(&picture);
-        let motion = previous.as_ref().map(|p| changed_fraction(p, &samples));
-        let (r, g, b) = mean_rgb(&picture);
-        let member = video.member().map(|m| format!("{} ({})", m.user_id(), m.device_id()));
+    }
+
+    /// Counts a picture; logs when the interval is over.
+    pub(crate) fn observe(&mut self, picture: &I420Frame, member: Option<CallMember>) {
+        self.frames += 1;
+        if self.window.elapsed() < self.interval {
+            return;
+        }
+        let samples = luma_samples(picture);
+        let motion = self.previous.as_ref().map(|p| changed_fraction(p, &samples));
+        let (r, g, b) = mean_rgb(picture);
+        let member = member.map(|m| format!("{} ({})", m.user_id(), m.device_id()));
         tracing::info!(
-            %identity,
+            identity = %self.identity,
             member = member.as_deref().unwrap_or("not a call member"),
-            %track,
+            track = %self.track,
             size = format!("{}x{}", picture.width(), picture.height()),
-            fps = format!("{:.1}", frames as f64 / window.elapsed().as_secs_f64()),
+            fps = format!("{:.1}", self.frames as f64 / self.window.elapsed().as_secs_f64()),
             mean_rgb = format!("{r},{g},{b}"),
             motion = motion.map_or_else(|| "-".to_owned(), |m| format!("{m:.2}")),
             "video received"
         );
-        previous = Some(samples);
-        frames = 0;
-        window = Instant::now();
+        self.previous = Some(samples);
+        self.frames = 0;
+        self.window = Instant::now();
+    }
+}
+
+/// Reads a remote audio track's packets and logs, every `interval`, how many came and how loud
+/// they were (the sender's levels).
+async fn watch_audio(mut audio: RemoteAudio, interval: Duration) {
+    let info = audio.info().clone();
+    let mut window = Instant::now();
+    let (mut packets, mut loudest) = (0u64, 127u8);
+    while let Some(packet) = audio.recv_packet().await {
+        packets += 1;
+        if let Some(level) = packet.level {
+            loudest = loudest.min(level.dbov);
+        }
+        if window.elapsed() >= interval {
+            let member = audio.member().map(|m| format!("{} ({})", m.user_id(), m.device_id()));
+            tracing::info!(
+                identity = %info.participant_identity,
+                member = member.as_deref().unwrap_or("not a call member"),
+                track = %info.track_sid,
+                packets_per_s = format!("{:.1}", packets as f64 / window.elapsed().as_secs_f64()),
+                loudest_dbov = -i32::from(loudest),
+                "audio received"
+            );
+            (packets, loudest) = (0, 127);
+            window = Instant::now();
+        }
     }
 }
 

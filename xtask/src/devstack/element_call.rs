@@ -9,9 +9,10 @@ use rtc_test_support::StackInfo;
 
 use super::{Layout, process};
 
-/// Installs Chromium (Debian package) when missing and the npm packages of `interop/`.
+/// Installs Chromium and ffmpeg (Debian packages) when missing and the npm packages of
+/// `interop/`.
 pub(crate) fn ensure_installed(layout: &Layout) -> anyhow::Result<PathBuf> {
-    super::install::ensure_debian_packages(&["chromium"])?;
+    super::install::ensure_debian_packages(super::install::TEST_TOOL_PACKAGES)?;
     let chromium = PathBuf::from("/usr/bin/chromium");
     let interop = layout.workspace.join("interop");
     let stamp = interop.join("node_modules/.installed-from-lock");

@@ -26,9 +26,13 @@ pub(crate) struct Tools {
 /// pkg-config, and nasm, which makes the bundled openh264 (H.264) about twice as fast.
 pub(crate) const BUILD_PACKAGES: &[&str] = &["pkg-config", "libvpx-dev", "libopus-dev", "nasm"];
 
+/// Tools the tests use besides the stack: Chromium (driven by playwright-core) and ffmpeg, an
+/// independent decoder of the program's recordings.
+pub(crate) const TEST_TOOL_PACKAGES: &[&str] = &["chromium", "ffmpeg"];
+
 /// What the optional features need to build: libclang for the `v4l` crate's bindings (`v4l2`),
-/// OpenSSL's headers for `native-tls`.
-pub(crate) const FEATURE_PACKAGES: &[&str] = &["libclang-dev", "libssl-dev"];
+/// OpenSSL's headers for `native-tls`, ALSA's headers for microphone capture (`alsa`).
+pub(crate) const FEATURE_PACKAGES: &[&str] = &["libclang-dev", "libssl-dev", "libasound2-dev"];
 
 /// Installs the Debian packages in `packages` that are missing (as root; otherwise names the
 /// command to run).
