@@ -6,7 +6,8 @@
 //   STAY_SECONDS (default 20), SCREENSHOT (a PNG path), CHROMIUM (default /usr/bin/chromium);
 //   EXPECT_PARTICIPANT: a display name or user id that must show up in the call view;
 //   EXPECT_VIDEO: what a remote video must show: a colour (`red`, `green`, `blue` or `R,G,B`,
-//     the picture's mean within 60 per channel) or `bars` (the test pattern's colour bars);
+//     the picture's mean within 60 per channel), `bars` (the test pattern's colour bars) or
+//     `halves:R,G,B|R,G,B` (the left half's mean one colour, the right half's the other);
 //     reported as `video-seen` with the wall-clock time, and the screenshot is taken then;
 //     mirrored videos (Element Call's own preview) are not looked at;
 //   WATCH_RUNS: with EXPECT_VIDEO, wait for the video to come and go this many times
@@ -43,6 +44,8 @@
 //     fake microphone's beep never qualifies, a FAKE_AUDIO_FILE tone does;
 //   FAKE_AUDIO_FILE: a WAV file that Chromium's fake microphone plays (looped) instead of its
 //     beep (`--use-file-for-fake-audio-capture`);
+//   FAKE_VIDEO_FILE: a Y4M file that Chromium's fake camera shows (looped) instead of its own
+//     picture (`--use-file-for-fake-video-capture`);
 //   HANGUP: `1` to leave with Element Call's own button at the end.
 // Output: one JSON object per line on stdout: {"event": "...", ...}; `t` fields are Unix ms.
 // Exit code 0 when joined (and the expected participant, video, tone and speaker appeared, and
@@ -74,9 +77,14 @@ const toneMarginDb = Number(env("TONE_MARGIN_DB", "20"));
 const watchAudio = env("WATCH_AUDIO", "") === "1";
 const expectSpeaker = env("EXPECT_SPEAKER", "");
 const fakeAudioFile = env("FAKE_AUDIO_FILE", "");
+const fakeVideoFile = env("FAKE_VIDEO_FILE", "");
 if (!(expectTone >= 0) || !(toneMarginDb > 0)) throw new Error("EXPECT_TONE and TONE_MARGIN_DB must be numbers");
 const named = { red: [255, 0, 0], green: [0, 255, 0], blue: [0, 0, 255] };
-const target = !expectVideo ? null : expectVideo === "bars" ? "bars" : (named[expectVideo] ?? expectVideo.split(",").map(Number));
+const colour = (text) => named[text] ?? text.split(",").map(Number);
+const target = !expectVideo ? null
+  : expectVideo === "bars" ? "bars"
+  : expectVideo.startsWith("halves:") ? { halves: expectVideo.slice("halves:".length).split("|").map(colour) }
+  : colour(expectVideo);
 // rtc-media's TestPattern::Moving, left to right.
 const bars = [[255, 255, 255], [255, 255, 0], [0, 255, 255], [0, 255, 0], [255, 0, 255], [255, 0, 0], [0, 0, 255], [0, 0, 0]];
 
@@ -98,6 +106,17 @@ async function findVideo(page) {
         const matching = bars.filter((bar, i) => close(at(i * 8 + 4, 12), bar, 70)).length;
         if (matching < 7) continue;
         rgb = at(36, 12);
+      } else if (target.halves) {
+        // The mean of each half, leaving out a band in the middle.
+        const half = (x0, x1) => {
+          const sum = [0, 0, 0];
+          let n = 0;
+          for (let y = 0; y < 48; y++) for (let x = x0; x < x1; x++) { at(x, y).forEach((c, i) => { sum[i] += c; }); n++; }
+          return sum.map((c) => Math.round(c / n));
+        };
+        const [left, right] = [half(0, 28), half(36, 64)];
+        if (!close(left, target.halves[0], 60) || !close(right, target.halves[1], 60)) continue;
+        rgb = [...left, ...right];
       } else {
         const sum = [0, 0, 0];
         for (let i = 0; i < data.length; i += 4) { sum[0] += data[i]; sum[1] += data[i + 1]; sum[2] += data[i + 2]; }
@@ -279,6 +298,7 @@ const browser = await chromium.launch({
     "--disable-sync", "--no-first-run", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
     "--autoplay-policy=no-user-gesture-required",
     ...(fakeAudioFile ? [`--use-file-for-fake-audio-capture=${fakeAudioFile}`] : []),
+    ...(fakeVideoFile ? [`--use-file-for-fake-video-capture=${fakeVideoFile}`] : []),
     // The stack's LiveKit listens on 127.0.0.1 only (see livekit-client.mjs).
     "--allow-loopback-in-peer-connection", "--disable-features=WebRtcHideLocalIpsWithMdns",
   ],
