@@ -1,13 +1,13 @@
-//! `cargo xtask demo`: the local stack, a Rust bot in a call publishing the moving test pattern,
-//! and one URL to watch it in Element Call.
+//! `cargo xtask demo`: the local stack, a Rust bot in a call publishing the moving test pattern
+//! and a 440 Hz tone, and one URL to watch (and hear) it in Element Call.
 //!
 //! The demo registers two accounts on the stack's homeserver, the bot and you, and a call room
 //! of yours the bot is invited to. It starts `example-rtc-livekit-join` (the seed's program,
 //! configured through the seed's environment variables) in the room, always in the call. The URL
 //! it prints opens a page on Element Call's own origin that logs Element Call in as you and
 //! leads into the room: click "Join call" and the bot's tile is there. `--headless` opens that
-//! URL in Chromium instead, joins, checks that the bot's tile shows the pattern's colour bars,
-//! keeps a screenshot in `test-artifacts/demo.png`, and ends.
+//! URL in Chromium instead, joins, checks that the bot's tile shows the pattern's colour bars and
+//! that its audio carries the tone, keeps a screenshot in `test-artifacts/demo.png`, and ends.
 
 use std::io::{BufRead as _, BufReader};
 use std::path::Path;
@@ -68,6 +68,7 @@ pub(crate) async fn run(options: &DemoOptions) -> anyhow::Result<()> {
         .env("V4L2_VIDEO_SOURCE", "pattern")
         .env("V4L2_WIDTH", "1280")
         .env("V4L2_HEIGHT", "720")
+        .env("AUDIO_SOURCE", "tone")
         .env("CALL_PRESENCE", "always")
         .env("MATRIX_STORE_DIR", demo_dir.join("store"))
         .env("RUST_LOG", "info")
@@ -85,7 +86,8 @@ pub(crate) async fn run(options: &DemoOptions) -> anyhow::Result<()> {
         let page = login_page(&stack, &you_session(&hs, &you).await?, &room_id)?;
         println!();
         println!(
-            "The bot is in the call, publishing a moving test pattern. Watch it in Element Call:"
+            "The bot is in the call, publishing a moving test pattern and a 440 Hz tone. Watch and \
+             hear it in Element Call:"
         );
         println!();
         println!("    {page}");
@@ -215,6 +217,7 @@ async fn watch_headless(
         room_id,
         &[
             ("EXPECT_VIDEO", "bars".into()),
+            ("EXPECT_TONE", "440".into()),
             ("STAY_SECONDS", "30".into()),
             ("SCREENSHOT", screenshot.display().to_string()),
         ],
@@ -222,12 +225,15 @@ async fn watch_headless(
     let (status, events) =
         browser.finish(Duration::from_secs(120)).await.map_err(anyhow::Error::msg)?;
     let seen = events.iter().find(|e| e["event"] == "video-seen");
+    let heard = events.iter().find(|e| e["event"] == "tone-heard");
     match seen {
         Some(seen) if status.success() => {
             println!(
-                "headless check: Element Call shows the bot's colour bars at {}x{}; screenshot in {}",
+                "headless check: Element Call shows the bot's colour bars at {}x{} and hears its \
+                 tone ({} dB above the rest); screenshot in {}",
                 seen["width"],
                 seen["height"],
+                heard.map_or(Value::Null, |h| h["margin_db"].clone()),
                 screenshot.display()
             );
             Ok(())
