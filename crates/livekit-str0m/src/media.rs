@@ -1,6 +1,6 @@
 //! The one conversion point between `rtc-media`'s codec types and this crate's (feature
 //! `rtc-media`, on by default): an encoder's output goes into a [`crate::LocalVideoTrack`] with
-//! `.into()`, and codecs map both ways (a remote frame's codec picks an `rtc-media` decoder with
+//! `.into()`, an Opus encoder's into a [`crate::LocalAudioTrack`] with [`encode_audio`], and codecs map both ways (a remote frame's codec picks an `rtc-media` decoder with
 //! `rtc_media::codec::new_decoder(frame.codec.into())`).
 //!
 //! ```
@@ -18,7 +18,9 @@
 
 use rtc_media::codec::{self, EncodedFrame};
 
-use crate::track::{AudioLevel, EncodedVideoFrame, VideoCodec};
+use rtc_media::audio::{AudioError, OpusEncoder};
+
+use crate::track::{AudioLevel, EncodedAudioFrame, EncodedVideoFrame, VideoCodec};
 
 impl From<EncodedFrame> for EncodedVideoFrame {
     fn from(frame: EncodedFrame) -> Self {
@@ -39,6 +41,35 @@ impl From<rtc_media::audio::AudioLevel> for AudioLevel {
     fn from(level: rtc_media::audio::AudioLevel) -> Self {
         Self { dbov: level.level.min(127), voice: level.voice_activity }
     }
+}
+
+/// Encodes 20 ms of PCM captured at `timestamp` into the packet to write into a
+/// [`crate::LocalAudioTrack`], with its RFC 6464 level (the encoder's voice verdict); `None`
+/// when the encoder has nothing to send (DTX during silence).
+///
+/// ```
+/// use std::time::Duration;
+/// use livekit_str0m::media::encode_audio;
+/// use rtc_media::audio::{OpusEncoder, OpusEncoderConfig, ToneSource};
+///
+/// let mut encoder = OpusEncoder::with_config(&OpusEncoderConfig::default())?;
+/// let mut tone = ToneSource::new(440.0, 0.5, 1);
+/// let frame = encode_audio(&mut encoder, &tone.next_samples(), Duration::ZERO)?.expect("speech");
+/// assert!(frame.level.is_some_and(|level| level.voice && level.dbov < 20));
+/// # Ok::<(), rtc_media::audio::AudioError>(())
+/// ```
+pub fn encode_audio(
+    encoder: &mut OpusEncoder,
+    samples: &[i16],
+    timestamp: std::time::Duration,
+) -> Result<Option<EncodedAudioFrame>, AudioError> {
+    let encoded = encoder.encode(samples)?;
+    let level = rtc_media::audio::AudioLevel::measure(samples, encoded.is_speech());
+    Ok(encoded.into_packet().map(|data| EncodedAudioFrame {
+        data,
+        timestamp,
+        level: Some(level.into()),
+    }))
 }
 
 /// An `rtc-media` codec this crate cannot carry.

@@ -10,11 +10,14 @@ use std::time::Duration;
 
 use common::{TestRoom, init_logs};
 use livekit_str0m::e2ee::{GcmFrameCryptor, KeyProvider, KeyProviderOptions};
+use livekit_str0m::media::encode_audio;
 use livekit_str0m::{
-    AudioTrackOptions, EncodedAudioFrame, LocalAudioTrack, RemoteAudioTrack, RemoteTrack, Room,
-    RoomEvent, RoomEvents, RoomOptions, TrackKind, TrackSource,
+    AudioTrackOptions, LocalAudioTrack, RemoteAudioTrack, RemoteTrack, Room, RoomEvent, RoomEvents,
+    RoomOptions, TrackKind, TrackSource,
 };
-use rtc_media::audio::{self, FRAME_SAMPLES, OpusDecoder, OpusEncoder, ToneSource};
+use rtc_media::audio::{
+    FRAME_SAMPLES, OpusDecoder, OpusEncoder, OpusEncoderConfig, ToneSource, tone_power,
+};
 use tokio::task::JoinHandle;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -24,21 +27,14 @@ const WAIT: Duration = Duration::from_secs(20);
 fn spawn_tone(track: LocalAudioTrack) -> JoinHandle<u64> {
     tokio::spawn(async move {
         let mut tone = ToneSource::new(440.0, 0.5, 1).swelling(0.5, Duration::from_secs(2));
-        let mut encoder = OpusEncoder::with_config(&rtc_media::audio::OpusEncoderConfig::default())
-            .expect("encoder");
+        let mut encoder = OpusEncoder::with_config(&OpusEncoderConfig::default()).expect("encoder");
         let mut ticker = tokio::time::interval(Duration::from_millis(20));
         let mut written = 0u64;
         for n in 0u32.. {
             ticker.tick().await;
-            let pcm = tone.next_samples();
-            let encoded = encoder.encode(&pcm).expect("encodes");
-            let level = audio::AudioLevel::measure(&pcm, encoded.is_speech());
-            let Some(data) = encoded.into_packet() else { continue };
-            let frame = EncodedAudioFrame {
-                data,
-                timestamp: Duration::from_millis(20) * n,
-                level: Some(level.into()),
-            };
+            let timestamp = Duration::from_millis(20) * n;
+            let encoded = encode_audio(&mut encoder, &tone.next_samples(), timestamp);
+            let Some(frame) = encoded.expect("encodes") else { continue };
             match track.write(frame) {
                 Ok(()) => written += 1,
                 Err(livekit_str0m::TrackError::Closed) => break,
@@ -75,18 +71,6 @@ async fn next_audio(events: &mut RoomEvents) -> RemoteAudioTrack {
     .expect("an audio track is subscribed in time")
 }
 
-/// Power at `frequency` (Goertzel), normalised by length.
-fn power_at(samples: &[i16], frequency: f64) -> f64 {
-    let k = 2.0 * (2.0 * std::f64::consts::PI * frequency / 48_000.0).cos();
-    let (mut s1, mut s2) = (0.0, 0.0);
-    for &x in samples {
-        let s = f64::from(x) / 32768.0 + k * s1 - s2;
-        s2 = s1;
-        s1 = s;
-    }
-    (s1 * s1 + s2 * s2 - k * s1 * s2) / (samples.len() as f64).powi(2)
-}
-
 /// Receives `count` packets, checks their spacing and level, decodes them; the PCM.
 async fn receive_tone(track: &mut RemoteAudioTrack, count: usize) -> Vec<i16> {
     let mut decoder = OpusDecoder::new(1).expect("decoder");
@@ -113,9 +97,9 @@ async fn receive_tone(track: &mut RemoteAudioTrack, count: usize) -> Vec<i16> {
 
 fn assert_tone(pcm: &[i16]) {
     let tail = &pcm[pcm.len() / 2..];
-    let at_440 = power_at(tail, 440.0);
+    let at_440 = tone_power(tail, 440.0);
     for other in [220.0, 660.0, 1000.0] {
-        let ratio_db = 10.0 * (at_440 / power_at(tail, other)).log10();
+        let ratio_db = 10.0 * (at_440 / tone_power(tail, other)).log10();
         assert!(ratio_db > 20.0, "440 Hz only {ratio_db:.1} dB above {other} Hz");
     }
 }

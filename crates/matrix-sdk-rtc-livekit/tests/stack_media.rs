@@ -9,6 +9,7 @@ use matrix_sdk::config::SyncSettings;
 use matrix_sdk::{Client, Room};
 use matrix_sdk_rtc::{DriverOptions, DriverStatus, LiveKitRoomDriver, Presence, RtcError};
 use matrix_sdk_rtc_livekit::livekit_str0m::VideoCodec;
+use matrix_sdk_rtc_livekit::rtc_media::audio::tone_power;
 use matrix_sdk_rtc_livekit::rtc_media::pattern::{Rgb, TestPattern};
 use matrix_sdk_rtc_livekit::rtc_media::source::TestPatternSource;
 use matrix_sdk_rtc_livekit::{AudioFeed, RemoteAudio};
@@ -200,18 +201,6 @@ fn audio(event: CallEvent) -> Option<RemoteAudio> {
     }
 }
 
-/// Power at `frequency` in mono 48 kHz `samples` (Goertzel), normalised by length.
-fn power_at(samples: &[i16], frequency: f64) -> f64 {
-    let k = 2.0 * (2.0 * std::f64::consts::PI * frequency / 48_000.0).cos();
-    let (mut s1, mut s2) = (0.0, 0.0);
-    for &x in samples {
-        let s = f64::from(x) / 32768.0 + k * s1 - s2;
-        s2 = s1;
-        s1 = s;
-    }
-    (s1 * s1 + s2 * s2 - k * s1 * s2) / (samples.len() as f64).powi(2)
-}
-
 /// Decodes `audio` for `seconds` of frames; asserts `frequency` is at least 20 dB above a few
 /// others and that the frames came at the real-time pace.
 async fn hear_tone(audio: RemoteAudio, frequency: f64, seconds: u32) {
@@ -230,9 +219,9 @@ async fn hear_tone(audio: RemoteAudio, frequency: f64, seconds: u32) {
         "{seconds} s of frames took {elapsed:.2} s: paced in real time"
     );
     let tail = &pcm[pcm.len() / 2..];
-    let at = power_at(tail, frequency);
+    let at = tone_power(tail, frequency);
     for other in [frequency * 0.5, frequency * 1.5, 3000.0] {
-        let db = 10.0 * (at / power_at(tail, other)).log10();
+        let db = 10.0 * (at / tone_power(tail, other)).log10();
         assert!(
             db > 20.0,
             "{frequency} Hz only {db:.1} dB above {other} Hz; {:?}",

@@ -24,6 +24,7 @@ use common::{Bot, Setup, field, localpart};
 use matrix_sdk::Client;
 use matrix_sdk::config::SyncSettings;
 use matrix_sdk_rtc::{MembershipTimings, OwnMembership};
+use matrix_sdk_rtc_livekit::rtc_media::audio::tone_power;
 use rtc_test_support::{ElementCall, Login};
 use serde_json::Value;
 
@@ -85,18 +86,6 @@ fn ffmpeg_pcm(path: &Path) -> Vec<i16> {
         String::from_utf8_lossy(&output.stderr)
     );
     output.stdout.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect()
-}
-
-/// Power at `frequency` (Goertzel), normalised by length.
-fn power_at(samples: &[i16], frequency: f64) -> f64 {
-    let k = 2.0 * (2.0 * std::f64::consts::PI * frequency / 48_000.0).cos();
-    let (mut s1, mut s2) = (0.0, 0.0);
-    for &x in samples {
-        let s = f64::from(x) / 32768.0 + k * s1 - s2;
-        s2 = s1;
-        s1 = s;
-    }
-    (s1 * s1 + s2 * s2 - k * s1 * s2) / (samples.len() as f64).powi(2)
 }
 
 /// The files in `dir` whose names end with `suffix`.
@@ -193,9 +182,9 @@ async fn element_call_hears_the_program_and_the_program_records_element_call() {
     );
     let pcm = ffmpeg_pcm(ogg);
     assert!(((pcm.len() as f64 / 48_000.0) - duration).abs() < 0.1, "decoded as long as announced");
-    let at_beep = power_at(&pcm, FAKE_MICROPHONE_HZ);
+    let at_beep = tone_power(&pcm, FAKE_MICROPHONE_HZ);
     for other in [250.0, 650.0, 1000.0] {
-        let db = 10.0 * (at_beep / power_at(&pcm, other)).log10();
+        let db = 10.0 * (at_beep / tone_power(&pcm, other)).log10();
         assert!(db > 10.0, "the fake microphone's beep is only {db:.1} dB above {other} Hz");
     }
 

@@ -13,11 +13,10 @@ use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
 use common::{Bot, Setup};
-use matrix_sdk_rtc_livekit::livekit_str0m::{
-    AudioTrackOptions, EncodedAudioFrame, Room, RoomOptions, TrackError,
-};
+use matrix_sdk_rtc_livekit::livekit_str0m::media::encode_audio;
+use matrix_sdk_rtc_livekit::livekit_str0m::{AudioTrackOptions, Room, RoomOptions, TrackError};
 use matrix_sdk_rtc_livekit::rtc_media::audio::{
-    AudioLevel, OpusEncoder, OpusEncoderConfig, ToneSource,
+    OpusEncoder, OpusEncoderConfig, ToneSource, tone_power,
 };
 use matrixrtc_auth::access_token::{Claims, VideoGrant};
 use matrixrtc_auth::room_service::RoomServiceClient;
@@ -35,18 +34,6 @@ fn token(setup: &Setup, room: &str, identity: &str) -> String {
         Duration::from_secs(3600),
     )
     .sign(&Secret::new(setup.stack.livekit_api_secret.clone()))
-}
-
-/// Power at `frequency` (Goertzel), normalised by length.
-fn power_at(samples: &[i16], frequency: f64) -> f64 {
-    let k = 2.0 * (2.0 * std::f64::consts::PI * frequency / 48_000.0).cos();
-    let (mut s1, mut s2) = (0.0, 0.0);
-    for &x in samples {
-        let s = f64::from(x) / 32768.0 + k * s1 - s2;
-        s2 = s1;
-        s1 = s;
-    }
-    (s1 * s1 + s2 * s2 - k * s1 * s2) / (samples.len() as f64).powi(2)
 }
 
 fn the_ogg(dir: &Path) -> PathBuf {
@@ -89,14 +76,10 @@ async fn recorded_audio_keeps_its_length_and_tone_through_ten_percent_loss() {
         let mut ticker = tokio::time::interval(Duration::from_millis(20));
         for n in 0u32.. {
             ticker.tick().await;
-            let pcm = tone.next_samples();
-            let encoded = encoder.encode(&pcm).unwrap();
-            let level = AudioLevel::measure(&pcm, encoded.is_speech());
-            let Some(data) = encoded.into_packet() else { continue };
-            let frame = EncodedAudioFrame {
-                data,
-                timestamp: Duration::from_millis(20) * n,
-                level: Some(level.into()),
+            let timestamp = Duration::from_millis(20) * n;
+            let Some(frame) = encode_audio(&mut encoder, &tone.next_samples(), timestamp).unwrap()
+            else {
+                continue;
             };
             if let Err(TrackError::Closed) = track.write(frame) {
                 break;
@@ -155,9 +138,9 @@ async fn recorded_audio_keeps_its_length_and_tone_through_ten_percent_loss() {
     assert!(decoded.status.success(), "{}", String::from_utf8_lossy(&decoded.stderr));
     let pcm: Vec<i16> =
         decoded.stdout.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect();
-    let at_tone = power_at(&pcm, 440.0);
+    let at_tone = tone_power(&pcm, 440.0);
     for other in [220.0, 660.0, 1000.0, 3000.0] {
-        let db = 10.0 * (at_tone / power_at(&pcm, other)).log10();
+        let db = 10.0 * (at_tone / tone_power(&pcm, other)).log10();
         eprintln!("440 Hz is {db:.1} dB above {other} Hz");
         assert!(db >= 20.0, "the tone is only {db:.1} dB above {other} Hz");
     }

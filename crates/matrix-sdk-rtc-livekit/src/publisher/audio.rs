@@ -6,10 +6,11 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use livekit_str0m::{AudioTrackOptions, EncodedAudioFrame, LocalAudioTrack, Room, TrackError};
+use livekit_str0m::media::encode_audio;
+use livekit_str0m::{AudioTrackOptions, LocalAudioTrack, Room, TrackError};
 use rtc_media::audio::{
-    AudioClock, AudioError, AudioFrame, AudioLevel, AudioSource, FRAME_DURATION, FRAME_SAMPLES,
-    OpusEncoder, OpusEncoderConfig, ToneSource, WavSource,
+    AudioClock, AudioError, AudioFrame, AudioSource, FRAME_DURATION, FRAME_SAMPLES, OpusEncoder,
+    OpusEncoderConfig, ToneSource, WavSource,
 };
 use tokio::sync::{Notify, mpsc, watch};
 
@@ -204,20 +205,14 @@ impl Pump {
                     Err(error) => break Some(format!("the audio source failed: {error}")),
                 }
             };
-            let encoded = match self.encoder.encode(&frame.samples) {
-                Ok(encoded) => encoded,
+            let packet = match encode_audio(&mut self.encoder, &frame.samples, clock.offset(index))
+            {
+                Ok(Some(packet)) => packet,
+                Ok(None) => {
+                    silent += 1;
+                    continue;
+                }
                 Err(error) => break Some(format!("Opus encoding failed: {error}")),
-            };
-            let voice = encoded.is_speech();
-            let Some(packet) = encoded.into_packet() else {
-                silent += 1;
-                continue;
-            };
-            let level = AudioLevel::measure(&frame.samples, voice);
-            let packet = EncodedAudioFrame {
-                data: packet,
-                timestamp: clock.offset(index),
-                level: Some(level.into()),
             };
             match self.track.write(packet) {
                 Ok(()) => sent += 1,

@@ -26,6 +26,7 @@
 //! # Ok::<(), rtc_media::audio::AudioError>(())
 //! ```
 
+mod analysis;
 mod clock;
 pub mod jitter;
 mod level;
@@ -37,6 +38,7 @@ pub mod toc;
 mod tone;
 mod wav;
 
+pub use analysis::{tone_margin_db, tone_power};
 pub use clock::AudioClock;
 pub use jitter::{JitterBuffer, JitterBufferConfig, JitterStats, TimestampExtender};
 pub use level::{AudioLevel, audio_level_dbov};
@@ -158,24 +160,12 @@ pub trait AudioSource: Send {
 pub(crate) mod test_util {
     //! Signal measurements shared by the audio tests.
 
-    /// Power of `frequency` in mono `samples` at 48 kHz, normalised by the length (Goertzel).
-    pub(crate) fn power_at(samples: &[i16], frequency: f64) -> f64 {
-        let k = 2.0 * (2.0 * std::f64::consts::PI * frequency / 48_000.0).cos();
-        let (mut s1, mut s2) = (0.0, 0.0);
-        for &x in samples {
-            let s = f64::from(x) / f64::from(i16::MAX) + k * s1 - s2;
-            s2 = s1;
-            s1 = s;
-        }
-        (s1 * s1 + s2 * s2 - k * s1 * s2) / (samples.len() as f64).powi(2)
-    }
-
     /// Whether `frequency` dominates `samples`: 50 times the power of each of a few others.
     pub(crate) fn dominant(samples: &[i16], frequency: f64) -> bool {
-        let at = power_at(samples, frequency);
+        let at = super::tone_power(samples, frequency);
         [frequency * 0.5, frequency * 1.5, frequency * 2.3, 100.0, 3000.0]
             .iter()
-            .all(|&other| at > 50.0 * power_at(samples, other))
+            .all(|&other| at > 50.0 * super::tone_power(samples, other))
     }
 
     /// A small deterministic generator (xorshift64*), for loss patterns and noise.
