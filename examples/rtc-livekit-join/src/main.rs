@@ -140,6 +140,8 @@ async fn media_encryption(
 async fn run(config: Config, clock: Clock) -> Result<(), Failure> {
     let (fatal_tx, mut fatal) = mpsc::channel::<Failure>(4);
     let mut signals = Signals::new()?;
+    // A sound file that cannot be read is a configuration error, before anything starts.
+    let audio = media::audio_feed(&config)?;
 
     let client = tokio::select! {
         client = session::login(&config) => client?,
@@ -224,7 +226,7 @@ async fn run(config: Config, clock: Clock) -> Result<(), Failure> {
     if let Some(feed) = media::feed(&config)? {
         connector = connector.with_video(feed);
     }
-    if let Some(feed) = media::audio_feed(&config) {
+    if let Some(feed) = audio {
         connector = connector.with_audio(feed);
     }
     let recorder = match &config.recording {

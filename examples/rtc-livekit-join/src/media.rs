@@ -33,13 +33,22 @@ pub(crate) fn feed(config: &Config) -> Result<Option<VideoFeed>, Failure> {
     Ok(Some(feed.with_codec(config.codec).with_max_bitrate(config.max_bitrate)))
 }
 
-/// The feed of the configured audio, `None` for no audio. Files and devices are opened on every
-/// connection: a missing file or a busy microphone ends the program with a media failure then.
-pub(crate) fn audio_feed(config: &Config) -> Option<AudioFeed> {
-    match config.audio.clone() {
+/// The feed of the configured audio, `None` for no audio. A sound file is read once here, so
+/// that a missing or unreadable one is a configuration error at once; files and devices are
+/// opened anew for every connection.
+pub(crate) fn audio_feed(config: &Config) -> Result<Option<AudioFeed>, Failure> {
+    Ok(match config.audio.clone() {
         Audio::None => None,
         Audio::Tone { frequency } => Some(AudioFeed::tone(frequency)),
-        Audio::File { path } => Some(AudioFeed::wav_file(path, true)),
+        Audio::File { path } => {
+            if let Err(error) = rtc_media::audio::WavSource::open(&path, false) {
+                return Err(Failure::config(format!(
+                    "AUDIO_SOURCE file:{}: {error}",
+                    path.display()
+                )));
+            }
+            Some(AudioFeed::wav_file(path, true))
+        }
         #[cfg(feature = "alsa")]
         Audio::Microphone { device } => Some(AudioFeed::new(move || {
             rtc_media::audio::MicSource::open(&rtc_media::audio::MicConfig::device(&device))
@@ -47,5 +56,5 @@ pub(crate) fn audio_feed(config: &Config) -> Option<AudioFeed> {
         // The configuration refuses a microphone without the feature.
         #[cfg(not(feature = "alsa"))]
         Audio::Microphone { .. } => None,
-    }
+    })
 }

@@ -161,4 +161,15 @@ async fn configuration_errors_stop_before_anything_starts() {
     let (code, line) = run(&setup, &[("HOMESERVER_URL", insecure)]).await;
     assert_eq!(code, Some(2));
     assert!(line.contains("plain http"), "{line}");
+    let missing = "file:/nonexistent/sound.wav".to_owned();
+    let (code, line) = run(&setup, &[("AUDIO_SOURCE", missing)]).await;
+    assert_eq!(code, Some(2));
+    assert!(line.contains("AUDIO_SOURCE") && line.contains("/nonexistent/sound.wav"), "{line}");
+    let not_wav = std::env::temp_dir().join(rtc_test_support::unique_name("not-a.wav"));
+    std::fs::write(&not_wav, b"RIFF\x04\x00\x00\x00MP3 garbage").unwrap();
+    let (code, line) =
+        run(&setup, &[("AUDIO_SOURCE", format!("file:{}", not_wav.display()))]).await;
+    assert_eq!(code, Some(2));
+    assert!(line.contains("AUDIO_SOURCE"), "{line}");
+    let _ = std::fs::remove_file(not_wav);
 }
