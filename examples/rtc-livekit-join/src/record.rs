@@ -3,8 +3,10 @@
 //! lost packets and silence kept, so the file lasts as long as the call did), and PNG snapshots
 //! of the decoded video every so often.
 //!
-//! Names say who and when: `<UTC start>_<user>_<device>_<track sid>.ivf|.ogg|_<UTC>.png` (a
-//! LiveKit participant without a call membership is named by its LiveKit identity). A file is
+//! Names say who and when: `<UTC start>_<user>-<server>-<device>_<track sid>.ivf|.ogg` and
+//! `…_<UTC>.png`, with `_` only between the parts (anything but letters, digits, `-` and `.`
+//! within them becomes `-`; a LiveKit participant without a call membership is named by its
+//! LiveKit identity). A file is
 //! finished (headers fixed up, last page flagged) when its track ends (the participant left or
 //! unpublished) and when the program stops.
 
@@ -308,7 +310,8 @@ mod tests {
     #[test]
     fn names_are_safe_and_say_who() {
         let name = base_name("@bot:example.org_ABCDEF", "TR_x/../y", SystemTime::UNIX_EPOCH);
-        assert_eq!(name, "19700101T000000Z_bot-example.org_ABCDEF_TR_x---y");
+        // `_` only between the parts: within them it becomes `-`.
+        assert_eq!(name, "19700101T000000Z_bot-example.org-ABCDEF_TR-x---y");
         let dir = std::path::Path::new("/rec");
         assert_eq!(
             dir.join(format!("{name}.ogg")).parent(),
