@@ -34,8 +34,8 @@ pub(crate) fn feed(config: &Config) -> Result<Option<VideoFeed>, Failure> {
 }
 
 /// The feed of the configured audio, `None` for no audio. A sound file is read once here, so
-/// that a missing or unreadable one is a configuration error at once; files and devices are
-/// opened anew for every connection.
+/// that a missing or unreadable one is a configuration error at once (a microphone that cannot
+/// be opened, a media error); files and devices are opened anew for every connection.
 pub(crate) fn audio_feed(config: &Config) -> Result<Option<AudioFeed>, Failure> {
     Ok(match config.audio.clone() {
         Audio::None => None,
@@ -50,9 +50,14 @@ pub(crate) fn audio_feed(config: &Config) -> Result<Option<AudioFeed>, Failure> 
             Some(AudioFeed::wav_file(path, true))
         }
         #[cfg(feature = "alsa")]
-        Audio::Microphone { device } => Some(AudioFeed::new(move || {
-            rtc_media::audio::MicSource::open(&rtc_media::audio::MicConfig::device(&device))
-        })),
+        Audio::Microphone { device } => {
+            use rtc_media::audio::{MicConfig, MicSource};
+            // Opened once now, so that a missing or busy device ends the program at once.
+            if let Err(error) = MicSource::open(&MicConfig::device(&device)) {
+                return Err(Failure::media(format!("AUDIO_SOURCE mic:{device}: {error}")));
+            }
+            Some(AudioFeed::new(move || MicSource::open(&MicConfig::device(&device))))
+        }
         // The configuration refuses a microphone without the feature.
         #[cfg(not(feature = "alsa"))]
         Audio::Microphone { .. } => None,
