@@ -180,11 +180,13 @@ async fn element_call_hears_the_program_and_the_program_records_element_call() {
         (duration - recorded_for).abs() <= 0.05 * recorded_for,
         "the audio lasts {duration:.2} s, the recording {recorded_for:.2} s"
     );
+    eprintln!("recorded for {recorded_for:.2} s; ffprobe: {duration:.2} s");
     let pcm = ffmpeg_pcm(ogg);
     assert!(((pcm.len() as f64 / 48_000.0) - duration).abs() < 0.1, "decoded as long as announced");
     let at_beep = tone_power(&pcm, FAKE_MICROPHONE_HZ);
     for other in [250.0, 650.0, 1000.0] {
         let db = 10.0 * (at_beep / tone_power(&pcm, other)).log10();
+        eprintln!("the beep is {db:.1} dB above {other} Hz");
         assert!(db > 10.0, "the fake microphone's beep is only {db:.1} dB above {other} Hz");
     }
 
@@ -199,6 +201,7 @@ async fn element_call_hears_the_program_and_the_program_records_element_call() {
     .unwrap();
     assert_eq!(counted, written, "ffmpeg decodes every frame the program wrote");
     let fps = written as f64 / recorded_for;
+    eprintln!("video: {written} frames written, {counted} decoded by ffmpeg, {fps:.1} fps");
     assert!((10.0..=31.0).contains(&fps), "{written} frames in {recorded_for:.1} s");
     let pngs = files(&record_dir, ".png");
     assert!(!pngs.is_empty(), "snapshots every 5 s");
