@@ -281,8 +281,7 @@ impl<W: Write> OggOpusWriter<W> {
 
     /// The playable duration so far (samples written minus the pre-skip).
     pub fn duration(&self) -> Duration {
-        let samples = self.granule.saturating_sub(u64::from(PRE_SKIP));
-        Duration::from_micros(samples * 1_000 / 48)
+        samples_to_duration(self.granule.saturating_sub(u64::from(PRE_SKIP)))
     }
 
     /// Packets written (not counting fillers).
@@ -547,8 +546,17 @@ impl OggOpusReader {
 
     /// The duration the stream plays.
     pub fn duration(&self) -> Duration {
-        Duration::from_micros(self.samples() * 1_000 / 48)
+        samples_to_duration(self.samples())
     }
+}
+
+/// The duration of `samples` at 48 kHz; any granule position a file may claim fits.
+fn samples_to_duration(samples: u64) -> Duration {
+    let nanos = u128::from(samples) * 1_000_000_000 / 48_000;
+    Duration::new(
+        u64::try_from(nanos / 1_000_000_000).unwrap_or(u64::MAX),
+        (nanos % 1_000_000_000) as u32,
+    )
 }
 
 fn parse_head(packet: &[u8]) -> Result<OpusHead, OggError> {
@@ -827,6 +835,24 @@ mod tests {
         assert!(OggOpusWriter::new(Vec::new(), 1, &[("", "c")]).is_err());
         assert!(OggOpusWriter::new(Vec::new(), 1, &[("TITLE\n", "c")]).is_err());
         assert!(OggOpusWriter::new(Vec::new(), 1, &[("TITLE", "any = thing\n✓")]).is_ok());
+    }
+
+    /// Found by the `ogg_opus_file` fuzz target: a tags page claiming a granule position near
+    /// 2^64 overflowed the duration's arithmetic.
+    #[test]
+    fn a_huge_granule_position_is_a_huge_duration_not_an_overflow() {
+        let hex = "4f6767530002000000000000000000000000000000000228b57201134f707573486561640101\
+                   380180bb00000000004f6767530004feffffffffffffff0000000001000000c33dd30b0110\
+                   4f707573546167730000000000000000";
+        let bytes: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect();
+        let reader = OggOpusReader::parse(&bytes).unwrap();
+        assert_eq!(reader.samples(), 0xffff_ffff_ffff_fffe - 312);
+        assert_eq!(reader.duration().as_secs(), reader.samples() / 48_000);
+        assert_eq!(samples_to_duration(u64::MAX).as_secs(), u64::MAX / 48_000);
+        assert_eq!(samples_to_duration(1_440), Duration::from_millis(30));
     }
 
     #[test]
