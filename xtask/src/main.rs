@@ -7,6 +7,8 @@
 //! * `cargo xtask test`: every test of the workspace, against a stack it starts and stops.
 //! * `cargo xtask bench publish`: CPU time and peak memory of publishing video, our Rust client
 //!   against the official LiveKit Python SDK, on the local stack.
+//! * `cargo xtask bench record`: CPU time and peak memory of receiving and recording a 720p call
+//!   (video and audio), the program against the official LiveKit Python SDK.
 //! * `cargo xtask bench join`: from starting the program to its first frame in Element Call.
 
 mod bench;
@@ -64,10 +66,15 @@ enum BenchAction {
     /// Publish the same video with our Rust client and the LiveKit Python SDK, one after the
     /// other; compare the processes' CPU time and peak memory.
     Publish(bench::PublishOptions),
+    /// Receive and record one publisher's 720p video and Opus audio with the program
+    /// (example-rtc-livekit-join, RECORD_DIR) and with the LiveKit Python SDK (raw frames and
+    /// PCM), one after the other; compare the processes' CPU time and peak memory.
+    Record(bench::RecordOptions),
     /// From starting the program to its first frame in Element Call, by parts; and Element
     /// Call's own join on the same stack.
     Join(bench::JoinOptions),
-    /// Run a command, then write its CPU time and peak memory as JSON (used by `publish`).
+    /// Run a command, then write its CPU time and peak memory as JSON (used by `publish` and
+    /// `record`).
     #[command(hide = true)]
     Measure {
         /// Where to write the JSON.
@@ -76,6 +83,9 @@ enum BenchAction {
         /// Kill the command after this many seconds.
         #[arg(long)]
         timeout_seconds: u64,
+        /// Give the command no stdin, and send it a SIGTERM when our stdin closes.
+        #[arg(long)]
+        term_on_stdin_eof: bool,
         /// The command and its arguments.
         #[arg(trailing_var_arg = true, required = true)]
         command: Vec<std::ffi::OsString>,
@@ -111,10 +121,18 @@ fn main() -> anyhow::Result<()> {
             Command::Bench { action: BenchAction::Publish(options) } => {
                 bench::publish(&options).await
             }
+            Command::Bench { action: BenchAction::Record(options) } => {
+                bench::record(&options).await
+            }
             Command::Bench { action: BenchAction::Join(options) } => bench::join(&options).await,
             Command::Bench {
-                action: BenchAction::Measure { report, timeout_seconds, command },
-            } => bench::measure(&report, Duration::from_secs(timeout_seconds), &command),
+                action: BenchAction::Measure { report, timeout_seconds, term_on_stdin_eof, command },
+            } => bench::measure(
+                &report,
+                Duration::from_secs(timeout_seconds),
+                term_on_stdin_eof,
+                &command,
+            ),
         }
     })
 }

@@ -11,13 +11,28 @@
 //! HKDF key), to measure what encryption costs.
 //! ```
 //! `publish` prints one JSON line: `{"frames_sent": N, "late": K, "seconds": S}`.
+//!
+//! `cargo xtask bench record` uses it as the call's one publisher:
+//!
+//! ```text
+//! LIVEKIT_URL=… LIVEKIT_TOKEN=… publish-bench stream --frames FILE --width W --height H \
+//!     --fps F --bitrate BPS
+//! ```
+//! publishes the frames as VP8 (looped, paced the same way) and a 440 Hz Opus tone (one packet
+//! per 20 ms, with its level) until its stdin closes; prints `{"streaming": true}` once both
+//! tracks are published, and at the end `{"frames_sent": N, "late": K, "audio_packets": A,
+//! "seconds": S}`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use livekit_str0m::e2ee::{GcmFrameCryptor, KeyProvider, KeyProviderOptions};
-use livekit_str0m::{EncodedVideoFrame, Room, RoomOptions, VideoCodec, VideoTrackOptions};
+use livekit_str0m::{
+    AudioTrackOptions, EncodedAudioFrame, EncodedVideoFrame, LocalAudioTrack, Room, RoomOptions,
+    TrackError, VideoCodec, VideoTrackOptions,
+};
+use rtc_media::audio::{AudioLevel, OpusEncoder, OpusEncoderConfig, ToneSource};
 use rtc_media::codec::{VideoEncoder as _, Vp8Encoder, Vp8EncoderConfig};
 use rtc_media::frame::I420Frame;
 use rtc_media::pattern::TestPattern;
@@ -77,6 +92,25 @@ fn main() -> Result<(), Error> {
                 .enable_all()
                 .build()?;
             runtime.block_on(publish(&url, &token, &frames, settings))
+        }
+        "stream" => {
+            let file = flags.get("frames").ok_or("--frames is required")?;
+            let frames = read_frames(file, width, height)?;
+            let settings = Settings {
+                width,
+                height,
+                fps: number("fps", Some(30))?,
+                seconds: 0,
+                bitrate: number("bitrate", Some(2_000_000))?,
+                e2ee: false,
+            };
+            let url = std::env::var("LIVEKIT_URL").map_err(|_| "LIVEKIT_URL is required")?;
+            let token = std::env::var("LIVEKIT_TOKEN").map_err(|_| "LIVEKIT_TOKEN is required")?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            runtime.block_on(stream(&url, &token, &frames, settings))
         }
         other => Err(format!("unknown command {other}").into()),
     }
@@ -194,4 +228,97 @@ async fn publish(url: &str, token: &str, frames: &[I420Frame], s: Settings) -> R
     );
     println!("{result}");
     Ok(())
+}
+
+/// `stream`: video and a tone until stdin closes.
+async fn stream(url: &str, token: &str, frames: &[I420Frame], s: Settings) -> Result<(), Error> {
+    let (room, _events) = Room::connect(url, token, RoomOptions::default()).await?;
+    let options = VideoTrackOptions {
+        name: "bench".into(),
+        codec: VideoCodec::Vp8,
+        width: s.width,
+        height: s.height,
+        max_bitrate: s.bitrate,
+        ..Default::default()
+    };
+    let video = room.publish_video(options).await?;
+    let audio = room.publish_audio(AudioTrackOptions::default()).await?;
+    let (closed_tx, mut stdin_closed) = tokio::sync::oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+        let _ = closed_tx.send(());
+    });
+    let tone = tokio::spawn(write_tone(audio));
+    println!("{}", serde_json::json!({ "streaming": true }));
+
+    let mut config = Vp8EncoderConfig::new(s.width, s.height);
+    config.bitrate = s.bitrate;
+    config.fps = s.fps;
+    let mut encoder = Vp8Encoder::new(config)?;
+    let interval = Duration::from_secs(1) / s.fps;
+    let start = Instant::now();
+    let (mut sent, mut late) = (0u64, 0u64);
+    for index in 0u64.. {
+        let timestamp = interval * index as u32;
+        let deadline = start + timestamp;
+        tokio::select! {
+            _ = &mut stdin_closed => break,
+            () = tokio::time::sleep_until(deadline.into()) => {}
+        }
+        if deadline.elapsed() > interval {
+            late += 1;
+            continue;
+        }
+        if video.take_keyframe_request() {
+            encoder.request_keyframe();
+        }
+        for encoded in encoder.encode(&frames[index as usize % frames.len()])? {
+            if video.write(EncodedVideoFrame { timestamp, ..encoded.into() }).is_ok() {
+                sent += 1;
+            }
+        }
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    room.disconnect().await;
+    let audio_packets = tone.await?;
+    println!(
+        "{}",
+        serde_json::json!({
+            "frames_sent": sent,
+            "late": late,
+            "audio_packets": audio_packets,
+            "seconds": seconds,
+        })
+    );
+    Ok(())
+}
+
+/// Writes a 440 Hz tone into `track`, one Opus packet per 20 ms with its level, until the track
+/// closes; returns how many packets it wrote.
+async fn write_tone(track: LocalAudioTrack) -> u64 {
+    let mut tone = ToneSource::new(440.0, 0.5, 1);
+    let Ok(mut encoder) = OpusEncoder::with_config(&OpusEncoderConfig::default()) else {
+        eprintln!("no Opus encoder: streaming without audio");
+        return 0;
+    };
+    let mut ticker = tokio::time::interval(Duration::from_millis(20));
+    let mut written = 0u64;
+    for n in 0u32.. {
+        ticker.tick().await;
+        let pcm = tone.next_samples();
+        let Ok(encoded) = encoder.encode(&pcm) else { continue };
+        let level = AudioLevel::measure(&pcm, encoded.is_speech());
+        let Some(data) = encoded.into_packet() else { continue };
+        let frame = EncodedAudioFrame {
+            data,
+            timestamp: Duration::from_millis(20) * n,
+            level: Some(level.into()),
+        };
+        match track.write(frame) {
+            Ok(()) => written += 1,
+            Err(TrackError::Closed) => break,
+            Err(_) => {}
+        }
+    }
+    written
 }

@@ -201,7 +201,7 @@ pub(crate) async fn join(options: &JoinOptions) -> anyhow::Result<()> {
     report(&layout, &program_runs, &element_call_runs)
 }
 
-fn build_release(layout: &Layout) -> anyhow::Result<std::path::PathBuf> {
+pub(super) fn build_release(layout: &Layout) -> anyhow::Result<std::path::PathBuf> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(cargo)
         .current_dir(&layout.workspace)

@@ -16,38 +16,24 @@
 //! reach the publishers through their environment only, and are redacted from their output.
 
 use std::ffi::OsString;
-use std::io::{BufRead as _, BufReader, Read as _};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail};
-use matrixrtc_auth::access_token::{Claims, VideoGrant};
-use matrixrtc_auth::room_service::RoomServiceClient;
 use matrixrtc_auth::secret::Secret;
-use nix::sys::resource::{UsageWho, getrusage};
-use nix::sys::time::TimeValLike as _;
 use rtc_test_support::StackInfo;
 use serde::{Deserialize, Serialize};
 
+use super::shared::{
+    self, GRACE, LiveKitRooms, MIB, Measured, PYTHON_SDK_VERSION, RUST_CRATE, Usage, redact,
+    unix_millis,
+};
 use crate::devstack::{self, Layout};
 
-/// The LiveKit Python SDK version the Rust client is compared with.
-const PYTHON_SDK_VERSION: &str = "1.2.1";
-/// The virtualenv of the Python SDK, in `.devstack/`.
-const PYTHON_VENV: &str = "bench-venv";
 /// The Python publisher, relative to the workspace.
 const PYTHON_SCRIPT: &str = "xtask/bench/livekit_publish.py";
-/// The Rust publisher: an example of this crate.
-const RUST_CRATE: &str = "livekit-str0m";
-/// The Rust publisher's example name.
-const RUST_EXAMPLE: &str = "publish-bench";
 /// How many distinct frames the frames file holds (the publishers loop over them).
-const FRAME_COUNT: u32 = 60;
-/// Bytes in a MiB.
-const MIB: f64 = 1024.0 * 1024.0;
-/// How long a publisher may take beyond its publishing time (start-up, connection, teardown).
-const GRACE: Duration = Duration::from_secs(120);
+pub(crate) const FRAME_COUNT: u32 = 60;
 
 /// Options of `cargo xtask bench publish`.
 #[derive(Debug, Clone, clap::Args)]
@@ -173,7 +159,8 @@ pub(crate) async fn publish(options: &PublishOptions) -> anyhow::Result<()> {
         Some(frames) => frames.clone(),
         None => {
             let rust = programs.rust.as_deref().context("the Rust example was not built")?;
-            generate_frames(rust, options, &out_dir.join("frames.i420"))?
+            let size = (options.width, options.height);
+            shared::generate_frames(rust, size, FRAME_COUNT, &out_dir.join("frames.i420"))?
         }
     };
     let frame_count = check_frames(&frames, options)?;
@@ -200,7 +187,7 @@ pub(crate) async fn publish(options: &PublishOptions) -> anyhow::Result<()> {
 fn prepare_programs(layout: &Layout, options: &PublishOptions) -> anyhow::Result<Programs> {
     let publishers = options.publishers();
     let python = if publishers.contains(&Publisher::Python) {
-        Some(devstack::ensure_venv(layout, PYTHON_VENV, "livekit", PYTHON_SDK_VERSION)?)
+        Some(shared::python_sdk(layout)?)
     } else {
         None
     };
@@ -209,58 +196,11 @@ fn prepare_programs(layout: &Layout, options: &PublishOptions) -> anyhow::Result
         || publishers.contains(&Publisher::RustE2ee)
         || options.frames.is_none()
     {
-        Some(build_rust_publisher(layout)?)
+        Some(shared::build_rust_publisher(layout)?)
     } else {
         None
     };
     Ok(Programs { rust, python })
-}
-
-/// `cargo build --release -p livekit-str0m --example publish-bench`; returns the binary.
-fn build_rust_publisher(layout: &Layout) -> anyhow::Result<PathBuf> {
-    eprintln!("building the Rust publisher ({RUST_CRATE} example {RUST_EXAMPLE}, release)");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(cargo)
-        .current_dir(&layout.workspace)
-        .args(["build", "--release", "-p", RUST_CRATE, "--example", RUST_EXAMPLE])
-        .status()
-        .context("cannot run cargo build")?;
-    if !status.success() {
-        bail!(
-            "building the Rust publisher failed ({status}; `cargo build --release -p {RUST_CRATE} \
-             --example {RUST_EXAMPLE}`, output above). To measure the Python publisher alone, \
-             run `cargo xtask bench publish --only python --frames FILE` with a file of raw I420 \
-             frames."
-        );
-    }
-    let binary = layout.target().join("release/examples").join(RUST_EXAMPLE);
-    if !binary.is_file() {
-        bail!("cargo built the Rust publisher but {} does not exist", binary.display());
-    }
-    Ok(binary)
-}
-
-/// `publish-bench generate`: writes the frames file; returns its path.
-fn generate_frames(rust: &Path, options: &PublishOptions, out: &Path) -> anyhow::Result<PathBuf> {
-    eprintln!(
-        "generating {FRAME_COUNT} frames of {}x{} into {}",
-        options.width,
-        options.height,
-        out.display()
-    );
-    let status = Command::new(rust)
-        .arg("generate")
-        .arg("--out")
-        .arg(out)
-        .args(["--width", &options.width.to_string(), "--height", &options.height.to_string()])
-        .args(["--frames", &FRAME_COUNT.to_string()])
-        .stdin(Stdio::null())
-        .status()
-        .with_context(|| format!("cannot run {}", rust.display()))?;
-    if !status.success() {
-        bail!("`{} generate` failed ({status})", rust.display());
-    }
-    Ok(out.to_path_buf())
 }
 
 /// How many frames `frames` holds; fails unless it is a whole, non-zero number of frames.
@@ -288,14 +228,7 @@ async fn measure_all(
     options: &PublishOptions,
     frames: &Path,
 ) -> anyhow::Result<Vec<PublisherResult>> {
-    let livekit_url = reqwest::Url::parse(&stack.livekit_url).context("the stack's LiveKit URL")?;
-    let secret = Secret::new(stack.livekit_api_secret.clone());
-    let rooms = RoomServiceClient::new(
-        &livekit_url,
-        stack.livekit_api_key.clone(),
-        secret.clone(),
-        Duration::from_secs(10),
-    )?;
+    let rooms = LiveKitRooms::new(stack)?;
     let mut results = Vec::new();
     let rounds = (0..options.rounds).flat_map(|round| {
         let mut order = options.publishers();
@@ -322,156 +255,56 @@ async fn measure_all(
         };
         args.extend(options.publish_args(frames));
 
-        // Auto-creation is off on the stack's server: create the room first, as matrixrtc-auth does.
         let room = format!("bench-publish-{}-{}", publisher.name(), unix_millis());
-        rooms
-            .create_room(&room)
-            .await
-            .with_context(|| format!("creating the LiveKit room {room}"))?;
-        let token = join_token(stack, &secret, &room, publisher, options.seconds);
+        rooms.create(&room).await?;
+        let timeout = Duration::from_secs(options.seconds.into()) + GRACE;
+        let validity = timeout + Duration::from_secs(600);
+        let token = rooms.token(&room, &format!("bench-{}", publisher.name()), validity);
 
         eprintln!(
             "publishing with {} for {} s into room {room}",
             publisher.label(),
             options.seconds
         );
-        let timeout = Duration::from_secs(options.seconds.into()) + GRACE;
-        let run = Run {
-            publisher,
+        let finished = Measured {
+            label: publisher.label(),
+            name: publisher.name(),
             program,
             args: &args,
-            livekit_url: &stack.livekit_url,
+            env: vec![
+                ("LIVEKIT_URL", stack.livekit_url.clone().into()),
+                ("LIVEKIT_TOKEN", token.expose().into()),
+            ],
+            clear_env: false,
             token: &token,
             report: layout.target().join("bench").join(format!("usage-{}.json", publisher.name())),
-        };
-        let (usage, output) = run.measured(timeout)?;
-        results.push(PublisherResult::new(publisher, &usage, &output));
-    }
-    Ok(median_runs(results, &options.publishers()))
-}
-
-/// Each publisher's run with the median CPU time.
-fn median_runs(mut runs: Vec<PublisherResult>, publishers: &[Publisher]) -> Vec<PublisherResult> {
-    runs.sort_by(|a, b| a.cpu_seconds.total_cmp(&b.cpu_seconds));
-    publishers
-        .iter()
-        .filter_map(|p| {
-            let mine: Vec<&PublisherResult> = runs.iter().filter(|r| r.publisher == *p).collect();
-            mine.get(mine.len() / 2).map(|r| (*r).clone())
-        })
-        .collect()
-}
-
-/// A join token that lets the benchmark identity of `publisher` publish into `room`.
-fn join_token(
-    stack: &StackInfo,
-    secret: &Secret,
-    room: &str,
-    publisher: Publisher,
-    seconds: u32,
-) -> Secret {
-    let validity = Duration::from_secs(seconds.into()) + GRACE + Duration::from_secs(600);
-    let claims = Claims::new(
-        stack.livekit_api_key.clone(),
-        format!("bench-{}", publisher.name()),
-        VideoGrant::participant(room),
-        SystemTime::now(),
-        validity,
-    );
-    Secret::new(claims.sign(secret))
-}
-
-fn unix_millis() -> u128 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis()
-}
-
-/// One publisher process to run and measure.
-struct Run<'a> {
-    publisher: Publisher,
-    program: &'a Path,
-    args: &'a [OsString],
-    livekit_url: &'a str,
-    token: &'a Secret,
-    /// Where the measuring process writes its report.
-    report: PathBuf,
-}
-
-impl Run<'_> {
-    /// Runs the publisher under `cargo xtask bench measure`; returns its resource usage and its
-    /// JSON line. Its stderr (and any other stdout line) is shown with the token redacted.
-    fn measured(&self, timeout: Duration) -> anyhow::Result<(Usage, PublisherOutput)> {
-        let report = &self.report;
-        let _ = std::fs::remove_file(report);
-        let xtask = std::env::current_exe().context("cannot find the xtask binary")?;
-        let mut child = Command::new(xtask)
-            .args(["bench", "measure", "--report"])
-            .arg(report)
-            .arg("--timeout-seconds")
-            .arg(timeout.as_secs().to_string())
-            .arg("--")
-            .arg(self.program)
-            .args(self.args)
-            .env("LIVEKIT_URL", self.livekit_url)
-            .env("LIVEKIT_TOKEN", self.token.expose())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("cannot start the measuring process")?;
-
-        let prefix = format!("  [{}] ", self.publisher.name());
-        let stderr = child.stderr.take().context("no stderr pipe")?;
-        let (token, stderr_prefix) = (self.token.clone(), prefix.clone());
-        let forward = std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                eprintln!("{stderr_prefix}{}", redact(&line, &token));
-            }
-        });
-        let mut stdout = String::new();
-        child.stdout.take().context("no stdout pipe")?.read_to_string(&mut stdout)?;
-        let status = child.wait()?;
-        let _ = forward.join();
-
-        let output = self.parse_stdout(&stdout, &prefix);
-        let usage = read_usage(report, status)?;
-        let _ = std::fs::remove_file(report);
-        if usage.timed_out {
-            bail!("{} did not finish within {timeout:?} and was killed", self.publisher.label());
+            timeout,
+            echo_stderr: true,
+            stoppable: false,
         }
-        if !usage.success {
-            bail!("{} failed ({}); its output is above", self.publisher.label(), usage.exit);
-        }
-        let output = output.with_context(|| {
+        .run()?;
+        let prefix = format!("  [{}] ", publisher.name());
+        let output = parse_stdout(&finished.stdout, &prefix, &token).with_context(|| {
             format!(
                 "{} printed no result line (JSON with frames_sent, late, seconds)",
-                self.publisher.label()
+                publisher.label()
             )
         })?;
-        Ok((usage, output))
+        results.push(PublisherResult::new(publisher, &finished.usage, &output));
     }
+    Ok(shared::median_runs(results, &options.publishers(), |r| r.publisher, |r| r.cpu_seconds))
+}
 
-    /// The last JSON result line of the publisher's stdout; shows the other lines.
-    fn parse_stdout(&self, stdout: &str, prefix: &str) -> Option<PublisherOutput> {
-        let mut result = None;
-        for line in stdout.lines() {
-            match serde_json::from_str::<PublisherOutput>(line.trim()) {
-                Ok(output) => result = Some(output),
-                Err(_) => eprintln!("{prefix}{}", redact(line, self.token)),
-            }
+/// The last JSON result line of a publisher's stdout; shows the other lines.
+fn parse_stdout(stdout: &str, prefix: &str, token: &Secret) -> Option<PublisherOutput> {
+    let mut result = None;
+    for line in stdout.lines() {
+        match serde_json::from_str::<PublisherOutput>(line.trim()) {
+            Ok(output) => result = Some(output),
+            Err(_) => eprintln!("{prefix}{}", redact(line, token)),
         }
-        result
     }
-}
-
-fn read_usage(report: &Path, status: ExitStatus) -> anyhow::Result<Usage> {
-    let text = std::fs::read_to_string(report).with_context(|| {
-        format!("the measuring process ({status}) wrote no report to {}", report.display())
-    })?;
-    serde_json::from_str(&text).context("the measuring process's report")
-}
-
-fn redact(line: &str, token: &Secret) -> String {
-    line.replace(token.expose(), "[redacted]")
+    result
 }
 
 /// What a publisher prints on its last line.
@@ -480,63 +313,6 @@ struct PublisherOutput {
     frames_sent: u64,
     late: u64,
     seconds: f64,
-}
-
-/// The resource usage of one measured process, as `cargo xtask bench measure` reports it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Usage {
-    /// How the process ended.
-    exit: String,
-    success: bool,
-    timed_out: bool,
-    /// From start to reaping.
-    wall_seconds: f64,
-    user_seconds: f64,
-    system_seconds: f64,
-    /// Peak resident set size, KiB.
-    max_rss_kib: i64,
-}
-
-/// `cargo xtask bench measure`: runs `command`, reaps it, and writes its resource usage
-/// (`getrusage(RUSAGE_CHILDREN)`, which then covers exactly this one child and whatever
-/// descendants it reaped) as JSON to `report`. Kills it after `timeout`.
-pub(crate) fn measure(
-    report: &Path,
-    timeout: Duration,
-    command: &[OsString],
-) -> anyhow::Result<()> {
-    let (program, args) = command.split_first().context("no command to measure")?;
-    let started = Instant::now();
-    let mut child = Command::new(program)
-        .args(args)
-        .spawn()
-        .with_context(|| format!("cannot start {}", Path::new(program).display()))?;
-    let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break Some(status);
-        }
-        if started.elapsed() > timeout {
-            child.kill()?;
-            child.wait()?;
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let wall_seconds = started.elapsed().as_secs_f64();
-    let usage = getrusage(UsageWho::RUSAGE_CHILDREN).context("getrusage")?;
-    let seconds = |t: nix::sys::time::TimeVal| t.num_microseconds() as f64 / 1e6;
-    let usage = Usage {
-        exit: status.map_or_else(|| "killed after the timeout".to_owned(), |s| s.to_string()),
-        success: status.is_some_and(|s| s.success()),
-        timed_out: status.is_none(),
-        wall_seconds,
-        user_seconds: seconds(usage.user_time()),
-        system_seconds: seconds(usage.system_time()),
-        max_rss_kib: usage.max_rss(),
-    };
-    std::fs::write(report, serde_json::to_vec(&usage)?)
-        .with_context(|| format!("writing {}", report.display()))?;
-    Ok(())
 }
 
 /// The figures of one publisher.
@@ -560,15 +336,14 @@ struct PublisherResult {
 
 impl PublisherResult {
     fn new(publisher: Publisher, usage: &Usage, output: &PublisherOutput) -> Self {
-        let cpu_seconds = usage.user_seconds + usage.system_seconds;
         Self {
             publisher,
-            cpu_seconds,
+            cpu_seconds: usage.cpu_seconds(),
             user_seconds: usage.user_seconds,
             system_seconds: usage.system_seconds,
             wall_seconds: usage.wall_seconds,
-            cpu_percent: 100.0 * cpu_seconds / usage.wall_seconds.max(f64::EPSILON),
-            peak_rss_mib: usage.max_rss_kib as f64 * 1024.0 / MIB,
+            cpu_percent: usage.cpu_percent(),
+            peak_rss_mib: usage.peak_rss_mib(),
             frames_sent: output.frames_sent,
             late: output.late,
             publish_seconds: output.seconds,
