@@ -230,15 +230,15 @@ impl VideoStatus {
 }
 
 /// Reads a remote audio track's packets and logs, every `interval`, how many came and how loud
-/// they were (the sender's levels).
+/// they were (the sender's levels, when the server passes them on; `-` otherwise).
 async fn watch_audio(mut audio: RemoteAudio, interval: Duration) {
     let info = audio.info().clone();
     let mut window = Instant::now();
-    let (mut packets, mut loudest) = (0u64, 127u8);
+    let (mut packets, mut loudest) = (0u64, None::<u8>);
     while let Some(packet) = audio.recv_packet().await {
         packets += 1;
         if let Some(level) = packet.level {
-            loudest = loudest.min(level.dbov);
+            loudest = Some(loudest.map_or(level.dbov, |l| l.min(level.dbov)));
         }
         if window.elapsed() >= interval {
             let member = audio.member().map(|m| format!("{} ({})", m.user_id(), m.device_id()));
@@ -247,10 +247,10 @@ async fn watch_audio(mut audio: RemoteAudio, interval: Duration) {
                 member = member.as_deref().unwrap_or("not a call member"),
                 track = %info.track_sid,
                 packets_per_s = format!("{:.1}", packets as f64 / window.elapsed().as_secs_f64()),
-                loudest_dbov = -i32::from(loudest),
+                loudest_dbov = loudest.map_or_else(|| "-".to_owned(), |l| format!("-{l}")),
                 "audio received"
             );
-            (packets, loudest) = (0, 127);
+            (packets, loudest) = (0, None);
             window = Instant::now();
         }
     }

@@ -1,8 +1,8 @@
 //! Media encryption with the real Element Call (feature `e2ee-per-participant`; `cargo xtask
 //! test` runs these with it): Element Call 0.26.1 in headless Chromium and the program in a call
 //! of an encrypted room exchange media keys over Matrix (Olm-encrypted to-device) and decrypt
-//! each other's video; a second program joining and leaving makes everybody rotate keys with no
-//! gap in the pictures; the program restarted with its store is decrypted again.
+//! each other's video (and Element Call the program's audio); a second program joining and
+//! leaving makes everybody rotate keys with no gap in the pictures; the program restarted with its store is decrypted again.
 //!
 //! Needs `cargo xtask devstack up` (or `cargo xtask test`).
 
@@ -62,7 +62,10 @@ async fn keys_rotate_when_a_member_comes_and_goes_and_the_video_never_stops() {
     setup.hs.invite(&setup.owner, &setup.room_id, &second).await.unwrap();
     setup.hs.join(&second, &setup.room_id).await.unwrap();
 
-    let bot = Bot::start(&program_env(&setup, &setup.password, &setup.store));
+    // The program sends a tone too: Element Call decrypts its audio as well as its video.
+    let mut env = program_env(&setup, &setup.password, &setup.store);
+    env.push(("AUDIO_SOURCE", "tone".into()));
+    let bot = Bot::start(&env);
     bot.wait_line(Duration::from_secs(60), |l| l.contains("waiting for a call in the room")).await;
     bot.wait_line(Duration::from_secs(1), |l| l.contains("the room is encrypted")).await;
 
@@ -76,6 +79,7 @@ async fn keys_rotate_when_a_member_comes_and_goes_and_the_video_never_stops() {
         &[
             ("EXPECT_PARTICIPANT", localpart(&setup.bot.user_id)),
             ("EXPECT_VIDEO", "red".into()),
+            ("EXPECT_TONE", "440".into()),
             ("WATCH_FRAMES", "1".into()),
             ("STAY_SECONDS", "50".into()),
             ("HANGUP", "1".into()),
@@ -89,6 +93,17 @@ async fn keys_rotate_when_a_member_comes_and_goes_and_the_video_never_stops() {
     eprintln!("Element Call decrypted the program's video: {seen}");
     decodes_element_call(&bot, 0, Duration::from_secs(60)).await;
     assert!(bot.logged("media key sent"), "{}", bot.log());
+    // ...and Element Call's microphone: packets that did not decrypt never reach the program.
+    let audio = bot
+        .wait_line(Duration::from_secs(30), |l| {
+            l.contains("audio received")
+                && l.contains("OWNEREC")
+                && field(l, "packets_per_s")
+                    .and_then(|p| p.parse::<f64>().ok())
+                    .is_some_and(|p| p > 10.0)
+        })
+        .await;
+    eprintln!("the program decrypts Element Call's audio: {audio}");
 
     // Once the keys are older than 10 s, a second program joins (everybody rotates) and leaves
     // (everybody rotates again, without it).
@@ -123,6 +138,9 @@ async fn keys_rotate_when_a_member_comes_and_goes_and_the_video_never_stops() {
         dump(),
         bot.log()
     );
+    let heard = events.iter().find(|e| e["event"] == "tone-heard").expect("the tone was heard");
+    eprintln!("Element Call decrypted the program's audio: {heard}");
+    assert!(heard["margin_db"].as_f64().unwrap() >= 20.0, "{heard}");
     assert!(
         longest <= 2000,
         "Element Call's picture of the program stood still {longest} ms: {gaps}\nthe program:\n{}\nthe second program:\n{}",
