@@ -19,7 +19,7 @@ use crate::encryption::CallEncryption;
 use crate::endpoint;
 use crate::error::Error;
 use crate::events::{CallEvent, SfuInfo};
-use crate::publisher::Publishers;
+use crate::publisher::{Publishers, stopped};
 use crate::remote::{RemoteAudio, TrackOrigin, member_of, spawn_decoder};
 
 /// How long tearing a connection down may take in all.
@@ -377,11 +377,6 @@ async fn remote_sfu(context: Context, service_url: String, mut stop: watch::Rece
         }
         delay = (delay * 2).min(REMOTE_RETRY_MAX);
     }
-}
-
-/// Resolves once `stop` says so (or its sender is gone).
-pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
-    let _ = stop.wait_for(|stop| *stop).await;
 }
 
 /// Service URLs compare as strings, as Element Call compares them, but without a trailing slash.

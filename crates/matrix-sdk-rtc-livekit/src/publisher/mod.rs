@@ -19,6 +19,11 @@ use crate::events::CallEvent;
 /// How long stopping a publisher may take before its task is aborted.
 const STOP_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Resolves once `stop` says so (or its sender is gone).
+pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
+}
+
 /// A publishing task and the switch that stops it.
 #[derive(Debug)]
 struct Running {

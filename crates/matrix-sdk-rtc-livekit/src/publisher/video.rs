@@ -333,7 +333,7 @@ impl Pump {
         let end = loop {
             let frame = tokio::select! {
                 frame = self.source.next_frame() => frame,
-                () = crate::connection::stopped(&mut stopped) => break None,
+                () = super::stopped(&mut stopped) => break None,
             };
             let frame = match frame {
                 Ok(frame) => frame,
