@@ -155,8 +155,10 @@ def _log_encoder_stats(stats: rtc.RtcStats) -> None:
         )
 
 
-def main() -> int:
-    args = _parse_args()
+def run(work, what: str) -> int:
+    """Runs `work(url, token)` (a coroutine) with LIVEKIT_URL and LIVEKIT_TOKEN from the
+    environment, the token redacted from every log line and error; prints its result as JSON.
+    Shared by the benchmark scripts; `what` names the work in the error line."""
     url = os.environ.get("LIVEKIT_URL", "")
     token = os.environ.get("LIVEKIT_TOKEN", "")
     if not url or not token:
@@ -166,13 +168,18 @@ def main() -> int:
     handler.addFilter(_Redact(token))
     logging.basicConfig(level=logging.WARNING, handlers=[handler])
     try:
-        result = asyncio.run(_publish(args, url, token))
+        result = asyncio.run(work(url, token))
     except Exception as error:  # noqa: BLE001 - report every failure as one redacted line
         message = f"{type(error).__name__}: {getattr(error, 'message', None) or error}"
-        print(f"publishing failed: {message.replace(token, '[redacted]')}", file=sys.stderr)
+        print(f"{what} failed: {message.replace(token, '[redacted]')}", file=sys.stderr)
         return 1
     print(json.dumps(result), flush=True)
     return 0
+
+
+def main() -> int:
+    args = _parse_args()
+    return run(lambda url, token: _publish(args, url, token), "publishing")
 
 
 if __name__ == "__main__":

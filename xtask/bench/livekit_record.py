@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import logging
 import os
 import signal
 import sys
@@ -35,7 +33,7 @@ import sys
 from livekit import rtc
 
 # The same token filter as the publishing script (this directory is on the path of a script).
-from livekit_publish import _Redact
+from livekit_publish import run
 
 
 class _Counts:
@@ -135,22 +133,7 @@ def main() -> int:
     parser.add_argument("--out-dir", required=True, help="where the files go (must exist)")
     parser.add_argument("--seconds", type=float, default=0, help="stop by itself after this long")
     args = parser.parse_args()
-    url = os.environ.get("LIVEKIT_URL", "")
-    token = os.environ.get("LIVEKIT_TOKEN", "")
-    if not url or not token:
-        print("LIVEKIT_URL and LIVEKIT_TOKEN must be set", file=sys.stderr)
-        return 2
-    handler = logging.StreamHandler(sys.stderr)
-    handler.addFilter(_Redact(token))
-    logging.basicConfig(level=logging.WARNING, handlers=[handler])
-    try:
-        result = asyncio.run(_record(args, url, token))
-    except Exception as error:  # noqa: BLE001 - report every failure as one redacted line
-        message = f"{type(error).__name__}: {getattr(error, 'message', None) or error}"
-        print(f"recording failed: {message.replace(token, '[redacted]')}", file=sys.stderr)
-        return 1
-    print(json.dumps(result), flush=True)
-    return 0
+    return run(lambda url, token: _record(args, url, token), "recording")
 
 
 if __name__ == "__main__":
