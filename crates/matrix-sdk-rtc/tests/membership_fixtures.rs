@@ -250,7 +250,9 @@ mod generated {
             let ev = MembershipEvent::from_json(&json, now).unwrap();
             if let MembershipUpdate::Joined(list) = membership::parse(&ev) {
                 for m in list {
-                    prop_assert!(!m.device_id.is_empty() || m.dialect != Dialect::Sticky || m.user_id == "@a:x");
+                    // A join is always the sender's, on a device it names.
+                    prop_assert_eq!(m.user_id.as_str(), "@a:x");
+                    prop_assert!(!m.device_id.is_empty(), "{:?} joined without a device", m.dialect);
                     prop_assert!(!m.livekit_identity.is_empty());
                 }
             }

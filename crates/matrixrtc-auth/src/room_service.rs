@@ -144,7 +144,8 @@ impl RoomServiceClient {
             SystemTime::now(),
             Duration::from_secs(600),
         )
-        .sign(&self.api_secret);
+        .sign(&self.api_secret)
+        .map_err(|e| RoomServiceError::Transport(e.to_string()))?;
         let response = self
             .http
             .post(url)

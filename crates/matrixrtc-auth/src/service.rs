@@ -223,7 +223,11 @@ impl AppState {
             SystemTime::now(),
             JOIN_TOKEN_VALIDITY,
         )
-        .sign(&self.config.livekit_secret);
+        .sign(&self.config.livekit_secret)
+        .map_err(|error| {
+            tracing::error!(%error, "cannot sign the LiveKit token");
+            ApiError::internal("Unable to issue a token")
+        })?;
         tracing::info!(%user_id, lk_identity = %identity, lk_room = %alias, full_access, "issued LiveKit token");
         Ok(axum::Json(SfuResponse { url: self.config.livekit_url.clone(), jwt }))
     }

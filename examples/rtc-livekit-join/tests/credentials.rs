@@ -136,7 +136,8 @@ async fn a_static_livekit_url_and_token() {
         SystemTime::now(),
         Duration::from_secs(3600),
     )
-    .sign(&secret);
+    .sign(&secret)
+    .expect("test claims serialise");
     let mut env = setup.env();
     env.push(("MATRIX_DEVICE_ID", "STATICDEV".into()));
     env.push(("LIVEKIT_SERVICE_URL", setup.stack.livekit_url.clone()));

@@ -34,6 +34,7 @@ fn token(setup: &Setup, room: &str, identity: &str) -> String {
         Duration::from_secs(3600),
     )
     .sign(&Secret::new(setup.stack.livekit_api_secret.clone()))
+    .expect("test claims serialise")
 }
 
 fn the_ogg(dir: &Path) -> PathBuf {

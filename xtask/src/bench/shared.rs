@@ -127,7 +127,7 @@ impl<'a> LiveKitRooms<'a> {
             SystemTime::now(),
             validity,
         );
-        Secret::new(claims.sign(&self.secret))
+        Secret::new(claims.sign(&self.secret).expect("bench claims serialise"))
     }
 }
 

@@ -59,6 +59,7 @@ impl TestRoom {
             Duration::from_secs(3600),
         )
         .sign(&Secret::new(self.stack.livekit_api_secret.clone()))
+        .expect("test claims serialise")
     }
 
     pub fn url(&self) -> &str {
@@ -332,6 +333,7 @@ impl PrivateLiveKit {
             Duration::from_secs(3600),
         )
         .sign(&Secret::new(self.secret.clone()))
+        .expect("test claims serialise")
     }
 
     /// Starts the server (again) and waits until it answers HTTP.
