@@ -299,10 +299,17 @@ fn classify(error: &HttpError) -> Outcome {
     }
 }
 
-fn raw_content(json: &str) -> Raw<AnyStateEventContent> {
-    Raw::from_json(serde_json::value::RawValue::from_string(json.to_owned()).unwrap_or_else(|_| {
-        serde_json::value::RawValue::from_string("{}".to_owned()).expect("{} is JSON")
-    }))
+/// `{}`: the content of a leave.
+fn leave_content() -> Raw<AnyStateEventContent> {
+    Raw::from_json(serde_json::value::RawValue::from_string("{}".to_owned()).expect("{} is JSON"))
+}
+
+/// A membership's content as matrix-sdk sends it; content that does not serialise is an error,
+/// never replaced by `{}` (which would be a leave).
+fn membership_content(
+    content: &serde_json::Value,
+) -> Result<Raw<AnyStateEventContent>, serde_json::Error> {
+    serde_json::value::to_raw_value(content).map(Raw::from_json)
 }
 
 async fn execute(room: &Room, target: &Target, request: &Request, timeout: Duration) -> Outcome {
@@ -319,7 +326,7 @@ async fn execute(room: &Room, target: &Target, request: &Request, timeout: Durat
                 state_key.to_owned(),
                 event_type,
                 DelayParameters::Timeout { timeout: *delay },
-                raw_content("{}"),
+                leave_content(),
             );
             match client.send(request).with_request_config(config(timeout)).await {
                 Ok(response) => Outcome::DelayId(response.delay_id),
@@ -331,11 +338,15 @@ async fn execute(room: &Room, target: &Target, request: &Request, timeout: Durat
             }
         }
         Request::SendMembership { content } => {
+            let content = match membership_content(content) {
+                Ok(content) => content,
+                Err(error) => return Outcome::Failed(format!("membership content: {error}")),
+            };
             let request = send_state_event::v3::Request::new_raw(
                 room.room_id().to_owned(),
                 event_type,
                 state_key.to_owned(),
-                raw_content(&content.to_string()),
+                content,
             );
             match client.send(request).with_request_config(config(timeout)).await {
                 Ok(_) => Outcome::Ok,
@@ -359,7 +370,7 @@ async fn execute(room: &Room, target: &Target, request: &Request, timeout: Durat
                 room.room_id().to_owned(),
                 event_type,
                 state_key.to_owned(),
-                raw_content("{}"),
+                leave_content(),
             );
             match client.send(request).with_request_config(config(timeout)).await {
                 Ok(_) => Outcome::Ok,
@@ -475,7 +486,7 @@ async fn clear_stale(room: &Room, user_id: &str, device_id: &str, state_key: &st
             room.room_id().to_owned(),
             StateEventType::from(CALL_MEMBER_EVENT_TYPE),
             key,
-            raw_content("{}"),
+            leave_content(),
         );
         if let Err(error) =
             client.send(request).with_request_config(config(Duration::from_secs(10))).await
