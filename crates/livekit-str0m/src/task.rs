@@ -17,7 +17,7 @@ use crate::engine::{Engine, EngineConfig, EngineEvent, LocalAddrs, Output, Parti
 use crate::error::{ConnectError, DisconnectCause, PublishError};
 use crate::net::{Sockets, local_ips};
 use crate::room::{ConnectionState, RoomEvent, RoomOptions};
-use crate::signal::{Incoming, SignalConnection, SignalParams};
+use crate::signal::{Incoming, SignalConnection, SignalParams, redacted_str};
 use crate::track::{
     Incoming as TrackIncoming, LocalTrackOptions, LocalTrackShared, OutgoingFrame,
     RemoteAudioFrame, RemoteAudioTrack, RemoteTrack, RemoteTrackInfo, RemoteVideoFrame,
@@ -170,7 +170,7 @@ impl Task {
         first: Connection,
         connected: oneshot::Sender<Result<(), ConnectError>>,
     ) {
-        let span = tracing::info_span!("livekit_room", url = %self.url);
+        let span = tracing::info_span!("livekit_room", url = %redacted_str(&self.url));
         async move {
             let mut connected = Some(connected);
             let mut connection = first;

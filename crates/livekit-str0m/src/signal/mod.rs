@@ -17,7 +17,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tracing::{debug, trace};
 
 use crate::error::ConnectError;
-pub(crate) use url::{SignalParams, redacted, signal_url};
+pub(crate) use url::{SignalParams, redacted, redacted_str, signal_url};
 
 /// How long opening the WebSocket may take.
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

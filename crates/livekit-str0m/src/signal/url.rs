@@ -65,7 +65,16 @@ pub(crate) fn signal_url(
 pub(crate) fn redacted(url: &Url) -> String {
     let mut shown = url.clone();
     shown.set_query(None);
+    shown.set_fragment(None);
+    let _ = shown.set_username("");
+    let _ = shown.set_password(None);
     shown.to_string()
+}
+
+/// A server URL as the application gave it, fit for logs: without query, fragment or user
+/// information (any may carry a token); `[not a URL]` when it does not parse.
+pub(crate) fn redacted_str(url: &str) -> String {
+    Url::parse(url.trim()).map_or_else(|_| "[not a URL]".to_owned(), |url| redacted(&url))
 }
 
 #[cfg(test)]
@@ -74,6 +83,14 @@ mod tests {
 
     fn query(url: &Url, key: &str) -> Vec<String> {
         url.query_pairs().filter(|(k, _)| k == key).map(|(_, v)| v.into_owned()).collect()
+    }
+
+    #[test]
+    fn urls_in_logs_carry_no_token() {
+        let shown = redacted_str("wss://user:pass@sfu.example.org/?access_token=SECRET#frag");
+        assert_eq!(shown, "wss://sfu.example.org/");
+        assert!(!redacted_str("ws://127.0.0.1:7880?access_token=SECRET").contains("SECRET"));
+        assert_eq!(redacted_str("not a url SECRET"), "[not a URL]");
     }
 
     #[test]
