@@ -257,10 +257,10 @@ async fn record_video(
 async fn record_audio(mut audio: RemoteAudio, dir: PathBuf, mut stop: watch::Receiver<bool>) {
     let info = audio.info().clone();
     let started = SystemTime::now();
-    let base =
-        base_name(&who(audio.member(), &info.participant_identity), &info.track_sid, started);
+    let owner = who(audio.member(), &info.participant_identity);
+    let base = base_name(&owner, &info.track_sid, started);
     let path = dir.join(format!("{base}.ogg"));
-    let title = format!("{} {}", who(audio.member(), &info.participant_identity), info.track_sid);
+    let title = format!("{owner} {}", info.track_sid);
     let mut writer = match File::create(&path)
         .and_then(|file| OggOpusWriter::new(BufWriter::new(file), 2, &[("TITLE", title.as_str())]))
     {
