@@ -3,11 +3,15 @@
 //! no C++.
 //!
 //! ```text
-//!  Room (handle) ──commands──▶ task (tokio: WebSocket, UDP sockets, timers)
-//!                                 │  bytes + time ▲ outputs
-//!                                 ▼               │
-//!                              Engine (sans-IO): signalling state, publisher and subscriber
-//!                              str0m::Rtc, participants, tracks, frame-crypto hook
+//!  Room, track handles ──commands, track requests──▶ task (tokio: WebSocket, UDP, timer)
+//!  RoomEvents (bounded) ◀──events──┐                   │ inputs + time ▲ actions
+//!                                  │                   ▼               │
+//!                              Connection (sans-IO): join, resume, rejoin, backoff, deadlines,
+//!                              event and media delivery to the application
+//!                                  │ ▲
+//!                                  ▼ │
+//!                              Engine (sans-IO): one session's signalling, publisher and
+//!                              subscriber str0m::Rtc, participants, tracks, frame-crypto hook
 //! ```
 //!
 //! Start with [`Room::connect`]; publish with [`Room::publish_video`] and write
@@ -15,9 +19,12 @@
 //! receive [`RoomEvent::TrackSubscribed`] and read [`RemoteVideoFrame`]s or
 //! [`RemoteAudioFrame`]s. Frame encryption plugs in through [`FrameCryptor`].
 
+mod api;
+mod connection;
 pub mod e2ee;
 mod engine;
 mod error;
+mod events;
 #[doc(hidden)]
 pub mod fuzzing;
 #[cfg(feature = "rtc-media")]
@@ -33,7 +40,9 @@ pub use e2ee::{FrameCodec, FrameContext, FrameCryptError, FrameCryptor};
 pub use engine::{ParticipantSummary, Speaker};
 pub use error::{ConnectError, DisconnectCause, PublishError, TrackError};
 pub use livekit_protocol::DisconnectReason;
-pub use room::{ConnectionState, Room, RoomEvent, RoomEvents, RoomOptions};
+pub use api::{ConnectionState, RoomEvent, RoomOptions};
+pub use events::RoomEvents;
+pub use room::Room;
 pub use track::{
     AudioLevel, AudioTrackOptions, EncodedAudioFrame, EncodedVideoFrame, LocalAudioTrack,
     LocalVideoTrack, RemoteAudioFrame, RemoteAudioTrack, RemoteTrack, RemoteTrackInfo,

@@ -2,108 +2,27 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use crate::e2ee::FrameCryptor;
-use crate::engine::{ParticipantSummary, Speaker};
-use crate::error::{ConnectError, DisconnectCause, PublishError};
-use crate::task::{Command, Shared, Task, open_connection};
+use crate::api::{Command, ConnectionState, RoomOptions, Shared};
+use crate::connection::{Connection, ConnectionParts};
+use crate::error::{ConnectError, PublishError};
+use crate::events::{EVENT_QUEUE_CAPACITY, EventSender, RoomEvents};
 use crate::track::{
     AudioTrackOptions, LocalAudioTrack, LocalTrackHandle, LocalTrackOptions, LocalTrackShared,
-    LocalVideoTrack, RemoteTrack, RemoteTrackInfo, VideoTrackOptions,
+    LocalVideoTrack, TrackRequest, VideoTrackOptions,
 };
 
-/// Commands queued toward the connection task (frames included) before writers see `Busy`.
+/// Room commands queued toward the connection task.
 const COMMAND_QUEUE: usize = 64;
+/// Track requests (frames included) queued toward the connection task before writers see
+/// `Busy`.
+const TRACK_REQUEST_QUEUE: usize = 64;
 /// How long `disconnect` waits for the connection task.
 const DISCONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-
-/// How to connect.
-#[derive(Clone)]
-pub struct RoomOptions {
-    /// Subscribe to every track automatically (default). When off, use
-    /// [`Room::set_subscribed`].
-    pub auto_subscribe: bool,
-    /// Encrypts and decrypts frames of encrypted tracks.
-    pub frame_cryptor: Option<Arc<dyn FrameCryptor>>,
-    /// How long to keep trying to rejoin after the connection was lost.
-    pub reconnect_timeout: Duration,
-}
-
-impl Default for RoomOptions {
-    fn default() -> Self {
-        Self {
-            auto_subscribe: true,
-            frame_cryptor: None,
-            reconnect_timeout: Duration::from_secs(60),
-        }
-    }
-}
-
-impl std::fmt::Debug for RoomOptions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RoomOptions")
-            .field("auto_subscribe", &self.auto_subscribe)
-            .field("frame_cryptor", &self.frame_cryptor.is_some())
-            .field("reconnect_timeout", &self.reconnect_timeout)
-            .finish()
-    }
-}
-
-/// The state of the connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ConnectionState {
-    /// Signalling and the media connection are up.
-    Connected,
-    /// The connection was lost; rejoining.
-    Reconnecting,
-    /// Closed for good.
-    Disconnected,
-}
-
-/// What happens in the room.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum RoomEvent {
-    /// A participant joined (or was in the room when we joined).
-    ParticipantConnected(ParticipantSummary),
-    /// A participant left.
-    ParticipantDisconnected(ParticipantSummary),
-    /// A remote participant published a track.
-    TrackPublished(RemoteTrackInfo),
-    /// A remote participant unpublished a track.
-    TrackUnpublished(RemoteTrackInfo),
-    /// A remote track was muted or unmuted.
-    TrackMuted(RemoteTrackInfo),
-    /// Speaking levels changed (only those that changed; our own sid may be among them).
-    ActiveSpeakersChanged(Vec<Speaker>),
-    /// Media of a remote track is arriving: read frames (video) or packets (audio) from it.
-    TrackSubscribed(RemoteTrack),
-    /// A remote track's media stopped (its `recv` returns `None`).
-    TrackUnsubscribed {
-        /// The track sid.
-        track_sid: String,
-    },
-    /// The connection state changed.
-    ConnectionStateChanged(ConnectionState),
-    /// The room is closed; no more events follow.
-    Disconnected(DisconnectCause),
-}
-
-/// The stream of [`RoomEvent`]s.
-#[derive(Debug)]
-pub struct RoomEvents(mpsc::UnboundedReceiver<RoomEvent>);
-
-impl RoomEvents {
-    /// The next event; `None` after the room is gone.
-    pub async fn recv(&mut self) -> Option<RoomEvent> {
-        self.0.recv().await
-    }
-}
 
 /// A connection to a LiveKit room.
 ///
@@ -126,6 +45,7 @@ impl RoomEvents {
 #[derive(Debug)]
 pub struct Room {
     commands: mpsc::Sender<Command>,
+    track_requests: mpsc::Sender<TrackRequest>,
     shared: Arc<Shared>,
     state: watch::Receiver<ConnectionState>,
     task: Option<JoinHandle<()>>,
@@ -143,22 +63,23 @@ impl Room {
         token: &str,
         options: RoomOptions,
     ) -> Result<(Room, RoomEvents), ConnectError> {
-        let connection = open_connection(url, token, &options).await?;
         let (commands_tx, commands_rx) = mpsc::channel(COMMAND_QUEUE);
-        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let (requests_tx, requests_rx) = mpsc::channel(TRACK_REQUEST_QUEUE);
+        let (events, events_rx) = EventSender::new(EVENT_QUEUE_CAPACITY);
         let (state_tx, state_rx) = watch::channel(ConnectionState::Connected);
         let shared = Arc::new(Shared { state: state_tx, local: Default::default() });
-        let task = Task::new(
-            url.to_owned(),
-            token.to_owned(),
-            options,
-            commands_rx,
-            commands_tx.downgrade(),
-            events_tx,
-            shared.clone(),
-        );
         let (connected_tx, connected_rx) = oneshot::channel();
-        let handle = tokio::spawn(task.run(connection, connected_tx));
+        let parts = ConnectionParts {
+            token: token.to_owned(),
+            options,
+            events,
+            shared: shared.clone(),
+            track_requests: requests_tx.downgrade(),
+            connected: connected_tx,
+        };
+        let core = Connection::new(parts, Instant::now());
+        let handle =
+            tokio::spawn(crate::task::run(url.to_owned(), core, commands_rx, requests_rx));
         match connected_rx.await {
             Ok(Ok(())) => {}
             Ok(Err(error)) => {
@@ -167,8 +88,14 @@ impl Room {
             }
             Err(_) => return Err(ConnectError::Protocol("the connection task ended".into())),
         }
-        let room = Room { commands: commands_tx, shared, state: state_rx, task: Some(handle) };
-        Ok((room, RoomEvents(events_rx)))
+        let room = Room {
+            commands: commands_tx,
+            track_requests: requests_tx,
+            shared,
+            state: state_rx,
+            task: Some(handle),
+        };
+        Ok((room, events_rx))
     }
 
     /// Our participant sid and identity in the current session.
@@ -209,7 +136,9 @@ impl Room {
         let command = Command::Publish { cid: cid.clone(), options, shared: shared.clone(), reply };
         self.commands.send(command).await.map_err(|_| PublishError::Disconnected)?;
         match answer.await {
-            Ok(Ok(_sid)) => Ok(LocalTrackHandle { cid, commands: self.commands.clone(), shared }),
+            Ok(Ok(_sid)) => {
+                Ok(LocalTrackHandle { cid, requests: self.track_requests.clone(), shared })
+            }
             Ok(Err(error)) => Err(error),
             Err(_) => Err(PublishError::Disconnected),
         }
@@ -241,8 +170,7 @@ impl Room {
 
 impl Drop for Room {
     fn drop(&mut self) {
-        // Without an await the task notices the closed command channel (once every track
-        // handle is gone too) and leaves; abort makes sure sockets close now regardless.
+        // Without an await: ask the task to leave, and abort it when it cannot even be asked.
         if let Some(task) = self.task.take() {
             let commands = self.commands.clone();
             let (reply, _) = oneshot::channel();

@@ -272,6 +272,10 @@ async fn route(
             RoomEvent::ConnectionStateChanged(state) => {
                 tracing::info!(?state, "LiveKit connection state");
             }
+            RoomEvent::Lagged { missed } => {
+                // This loop only hands events on; it falls behind only when the machine does.
+                tracing::warn!(missed, "LiveKit room events dropped while this connection lagged");
+            }
             _ => {}
         }
     }

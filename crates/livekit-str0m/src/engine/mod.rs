@@ -663,16 +663,6 @@ impl Engine {
         session.publisher.rtc.bwe().set_bitrate(Bitrate::ZERO, Bitrate::bps(desired));
     }
 
-    /// The WebSocket closed under us: resume if the session may live on, else rejoin.
-    pub(crate) fn handle_signal_closed(&mut self, reason: String) {
-        let event = if self.resumable_sid().is_some() {
-            EngineEvent::ResumeNeeded(reason)
-        } else {
-            EngineEvent::Lost(reason)
-        };
-        self.outputs.push_back(Output::Event(event));
-    }
-
     /// Re-queues a request that waited for the signalling connection.
     pub(crate) fn queue_signal(&mut self, message: signal_request::Message) {
         self.outputs.push_back(Output::Signal(message));
@@ -1555,5 +1545,7 @@ fn far_future() -> Instant {
     Instant::now() + Duration::from_secs(3600)
 }
 
+#[cfg(test)]
+pub(crate) mod test_peer;
 #[cfg(test)]
 mod tests;

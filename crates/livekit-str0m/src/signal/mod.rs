@@ -2,12 +2,13 @@
 //! `SignalResponse` protobufs.
 
 pub(crate) mod candidate_init;
+mod link;
 pub(crate) mod url;
 
 use std::time::Duration;
 
-use futures_util::{SinkExt as _, StreamExt as _};
-use livekit_protocol::{SignalRequest, SignalResponse, signal_request, signal_response};
+use futures_util::StreamExt as _;
+use livekit_protocol::{SignalResponse, signal_response};
 use prost::Message as _;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
@@ -17,6 +18,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tracing::{debug, trace};
 
 use crate::error::ConnectError;
+pub(crate) use link::SignalLink;
 pub(crate) use url::{SignalParams, redacted, redacted_str, signal_url};
 
 /// How long opening the WebSocket may take.
@@ -24,9 +26,12 @@ pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the server may take to send its join response after the upgrade.
 pub(crate) const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// An open signalling connection.
+type WebSocket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// A signalling connection just opened, until its first message (the join or reconnect
+/// response); then it becomes a [`SignalLink`].
 pub(crate) struct SignalConnection {
-    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    ws: WebSocket,
 }
 
 /// With the `native-tls` feature the WebSocket's TLS goes through the platform's library
@@ -154,49 +159,47 @@ impl SignalConnection {
     /// The next message. Undecodable frames are skipped with a log line.
     pub(crate) async fn recv(&mut self) -> Incoming {
         loop {
-            let frame = match self.ws.next().await {
-                None => return Incoming::Closed("end of stream".into()),
-                Some(Err(error)) => return Incoming::Closed(error.to_string()),
-                Some(Ok(frame)) => frame,
-            };
-            let bytes = match frame {
-                Message::Binary(bytes) => bytes,
-                Message::Close(close) => {
-                    return Incoming::Closed(
-                        close.map_or("close frame".into(), |c| format!("close frame {}", c.code)),
-                    );
-                }
-                Message::Text(_) => {
-                    debug!("text signal frame ignored (we asked for protobuf)");
-                    continue;
-                }
-                _ => continue,
-            };
-            match SignalResponse::decode(bytes.as_ref()) {
-                Ok(SignalResponse { message: Some(message) }) => return Incoming::Message(message),
-                Ok(_) => trace!("empty signal response"),
-                Err(error) => debug!(%error, "undecodable signal response ignored"),
+            if let Some(incoming) = decode(self.ws.next().await) {
+                return incoming;
             }
         }
     }
 
-    /// Sends a request.
-    pub(crate) async fn send(
-        &mut self,
-        message: signal_request::Message,
-    ) -> Result<(), tungstenite::Error> {
-        let bytes = SignalRequest { message: Some(message) }.encode_to_vec();
-        self.ws.send(Message::Binary(bytes.into())).await
+    /// Hands the connection over to its reader and writer.
+    pub(crate) fn into_link(self) -> SignalLink {
+        SignalLink::new(self.ws)
     }
+}
 
-    /// Closes the WebSocket politely, within a short time: sends a close frame, then reads
-    /// until the server closes too. A socket closed with unread data is reset rather than
-    /// closed, and a server may drop what it had not read yet (our `leave`).
-    pub(crate) async fn close(mut self) {
-        let closing = async {
-            let _ = self.ws.close(None).await;
-            while let Some(Ok(_)) = self.ws.next().await {}
-        };
-        let _ = tokio::time::timeout(Duration::from_secs(1), closing).await;
+/// What one WebSocket frame (or the end of the stream) says; `None` for frames to skip.
+fn decode(frame: Option<Result<Message, tungstenite::Error>>) -> Option<Incoming> {
+    let frame = match frame {
+        None => return Some(Incoming::Closed("end of stream".into())),
+        Some(Err(error)) => return Some(Incoming::Closed(error.to_string())),
+        Some(Ok(frame)) => frame,
+    };
+    let bytes = match frame {
+        Message::Binary(bytes) => bytes,
+        Message::Close(close) => {
+            return Some(Incoming::Closed(
+                close.map_or("close frame".into(), |c| format!("close frame {}", c.code)),
+            ));
+        }
+        Message::Text(_) => {
+            debug!("text signal frame ignored (we asked for protobuf)");
+            return None;
+        }
+        _ => return None,
+    };
+    match SignalResponse::decode(bytes.as_ref()) {
+        Ok(SignalResponse { message: Some(message) }) => Some(Incoming::Message(message)),
+        Ok(_) => {
+            trace!("empty signal response");
+            None
+        }
+        Err(error) => {
+            debug!(%error, "undecodable signal response ignored");
+            None
+        }
     }
 }

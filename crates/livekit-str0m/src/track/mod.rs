@@ -22,7 +22,6 @@ pub use video::{
 };
 
 use crate::error::TrackError;
-use crate::task::Command;
 
 /// What kind of source a track carries (LiveKit's `TrackSource`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -99,6 +98,16 @@ pub(crate) enum OutgoingFrame {
     Audio(EncodedAudioFrame),
 }
 
+/// What a track handle asks of the connection task. Track handles have a channel of their own,
+/// beside the room's commands, so the handles need nothing from the room.
+#[derive(Debug)]
+pub(crate) enum TrackRequest {
+    WriteFrame { cid: String, frame: OutgoingFrame },
+    Mute { cid: String, muted: bool },
+    Unpublish { cid: String },
+    RequestKeyframe { track_sid: String },
+}
+
 /// State a local track shares with the connection task.
 #[derive(Debug, Default)]
 pub(crate) struct LocalTrackShared {
@@ -117,7 +126,7 @@ pub(crate) struct LocalTrackShared {
 #[derive(Debug, Clone)]
 pub(crate) struct LocalTrackHandle {
     pub(crate) cid: String,
-    pub(crate) commands: mpsc::Sender<Command>,
+    pub(crate) requests: mpsc::Sender<TrackRequest>,
     pub(crate) shared: Arc<LocalTrackShared>,
 }
 
@@ -130,7 +139,7 @@ impl LocalTrackHandle {
         if self.shared.closed.load(Ordering::Acquire) {
             return Err(TrackError::Closed);
         }
-        match self.commands.try_send(Command::WriteFrame { cid: self.cid.clone(), frame }) {
+        match self.requests.try_send(TrackRequest::WriteFrame { cid: self.cid.clone(), frame }) {
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Full(_)) => {
                 self.shared.frames_dropped.fetch_add(1, Ordering::Relaxed);
@@ -149,16 +158,16 @@ impl LocalTrackHandle {
     }
 
     pub(crate) async fn set_muted(&self, muted: bool) -> Result<(), TrackError> {
-        self.commands
-            .send(Command::Mute { cid: self.cid.clone(), muted })
+        self.requests
+            .send(TrackRequest::Mute { cid: self.cid.clone(), muted })
             .await
             .map_err(|_| TrackError::Closed)
     }
 
     pub(crate) async fn unpublish(self) -> Result<(), TrackError> {
         self.shared.closed.store(true, Ordering::Release);
-        self.commands
-            .send(Command::Unpublish { cid: self.cid.clone() })
+        self.requests
+            .send(TrackRequest::Unpublish { cid: self.cid.clone() })
             .await
             .map_err(|_| TrackError::Closed)
     }

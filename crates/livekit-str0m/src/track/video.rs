@@ -5,9 +5,8 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use super::{Incoming, LocalTrackHandle, OutgoingFrame, RemoteTrackInfo, TrackSource};
+use super::{Incoming, LocalTrackHandle, OutgoingFrame, RemoteTrackInfo, TrackRequest, TrackSource};
 use crate::error::TrackError;
-use crate::task::Command;
 
 /// A video codec LiveKit can carry and this client can packetise.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -222,7 +221,7 @@ impl LocalVideoTrack {
 #[derive(Debug)]
 pub struct RemoteVideoTrack {
     pub(crate) incoming: Incoming<RemoteVideoFrame>,
-    pub(crate) commands: mpsc::Sender<Command>,
+    pub(crate) requests: mpsc::Sender<TrackRequest>,
 }
 
 impl RemoteVideoTrack {
@@ -244,9 +243,8 @@ impl RemoteVideoTrack {
 
     /// Asks the publisher for a keyframe (a PLI through the server).
     pub fn request_keyframe(&self) {
-        let _ = self
-            .commands
-            .try_send(Command::RequestKeyframe { track_sid: self.incoming.info.track_sid.clone() });
+        let track_sid = self.incoming.info.track_sid.clone();
+        let _ = self.requests.try_send(TrackRequest::RequestKeyframe { track_sid });
     }
 }
 
