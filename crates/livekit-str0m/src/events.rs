@@ -193,7 +193,9 @@ mod tests {
 
     fn speakers_of(event: RoomEvent) -> Vec<(String, f32)> {
         match event {
-            RoomEvent::ActiveSpeakersChanged(s) => s.into_iter().map(|s| (s.sid, s.level)).collect(),
+            RoomEvent::ActiveSpeakersChanged(s) => {
+                s.into_iter().map(|s| (s.sid, s.level)).collect()
+            }
             other => panic!("expected speakers, got {other:?}"),
         }
     }
@@ -227,7 +229,9 @@ mod tests {
         tokio::task::yield_now().await;
         tx.send(RoomEvent::TrackUnsubscribed { track_sid: "TR_1".into() });
         let event = reader.await.expect("reader");
-        assert!(matches!(event, Some(RoomEvent::TrackUnsubscribed { track_sid }) if track_sid == "TR_1"));
+        assert!(
+            matches!(event, Some(RoomEvent::TrackUnsubscribed { track_sid }) if track_sid == "TR_1")
+        );
     }
 
     #[test]

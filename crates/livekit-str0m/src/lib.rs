@@ -36,12 +36,12 @@ pub mod stun;
 mod task;
 mod track;
 
+pub use api::{ConnectionState, RoomEvent, RoomOptions};
 pub use e2ee::{FrameCodec, FrameContext, FrameCryptError, FrameCryptor};
 pub use engine::{ParticipantSummary, Speaker};
 pub use error::{ConnectError, DisconnectCause, PublishError, TrackError};
-pub use livekit_protocol::DisconnectReason;
-pub use api::{ConnectionState, RoomEvent, RoomOptions};
 pub use events::RoomEvents;
+pub use livekit_protocol::DisconnectReason;
 pub use room::Room;
 pub use track::{
     AudioLevel, AudioTrackOptions, EncodedAudioFrame, EncodedVideoFrame, LocalAudioTrack,

@@ -78,8 +78,7 @@ impl Room {
             connected: connected_tx,
         };
         let core = Connection::new(parts, Instant::now());
-        let handle =
-            tokio::spawn(crate::task::run(url.to_owned(), core, commands_rx, requests_rx));
+        let handle = tokio::spawn(crate::task::run(url.to_owned(), core, commands_rx, requests_rx));
         match connected_rx.await {
             Ok(Ok(())) => {}
             Ok(Err(error)) => {

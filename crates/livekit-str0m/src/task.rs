@@ -129,15 +129,22 @@ const HOUR: Duration = Duration::from_secs(3600);
 
 /// Opens the WebSocket and waits for its first message (both with deadlines); binds the
 /// sockets of a new session after a join response.
-async fn open(url: String, token: String, params: SignalParams) -> Result<OpenedSignal, ConnectError> {
+async fn open(
+    url: String,
+    token: String,
+    params: SignalParams,
+) -> Result<OpenedSignal, ConnectError> {
     let mut connection = SignalConnection::open(&url, &token, &params).await?;
     match connection.first_message().await? {
         signal_response::Message::Join(join) => {
             let ips = local_ips();
             let io = |e: std::io::Error| ConnectError::Io(e.to_string());
-            let bound = [Sockets::bind(&ips).await.map_err(io)?, Sockets::bind(&ips).await.map_err(io)?];
-            let addrs =
-                LocalAddrs { publisher: bound[0].local_addrs(), subscriber: bound[1].local_addrs() };
+            let bound =
+                [Sockets::bind(&ips).await.map_err(io)?, Sockets::bind(&ips).await.map_err(io)?];
+            let addrs = LocalAddrs {
+                publisher: bound[0].local_addrs(),
+                subscriber: bound[1].local_addrs(),
+            };
             let loopback = connection.peer_is_loopback();
             Ok((Opened::Join { join, addrs, loopback }, connection, Some(bound)))
         }

@@ -277,7 +277,10 @@ mod tests {
         };
         // The reader sleeps while three times its buffer arrives.
         for i in 0..(REMOTE_FRAME_BUFFER as u64 * 3) {
-            assert!(!delivery.deliver_video("TR_v", frame(i, i == 0)), "no keyframe asked while full");
+            assert!(
+                !delivery.deliver_video("TR_v", frame(i, i == 0)),
+                "no keyframe asked while full"
+            );
         }
         let mut held = 0;
         while let Ok(frame) = track.incoming.frames.try_recv() {

@@ -29,8 +29,7 @@ use tracing::{debug, info, warn};
 
 use crate::api::{Command, ConnectionState, RoomEvent, RoomOptions, Shared};
 use crate::engine::{
-    Engine, EngineConfig, EngineEvent, LocalAddrs, MEDIA_CONNECT_TIMEOUT, Output,
-    ParticipantChange,
+    Engine, EngineConfig, EngineEvent, LocalAddrs, MEDIA_CONNECT_TIMEOUT, Output, ParticipantChange,
 };
 use crate::error::{ConnectError, DisconnectCause};
 use crate::events::EventSender;
@@ -88,7 +87,12 @@ enum Phase {
     /// A session is running and its WebSocket is up.
     Session,
     /// The session runs on (media included); its WebSocket is being reopened.
-    Resuming { attempt: Option<u64>, retry_at: Option<Instant>, deadline: Instant, backoff: Backoff },
+    Resuming {
+        attempt: Option<u64>,
+        retry_at: Option<Instant>,
+        deadline: Instant,
+        backoff: Backoff,
+    },
     /// Over.
     Closed,
 }
@@ -219,19 +223,17 @@ impl Connection {
     ) -> bool {
         self.now = now;
         match std::mem::replace(&mut self.phase, Phase::Closed) {
-            Phase::Joining { attempt: expected, rejoin } if expected == attempt => {
-                match result {
-                    Ok(Opened::Join { join, addrs, loopback }) => {
-                        self.start_session(join, addrs, loopback, rejoin);
-                        return true;
-                    }
-                    Ok(Opened::Resume(_)) => {
-                        let error = ConnectError::Protocol("a reconnect response to a join".into());
-                        self.join_failed(error, rejoin);
-                    }
-                    Err(error) => self.join_failed(error, rejoin),
+            Phase::Joining { attempt: expected, rejoin } if expected == attempt => match result {
+                Ok(Opened::Join { join, addrs, loopback }) => {
+                    self.start_session(join, addrs, loopback, rejoin);
+                    return true;
                 }
-            }
+                Ok(Opened::Resume(_)) => {
+                    let error = ConnectError::Protocol("a reconnect response to a join".into());
+                    self.join_failed(error, rejoin);
+                }
+                Err(error) => self.join_failed(error, rejoin),
+            },
             Phase::Resuming { attempt: Some(expected), deadline, mut backoff, .. }
                 if expected == attempt =>
             {
@@ -244,8 +246,12 @@ impl Connection {
                         // The server may be restarting: try again shortly, within the deadline.
                         let retry_at = (now + backoff.next_delay()).min(deadline);
                         debug!(%error, "resume attempt failed; retrying");
-                        self.phase =
-                            Phase::Resuming { attempt: None, retry_at: Some(retry_at), deadline, backoff };
+                        self.phase = Phase::Resuming {
+                            attempt: None,
+                            retry_at: Some(retry_at),
+                            deadline,
+                            backoff,
+                        };
                     }
                     Ok(Opened::Join { .. }) => {
                         self.phase = Phase::Session;
@@ -368,7 +374,9 @@ impl Connection {
                 let within = RESUME_TIMEOUT.min(self.options.reconnect_timeout);
                 self.session_lost(format!("no resume within {within:?}"));
             }
-            Phase::Resuming { attempt: None, retry_at: Some(at), deadline, backoff } if at <= now => {
+            Phase::Resuming { attempt: None, retry_at: Some(at), deadline, backoff }
+                if at <= now =>
+            {
                 self.phase = Phase::Resuming { attempt: None, retry_at: None, deadline, backoff };
                 self.open_resume();
             }
@@ -620,7 +628,9 @@ impl Connection {
             EngineEvent::AudioFrame { track_sid, frame } => {
                 self.delivery.deliver_audio(&track_sid, frame)
             }
-            EngineEvent::FrameUndecryptable { track_sid } => self.delivery.undecryptable(&track_sid),
+            EngineEvent::FrameUndecryptable { track_sid } => {
+                self.delivery.undecryptable(&track_sid)
+            }
             EngineEvent::LocalTrackPublished { cid, sid } => self.delivery.published(&cid, sid),
             EngineEvent::LocalTrackClosed { cid } => self.delivery.closed(&cid),
             EngineEvent::LocalTrackRefused { cid, reason } => self.delivery.refused(&cid, reason),

@@ -12,7 +12,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::*;
 use crate::api::{ConnectionState, RoomEvent, RoomOptions, Shared};
-use crate::engine::test_peer::{FakeServer, PUBLISHER, SERVER, SUBSCRIBER, addr, answer_from, join};
+use crate::engine::test_peer::{
+    FakeServer, PUBLISHER, SERVER, SUBSCRIBER, addr, answer_from, join,
+};
 use crate::events::{EVENT_QUEUE_CAPACITY, EventSender, RoomEvents};
 use crate::track::{LocalTrackOptions, LocalTrackShared, VideoTrackOptions};
 
@@ -82,9 +84,7 @@ impl Harness {
         let attempt = h.expect_open(None);
         assert!(h.core.handle_opened(attempt, Ok(joined()), h.now));
         h.answer_offer();
-        h.run_until(Duration::from_secs(5), |h| {
-            matches!(h.connected.try_recv(), Ok(Ok(())))
-        });
+        h.run_until(Duration::from_secs(5), |h| matches!(h.connected.try_recv(), Ok(Ok(()))));
         h.actions.clear();
         h.sent.clear();
         h
@@ -154,7 +154,8 @@ impl Harness {
             })
             .expect("a publisher offer");
         let answer = answer_from(&mut self.server, &offer);
-        self.core.handle_signal(Incoming::Message(signal_response::Message::Answer(answer)), self.now);
+        self.core
+            .handle_signal(Incoming::Message(signal_response::Message::Answer(answer)), self.now);
         self.last_server_message = self.now;
     }
 
@@ -247,7 +248,9 @@ fn a_lost_websocket_resumes_and_requests_made_meanwhile_follow() {
     h.pump();
     assert_eq!(*h.state.borrow(), ConnectionState::Connected);
     assert!(
-        h.sent.iter().any(|m| matches!(m, signal_request::Message::Subscription(s) if !s.subscribe)),
+        h.sent
+            .iter()
+            .any(|m| matches!(m, signal_request::Message::Subscription(s) if !s.subscribe)),
         "the held request goes out after the resume: {:?}",
         h.sent
     );
@@ -305,7 +308,10 @@ fn a_restarting_server_is_asked_again_until_the_resume_deadline_then_rejoined() 
         h.actions.retain(|a| !matches!(a, Action::OpenSignal { .. }));
         if !resume {
             let elapsed = h.now - lost;
-            assert!(elapsed >= RESUME_TIMEOUT && elapsed < RESUME_TIMEOUT + TICK * 2, "{elapsed:?}");
+            assert!(
+                elapsed >= RESUME_TIMEOUT && elapsed < RESUME_TIMEOUT + TICK * 2,
+                "{elapsed:?}"
+            );
             break;
         }
         attempts.push(attempt);
@@ -313,7 +319,10 @@ fn a_restarting_server_is_asked_again_until_the_resume_deadline_then_rejoined() 
     }
     let gaps: Vec<Duration> = opened_at.windows(2).map(|w| w[1] - w[0]).collect();
     assert!(gaps.len() >= 4, "several resume attempts: {gaps:?}");
-    assert!(gaps[0] >= Duration::from_millis(75) && gaps[0] <= Duration::from_millis(110), "{gaps:?}");
+    assert!(
+        gaps[0] >= Duration::from_millis(75) && gaps[0] <= Duration::from_millis(110),
+        "{gaps:?}"
+    );
     assert!(gaps[3] > gaps[0] * 4, "the pauses grow: {gaps:?}");
     assert!(gaps.iter().all(|g| *g <= Duration::from_secs(2) + TICK), "{gaps:?}");
 }
@@ -355,13 +364,18 @@ fn rejoins_back_off_and_give_up_at_the_reconnect_timeout() {
     assert!(end >= Duration::from_secs(4) && end < Duration::from_secs(4) + TICK * 2, "{end:?}");
     assert!(opened_at.len() >= 4, "{opened_at:?}");
     let gaps: Vec<Duration> = opened_at.windows(2).map(|w| w[1] - w[0]).collect();
-    assert!(gaps[0] >= Duration::from_millis(150) && gaps[0] <= Duration::from_millis(210), "{gaps:?}");
+    assert!(
+        gaps[0] >= Duration::from_millis(150) && gaps[0] <= Duration::from_millis(210),
+        "{gaps:?}"
+    );
     assert!(gaps[2] > gaps[0] * 2, "the pauses grow: {gaps:?}");
     let events = h.events();
     assert!(
         matches!(
             events.last(),
-            Some(RoomEvent::Disconnected(DisconnectCause::ReconnectFailed(ConnectError::Unreachable(_))))
+            Some(RoomEvent::Disconnected(DisconnectCause::ReconnectFailed(
+                ConnectError::Unreachable(_)
+            )))
         ),
         "{events:?}"
     );
@@ -373,7 +387,11 @@ fn a_refused_token_ends_the_rejoin_at_once() {
     let mut h = Harness::connected(RoomOptions::default());
     h.signal_closed();
     let resume = h.expect_open(Some("PA_me"));
-    assert!(!h.core.handle_opened(resume, Err(ConnectError::Refused { status: 404, message: String::new() }), h.now));
+    assert!(!h.core.handle_opened(
+        resume,
+        Err(ConnectError::Refused { status: 404, message: String::new() }),
+        h.now
+    ));
     let rejoin = h.expect_open(None);
     let refused = ConnectError::Refused { status: 401, message: "token expired".into() };
     assert!(!h.core.handle_opened(rejoin, Err(refused), h.now));
@@ -404,7 +422,10 @@ fn a_silent_server_is_resumed_at_the_ping_timeout() {
     // The join said: pings every 5 s, silence for 15 s is a dead connection. The answer to the
     // offer was the last message.
     let waited = h.now - last_message;
-    assert!(waited >= Duration::from_secs(15) && waited <= Duration::from_secs(15) + TICK, "{waited:?}");
+    assert!(
+        waited >= Duration::from_secs(15) && waited <= Duration::from_secs(15) + TICK,
+        "{waited:?}"
+    );
     let pings = h.sent.iter().filter(|m| matches!(m, signal_request::Message::PingReq(_))).count();
     assert_eq!(pings, 2, "pings at 5 s and 10 s");
 }
@@ -425,12 +446,19 @@ fn disconnect_sends_leave_then_closes_and_answers() {
     h.core.handle_command(Command::Disconnect { reply }, h.now);
     h.pump();
     assert!(matches!(h.sent.last(), Some(signal_request::Message::Leave(_))), "{:?}", h.sent);
-    assert!(matches!(h.actions.as_slice(), [Action::CloseSignal, Action::Finished { reply: Some(_) }]), "{:?}", h.actions);
+    assert!(
+        matches!(h.actions.as_slice(), [Action::CloseSignal, Action::Finished { reply: Some(_) }]),
+        "{:?}",
+        h.actions
+    );
     let Some(Action::Finished { reply: Some(reply) }) = h.actions.pop() else { unreachable!() };
     reply.send(()).expect("the caller waits");
     assert!(done.blocking_recv().is_ok());
     let events = h.events();
-    assert!(matches!(events.last(), Some(RoomEvent::Disconnected(DisconnectCause::ClientInitiated))));
+    assert!(matches!(
+        events.last(),
+        Some(RoomEvent::Disconnected(DisconnectCause::ClientInitiated))
+    ));
 }
 
 #[test]
@@ -459,7 +487,8 @@ fn ten_thousand_speaker_updates_to_a_reader_that_never_reads_hold_memory_flat() 
             level: (i % 100) as f32 / 100.0,
             active: i % 2 == 0,
         }];
-        let changed = signal_response::Message::SpeakersChanged(proto::SpeakersChanged { speakers });
+        let changed =
+            signal_response::Message::SpeakersChanged(proto::SpeakersChanged { speakers });
         h.core.handle_signal(Incoming::Message(changed), h.now);
         h.pump();
     }

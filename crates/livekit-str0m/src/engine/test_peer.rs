@@ -65,7 +65,9 @@ pub(crate) fn started(now: Instant) -> Engine {
 }
 
 /// Everything the engine has to say right now (until its timeout).
-pub(crate) fn drain(engine: &mut Engine) -> (Vec<signal_request::Message>, Vec<Output>, Vec<EngineEvent>) {
+pub(crate) fn drain(
+    engine: &mut Engine,
+) -> (Vec<signal_request::Message>, Vec<Output>, Vec<EngineEvent>) {
     let (mut signals, mut transmits, mut events) = (Vec::new(), Vec::new(), Vec::new());
     loop {
         match engine.poll_output() {
@@ -124,4 +126,3 @@ pub(crate) fn answer_from(
         ..Default::default()
     }
 }
-

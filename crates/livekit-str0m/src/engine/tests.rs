@@ -8,12 +8,14 @@ use proto::{signal_request, signal_response};
 use str0m::change::SdpOffer;
 use str0m::media::{Direction, MediaKind, MediaTime};
 use str0m::net::{Protocol, Receive};
-use str0m::{Event, Input};
+use str0m::{Event, Input, Rtc};
 
+use super::publisher::{MIN_TRACK_BITRATE, SUBSCRIBER_KEYFRAME_REPEAT};
 use super::test_peer::*;
 use super::*;
 use crate::track::{
-    AudioLevel, AudioTrackOptions, EncodedAudioFrame, EncodedVideoFrame, VideoTrackOptions,
+    AudioLevel, AudioTrackOptions, EncodedAudioFrame, EncodedVideoFrame, LocalTrackOptions,
+    OutgoingFrame, TrackKind, VideoTrackOptions,
 };
 
 /// A keyframe-shaped encoded frame `index` frames of `interval` into the stream.
@@ -851,4 +853,14 @@ fn a_remote_audio_track_becomes_an_audio_subscription_with_levels() {
     let steps: Vec<u64> =
         packets.windows(2).map(|w| w[1].1.rtp_timestamp - w[0].1.rtp_timestamp).collect();
     assert!(steps.iter().all(|&s| s == 960), "20 ms apart at 48 kHz: {steps:?}");
+}
+
+#[test]
+fn every_peer_connection_of_the_process_shares_one_dtls_certificate() {
+    let now = Instant::now();
+    let mut a = new_rtc(now, &[addr(PUBLISHER)], true);
+    let mut b = new_rtc(now, &[addr(SUBSCRIBER)], false);
+    let fingerprint = |rtc: &mut Rtc| rtc.direct_api().local_dtls_fingerprint().to_string();
+    assert_eq!(fingerprint(&mut a), fingerprint(&mut b));
+    assert!(process_dtls_cert().is_some(), "the aws-lc-rs provider makes certificates");
 }

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use super::{Incoming, LocalTrackHandle, OutgoingFrame, RemoteTrackInfo, TrackRequest, TrackSource};
+use super::{
+    Incoming, LocalTrackHandle, OutgoingFrame, RemoteTrackInfo, TrackRequest, TrackSource,
+};
 use crate::error::TrackError;
 
 /// A video codec LiveKit can carry and this client can packetise.
