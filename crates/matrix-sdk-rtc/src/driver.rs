@@ -5,7 +5,9 @@
 //! by someone else (the default), or the driver itself joining with a ghost-free
 //! [`OwnMembership`] while others are in the call ([`Presence::Follow`]) or all the time
 //! ([`Presence::Always`]). Joining the call and connecting to LiveKit run side by side, both
-//! bounded in time, and a shutdown or a change of the call interrupts either.
+//! bounded in time, and a shutdown or a change of the call interrupts either; so does a shutdown
+//! interrupt the start (transport discovery, loading the call). Leaving and disconnecting are
+//! bounded in time too.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -125,6 +127,9 @@ pub struct DriverOptions {
     pub sticky: bool,
     /// How long one connection attempt may take (credentials, signalling, media).
     pub connect_timeout: Duration,
+    /// With [`Presence::Follow`] and [`Presence::Always`]: how long joining the call (until the
+    /// membership's task runs) may take; a join that takes longer is tried again.
+    pub join_timeout: Duration,
     /// First wait before retrying a failed connect; doubles up to `max_retry_delay`.
     pub retry_delay: Duration,
     /// Longest wait between connect attempts.
@@ -139,6 +144,7 @@ impl Default for DriverOptions {
             membership_timings: MembershipTimings::default(),
             sticky: false,
             connect_timeout: Duration::from_secs(30),
+            join_timeout: Duration::from_secs(30),
             retry_delay: Duration::from_secs(1),
             max_retry_delay: Duration::from_secs(30),
         }
@@ -176,6 +182,9 @@ pub enum DriverStatus {
 }
 
 type Pending<'a, T> = Option<Pin<Box<dyn Future<Output = T> + Send + 'a>>>;
+
+/// How long disconnecting from LiveKit may take when leaving.
+const DISCONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Joins, connects, leaves and disconnects as the room's call wants.
 ///
@@ -236,13 +245,36 @@ impl<C: LiveKitConnector> LiveKitRoomDriver<C> {
         let client = self.room.client();
         let user_id = client.user_id().ok_or(RtcError::NotLoggedIn)?.to_string();
         let device_id = client.device_id().ok_or(RtcError::NotLoggedIn)?.to_string();
-        let service_url = match &self.options.service_url {
-            Some(url) => url.clone(),
-            None => livekit_service_url(&client).await?,
+        tokio::pin!(shutdown);
+
+        // The start asks the homeserver (discovery, the call's state): a shutdown meanwhile
+        // ends the driver at once.
+        let start = async {
+            let service_url = match &self.options.service_url {
+                Some(url) => url.clone(),
+                None => livekit_service_url(&client).await?,
+            };
+            let observer = match self.observer.take() {
+                Some(observer) => observer,
+                None => RoomCallObserver::new(&self.room).await?,
+            };
+            Ok::<_, RtcError>((service_url, observer))
         };
-        let observer = match self.observer.take() {
-            Some(observer) => observer,
-            None => RoomCallObserver::new(&self.room).await?,
+        let started = tokio::select! {
+            started = start => Some(started),
+            () = &mut shutdown => None,
+        };
+        let (service_url, observer) = match started {
+            Some(Ok(started)) => started,
+            Some(Err(error)) => {
+                self.set_status(DriverStatus::Stopped);
+                return Err(error);
+            }
+            None => {
+                tracing::info!("driver stopped while starting");
+                self.set_status(DriverStatus::Stopped);
+                return Ok(());
+            }
         };
         let mut calls = observer.subscribe();
         let presence = self.options.presence;
@@ -258,22 +290,32 @@ impl<C: LiveKitConnector> LiveKitRoomDriver<C> {
         let mut backoff = Backoff::new(self.options.retry_delay, self.options.max_retry_delay);
         let mut attempt = 0u32;
         let mut retry_at: Option<Instant> = None;
-        tokio::pin!(shutdown);
+        // Joins that timed out are tried again, with their own backoff.
+        let mut join_backoff = Backoff::new(self.options.retry_delay, self.options.max_retry_delay);
+        let mut join_retry_at: Option<Instant> = None;
 
         let result = loop {
             let wanted = presence.wants_call(&calls.borrow_and_update(), &user_id, &device_id);
             if wanted && leaving.is_none() {
-                if presence.manages_membership() && membership.is_none() && joining.is_none() {
+                let join_due = join_retry_at.is_none_or(|at| Instant::now() >= at);
+                if presence.manages_membership()
+                    && membership.is_none()
+                    && joining.is_none()
+                    && join_due
+                {
+                    join_retry_at = None;
                     let mut options = JoinOptions::new(service_url.clone());
                     options.timings = self.options.membership_timings.clone();
                     options.sticky = self.options.sticky;
                     options.member_id = member_id.clone();
                     tracing::info!(%service_url, "joining the call");
                     let room = self.room.clone();
-                    joining =
-                        Some(Box::pin(
-                            async move { OwnMembership::join_with(&room, options).await },
-                        ));
+                    let timeout = self.options.join_timeout;
+                    joining = Some(Box::pin(async move {
+                        tokio::time::timeout(timeout, OwnMembership::join_with(&room, options))
+                            .await
+                            .unwrap_or(Err(RtcError::Timeout("joining the call")))
+                    }));
                 }
                 let due = retry_at.is_none_or(|at| Instant::now() >= at);
                 if connection.is_none() && connecting.is_none() && due {
@@ -300,8 +342,10 @@ impl<C: LiveKitConnector> LiveKitRoomDriver<C> {
                 joining = None;
                 connecting = None;
                 retry_at = None;
+                join_retry_at = None;
                 attempt = 0;
                 backoff.reset();
+                join_backoff.reset();
                 if membership.is_some() || connection.is_some() {
                     tracing::info!("the call no longer wants us: leaving");
                     self.set_status(DriverStatus::Leaving);
@@ -314,7 +358,16 @@ impl<C: LiveKitConnector> LiveKitRoomDriver<C> {
             tokio::select! {
                 changed = calls.changed() => if changed.is_err() { break Ok(()) },
                 joined = poll(&mut joining) => match joined {
-                    Ok(joined) => membership = Some(joined),
+                    Ok(joined) => {
+                        membership = Some(joined);
+                        join_backoff.reset();
+                    }
+                    // The homeserver did not answer in time: try again.
+                    Err(error @ RtcError::Timeout(_)) => {
+                        let retry_in = join_backoff.next_delay();
+                        tracing::warn!(%error, ?retry_in, "joining the call failed");
+                        join_retry_at = Some(Instant::now() + retry_in);
+                    }
                     // Not logged in, or no sticky events on the server: nothing to retry.
                     Err(error) => break Err(error),
                 },
@@ -345,7 +398,7 @@ impl<C: LiveKitConnector> LiveKitRoomDriver<C> {
                     tracing::info!("left the call");
                     self.set_status(DriverStatus::Idle);
                 }
-                () = sleep_until(retry_at.filter(|_| wanted)) => {}
+                () = sleep_until(earliest(retry_at, join_retry_at).filter(|_| wanted)) => {}
                 () = &mut shutdown => break Ok(()),
             }
         };
@@ -381,10 +434,15 @@ async fn leave<L: LiveKitConnection>(membership: Option<OwnMembership>, connecti
         }
     };
     let connection = async {
-        if let Some(connection) = connection
-            && let Err(error) = connection.disconnect().await
-        {
-            tracing::warn!(%error, "disconnecting from LiveKit failed");
+        if let Some(connection) = connection {
+            match tokio::time::timeout(DISCONNECT_TIMEOUT, connection.disconnect()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => tracing::warn!(%error, "disconnecting from LiveKit failed"),
+                Err(_) => tracing::warn!(
+                    timeout = ?DISCONNECT_TIMEOUT,
+                    "disconnecting from LiveKit took too long; dropping the connection"
+                ),
+            }
         }
     };
     tokio::join!(membership, connection);
@@ -395,6 +453,14 @@ async fn closed<L: LiveKitConnection>(connection: &mut Option<L>) -> RtcError {
     match connection.as_mut() {
         Some(connection) => connection.closed().await,
         None => std::future::pending().await,
+    }
+}
+
+/// The earlier of two optional instants.
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 
@@ -419,7 +485,11 @@ async fn poll<T>(pending: &mut Pending<'_, T>) -> T {
 
 #[cfg(test)]
 mod tests {
+    use matrix_sdk::authentication::matrix::MatrixSession;
+    use matrix_sdk::ruma::{OwnedRoomId, owned_device_id, owned_user_id};
+    use matrix_sdk::{Client, SessionMeta, SessionTokens};
     use serde_json::json;
+    use tokio::sync::oneshot;
 
     use super::*;
     use crate::CallSession;
@@ -472,5 +542,311 @@ mod tests {
         assert!(Presence::Follow.manages_membership() && Presence::Always.manages_membership());
         assert!(!Presence::OwnMembership.manages_membership());
         assert!(!Presence::AnyActiveCall.manages_membership());
+    }
+
+    /// A logged-in client of a homeserver at `homeserver` (nothing is asked of it unless a test
+    /// wants to), and a joined room of it, without any network.
+    async fn room_of(homeserver: &str) -> Room {
+        use matrix_sdk::cross_process_lock::CrossProcessLockConfig;
+        use matrix_sdk_base::store::StoreConfig;
+        use matrix_sdk_base::{BaseClient, DmRoomDefinition, RoomState, ThreadingSupport};
+
+        let base = BaseClient::new(
+            StoreConfig::new(CrossProcessLockConfig::SingleProcess),
+            ThreadingSupport::Disabled,
+            DmRoomDefinition::default(),
+        );
+        let client = Client::builder()
+            .homeserver_url(homeserver)
+            .base_client(base.clone())
+            .build()
+            .await
+            .unwrap();
+        client
+            .restore_session(MatrixSession {
+                meta: SessionMeta {
+                    user_id: owned_user_id!("@bot:example.org"),
+                    device_id: owned_device_id!("BOT"),
+                },
+                tokens: SessionTokens { access_token: "test".to_owned(), refresh_token: None },
+            })
+            .await
+            .unwrap();
+        let room_id: OwnedRoomId = "!call:example.org".try_into().unwrap();
+        base.get_or_create_room(&room_id, RoomState::Joined);
+        client.get_room(&room_id).expect("the room exists")
+    }
+
+    /// What the hanging connector saw, in order.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Seen {
+        /// A connect began.
+        Started,
+        /// A connect was dropped before it finished (timed out, or abandoned).
+        Abandoned,
+    }
+
+    type SeenLog = Vec<(Seen, Instant)>;
+
+    /// A connector whose connects never finish.
+    #[derive(Clone)]
+    struct HangingConnector {
+        seen: Arc<watch::Sender<SeenLog>>,
+    }
+
+    impl HangingConnector {
+        fn new() -> Self {
+            Self { seen: Arc::new(watch::channel(Vec::new()).0) }
+        }
+
+        fn record(&self, seen: Seen) {
+            self.seen.send_modify(|log| log.push((seen, Instant::now())));
+        }
+
+        /// Waits until `count` things were seen, up to a minute of the test's clock.
+        async fn wait_seen(&self, count: usize) -> SeenLog {
+            let mut seen = self.seen.subscribe();
+            within_a_minute(seen.wait_for(|log| log.len() >= count)).await.unwrap().clone()
+        }
+    }
+
+    /// `future`'s output, or a failed test after a minute (with paused time: as soon as
+    /// everything else waits for longer).
+    async fn within_a_minute<T>(future: impl Future<Output = T>) -> T {
+        tokio::time::timeout(Duration::from_secs(60), future)
+            .await
+            .expect("what the test waits for happens within a minute")
+    }
+
+    /// Marks a connect abandoned when it is dropped.
+    struct Abandon(HangingConnector);
+
+    impl Drop for Abandon {
+        fn drop(&mut self) {
+            self.0.record(Seen::Abandoned);
+        }
+    }
+
+    struct NeverConnected;
+
+    impl LiveKitConnection for NeverConnected {
+        async fn disconnect(self) -> Result<(), RtcError> {
+            Ok(())
+        }
+    }
+
+    impl LiveKitConnector for HangingConnector {
+        type Connection = NeverConnected;
+
+        fn connect(
+            &self,
+            _request: ConnectRequest<'_>,
+        ) -> impl Future<Output = Result<NeverConnected, RtcError>> + Send {
+            let connector = self.clone();
+            async move {
+                connector.record(Seen::Started);
+                let _abandon = Abandon(connector);
+                std::future::pending().await
+            }
+        }
+    }
+
+    /// A driver following Alice's call (so it wants to connect at once), with a connector that
+    /// hangs, running in a task until `stop` is sent.
+    struct Running {
+        connector: HangingConnector,
+        status: watch::Receiver<DriverStatus>,
+        stop: oneshot::Sender<()>,
+        task: tokio::task::JoinHandle<Result<(), RtcError>>,
+        _call: watch::Sender<CallState>,
+    }
+
+    /// Runs a driver of `room` with `options` while Alice is in the call.
+    fn spawn(room: Room, options: DriverOptions) -> Running {
+        let (call, state_rx) = watch::channel(state(&[ALICE]));
+        let observer = RoomCallObserver::from_state(&room, state_rx);
+        let connector = HangingConnector::new();
+        let driver = LiveKitRoomDriver::with_options(room, connector.clone(), options)
+            .with_observer(observer);
+        let status = driver.status();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(driver.run_until(async {
+            let _ = stopped.await;
+        }));
+        Running { connector, status, stop, task, _call: call }
+    }
+
+    async fn run_hanging(connect_timeout: Duration) -> Running {
+        let options = DriverOptions {
+            presence: Presence::AnyActiveCall,
+            service_url: Some("https://rtc.example.org/jwt".to_owned()),
+            connect_timeout,
+            retry_delay: Duration::from_secs(1),
+            ..DriverOptions::default()
+        };
+        spawn(room_of("http://127.0.0.1:9").await, options)
+    }
+
+    /// A homeserver that answers `/versions` (matrix-sdk asks it by itself too) and never
+    /// anything else: the first line of each request it holds, as it arrives; the connections
+    /// stay open while the receiver lives.
+    async fn silent_homeserver() -> (String, tokio::sync::mpsc::UnboundedReceiver<String>) {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (requests, received) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let mut buffer = vec![0; 4096];
+                let read = socket.read(&mut buffer).await.unwrap_or(0);
+                let request = String::from_utf8_lossy(&buffer[..read]);
+                let line = request.lines().next().unwrap_or_default().to_owned();
+                if line.starts_with("GET /_matrix/client/versions ") {
+                    let body = json!({"versions": ["v1.11"],
+                                      "unstable_features": {"org.matrix.msc4140": true}})
+                    .to_string();
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = socket.write_all(answer.as_bytes()).await;
+                    continue;
+                }
+                if requests.send(line).is_err() {
+                    return;
+                }
+                held.push(socket);
+            }
+        });
+        (url, received)
+    }
+
+    /// Sends the stop and expects the driver to end within `within` (of the test's clock).
+    async fn stop_within(running: Running, within: Duration) -> watch::Receiver<DriverStatus> {
+        let Running { status, stop, task, .. } = running;
+        let _ = stop.send(());
+        let result = tokio::time::timeout(within, task)
+            .await
+            .unwrap_or_else(|_| panic!("the driver did not stop within {within:?}"))
+            .expect("the driver task did not panic");
+        let () = result.expect("the driver stopped without an error");
+        assert!(matches!(*status.borrow(), DriverStatus::Stopped), "{:?}", *status.borrow());
+        status
+    }
+
+    /// A connect that never finishes is abandoned after `connect_timeout`, reported as a
+    /// timeout, and tried again after the backoff.
+    #[tokio::test(start_paused = true)]
+    async fn a_hanging_connect_times_out_and_is_tried_again() {
+        let running = run_hanging(Duration::from_secs(5)).await;
+        let mut status = running.status.clone();
+        let retrying =
+            within_a_minute(status.wait_for(|s| matches!(s, DriverStatus::Retrying { .. })))
+                .await
+                .unwrap()
+                .clone();
+        let DriverStatus::Retrying { attempt, error, retry_in } = retrying else { unreachable!() };
+        assert_eq!(attempt, 1);
+        assert!(
+            matches!(*error, RtcError::Timeout("connecting to LiveKit")),
+            "the error is the connect's deadline: {error}"
+        );
+        assert!(retry_in >= Duration::from_secs(1) && retry_in <= Duration::from_millis(1100));
+
+        let seen = running.connector.wait_seen(3).await;
+        let kinds: Vec<Seen> = seen.iter().map(|(kind, _)| *kind).collect();
+        assert_eq!(kinds, [Seen::Started, Seen::Abandoned, Seen::Started]);
+        assert_eq!(seen[1].1 - seen[0].1, Duration::from_secs(5), "abandoned at the deadline");
+        // After the backoff (tokio's timers round up to the millisecond).
+        let waited = seen[2].1 - seen[1].1;
+        assert!(waited >= retry_in && waited <= retry_in + Duration::from_millis(1), "{waited:?}");
+        within_a_minute(status.wait_for(|s| matches!(s, DriverStatus::Connecting { attempt: 2 })))
+            .await
+            .unwrap();
+
+        stop_within(running, Duration::from_secs(1)).await;
+    }
+
+    /// A stop while a connect hangs (its deadline an hour away) ends the driver at once and
+    /// abandons the connect.
+    #[tokio::test(start_paused = true)]
+    async fn a_stop_while_a_connect_hangs_returns_promptly() {
+        let running = run_hanging(Duration::from_secs(3600)).await;
+        let connector = running.connector.clone();
+        let seen = connector.wait_seen(1).await;
+        assert_eq!(seen[0].0, Seen::Started);
+        let asked = Instant::now();
+
+        stop_within(running, Duration::from_secs(1)).await;
+        assert!(asked.elapsed() < Duration::from_secs(1));
+        let seen = connector.seen.borrow().clone();
+        let kinds: Vec<Seen> = seen.iter().map(|(kind, _)| *kind).collect();
+        assert_eq!(kinds, [Seen::Started, Seen::Abandoned], "the connect was dropped, not left");
+    }
+
+    /// A stop while the start hangs (transport discovery asks a homeserver that never answers)
+    /// ends the driver at once. Real time: the request's own deadline (10 s) is a real one.
+    #[tokio::test]
+    async fn a_stop_while_discovery_hangs_returns_promptly() {
+        let (homeserver, mut requests) = silent_homeserver().await;
+        let options =
+            DriverOptions { presence: Presence::AnyActiveCall, ..DriverOptions::default() };
+        let running = spawn(room_of(&homeserver).await, options);
+        let connector = running.connector.clone();
+
+        // The discovery request reached the homeserver, which holds it without answering.
+        let request = tokio::time::timeout(Duration::from_secs(10), requests.recv())
+            .await
+            .expect("the driver asks the homeserver")
+            .unwrap();
+        assert!(
+            request.starts_with("GET /_matrix/client/unstable/org.matrix.msc4143/rtc/transports "),
+            "{request}"
+        );
+        stop_within(running, Duration::from_secs(2)).await;
+        assert_eq!(connector.seen.borrow().len(), 0, "no connect began before the start ended");
+    }
+
+    /// A join that hangs (the homeserver never answers) is abandoned at `join_timeout` and
+    /// tried again; the driver keeps running, and a stop still ends it at once. Real time, for
+    /// the same reason as above.
+    #[tokio::test]
+    async fn a_hanging_join_times_out_and_is_tried_again() {
+        let (homeserver, mut requests) = silent_homeserver().await;
+        let options = DriverOptions {
+            presence: Presence::Follow,
+            service_url: Some("https://rtc.example.org/jwt".to_owned()),
+            join_timeout: Duration::from_millis(300),
+            retry_delay: Duration::from_millis(100),
+            max_retry_delay: Duration::from_millis(100),
+            connect_timeout: Duration::from_secs(3600),
+            ..DriverOptions::default()
+        };
+        let running = spawn(room_of(&homeserver).await, options);
+
+        // Each join (of a state membership) first lists the delayed events an earlier run may
+        // have left; the homeserver holds that request. A second one means the first join was
+        // given up and a new one began (nothing else asks for that listing; matrix-sdk's own
+        // requests, such as account data, are skipped).
+        let listings = async {
+            let mut listings = 0;
+            while listings < 2 {
+                let request = requests.recv().await.expect("the homeserver runs");
+                if request
+                    .starts_with("GET /_matrix/client/unstable/org.matrix.msc4140/delayed_events ")
+                {
+                    listings += 1;
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), listings)
+            .await
+            .expect("a second join begins after the first timed out");
+        assert!(!running.task.is_finished(), "a join that timed out does not end the driver");
+        assert!(matches!(*running.status.borrow(), DriverStatus::Connecting { attempt: 1 }));
+        stop_within(running, Duration::from_secs(2)).await;
     }
 }

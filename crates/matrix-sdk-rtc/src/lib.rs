@@ -14,7 +14,7 @@
 //! This crate knows nothing of LiveKit's wire protocol; `matrix-sdk-rtc-livekit` implements the
 //! connector.
 
-mod backoff;
+pub mod backoff;
 pub mod call_session;
 mod clock;
 pub mod driver;

@@ -48,7 +48,11 @@ pub async fn discover_transports(
             source: TransportSource::Override,
         });
     }
-    match http::get_json(client, "/_matrix/client/unstable/org.matrix.msc4143/rtc/transports").await
+    match http::get_json(
+        client,
+        &["_matrix", "client", "unstable", "org.matrix.msc4143", "rtc", "transports"],
+    )
+    .await
     {
         Ok(answer) => {
             let transports = parse_list(answer.get("rtc_transports"));
@@ -62,14 +66,22 @@ pub async fn discover_transports(
         }
         Err(error) => tracing::debug!(%error, "rtc/transports unavailable"),
     }
-    let homeserver = client.homeserver();
-    let mut well_known_urls =
-        vec![format!("{}/.well-known/matrix/client", homeserver.as_str().trim_end_matches('/'))];
+    const WELL_KNOWN: [&str; 3] = [".well-known", "matrix", "client"];
+    let mut well_known_urls = vec![http::endpoint(&client.homeserver(), &WELL_KNOWN, &[])];
     if let Some(user_id) = client.user_id() {
-        well_known_urls
-            .push(format!("https://{}/.well-known/matrix/client", user_id.server_name()));
+        well_known_urls.push(
+            http::server_name_url(user_id.server_name())
+                .and_then(|origin| http::endpoint(&origin, &WELL_KNOWN, &[])),
+        );
     }
     for url in well_known_urls {
+        let url = match url {
+            Ok(url) => url,
+            Err(error) => {
+                tracing::debug!(%error, "no client well-known URL");
+                continue;
+            }
+        };
         match http::get_public_json(client, &url).await {
             Ok(answer) => {
                 let transports = parse_list(answer.get("org.matrix.msc4143.rtc_foci"));

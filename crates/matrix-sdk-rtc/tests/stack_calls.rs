@@ -195,8 +195,12 @@ async fn leftovers_of_an_earlier_run_are_cleared() {
         .send()
         .await
         .unwrap();
-    assert!(stale.status().is_success());
-    let stale_id = stale.json::<Value>().await.unwrap()["delay_id"].as_str().unwrap().to_owned();
+    assert_eq!(stale.status(), 200);
+    let stale_id = stale.json::<Value>().await.unwrap()["delay_id"]
+        .as_str()
+        .expect("the homeserver scheduled the stale delayed leave")
+        .to_owned();
+    assert!(!stale_id.is_empty());
 
     let membership = join(&a, &room_id, &stack).await;
     membership.wait_joined(Duration::from_secs(10)).await.unwrap();
@@ -248,7 +252,12 @@ async fn a_sticky_membership_is_seen_and_leaves() {
         encode_path_segment(&room_id),
         encode_path_segment(&format!("_{}_ALICEDEV_m.call", a.user.user_id))
     );
-    assert!(hs.get(&b.user, &path).await.is_err(), "no state membership was sent");
+    match hs.get(&b.user, &path).await {
+        Err(rtc_test_support::Error::Status { status: 404, body, .. }) => {
+            assert!(body.contains("M_NOT_FOUND"), "{body}");
+        }
+        other => panic!("no state membership was sent, expected 404 M_NOT_FOUND: {other:?}"),
+    }
 
     membership.leave().await.unwrap();
     observer

@@ -105,10 +105,7 @@ impl OpenIdVerifier {
         let server_name: ServerName =
             token.matrix_server_name.parse().map_err(|_| OpenIdError::InvalidServerName)?;
         let base = self.federation_base(&token.matrix_server_name, &server_name).await?;
-        let mut url = base
-            .join("_matrix/federation/v1/openid/userinfo")
-            .map_err(|_| OpenIdError::InvalidServerName)?;
-        url.query_pairs_mut().append_pair("access_token", token.access_token.expose());
+        let url = userinfo_url(&base, token.access_token.expose())?;
 
         let response = self.http.get(url).send().await.map_err(|e| self.transport_error(e))?;
         let status = response.status();
@@ -146,17 +143,17 @@ impl OpenIdVerifier {
             return Ok(with_trailing_slash(base.clone()));
         }
         if server_name.is_ip_literal() || server_name.port().is_some() {
-            return url_for(&server_name.host_for_url(), server_name.port().unwrap_or(8448));
+            return https_url(server_name, Some(server_name.port().unwrap_or(8448)));
         }
         if let Some(delegated) = self.well_known_delegation(server_name).await {
-            return url_for(&delegated.host_for_url(), delegated.port().unwrap_or(8448));
+            return https_url(&delegated, Some(delegated.port().unwrap_or(8448)));
         }
-        url_for(&server_name.host_for_url(), 8448)
+        https_url(server_name, Some(8448))
     }
 
     async fn well_known_delegation(&self, server_name: &ServerName) -> Option<ServerName> {
-        let url = format!("https://{}/.well-known/matrix/server", server_name.host_for_url());
-        let response = match self.http.get(&url).send().await {
+        let url = well_known_url(server_name).ok()?;
+        let response = match self.http.get(url).send().await {
             Ok(r) if r.status().is_success() => r,
             Ok(r) => {
                 tracing::debug!(%server_name, status = %r.status(), "no .well-known/matrix/server");
@@ -196,14 +193,35 @@ impl OpenIdVerifier {
     }
 }
 
-fn url_for(host: &str, port: u16) -> Result<Url, OpenIdError> {
-    Url::parse(&format!("https://{host}:{port}/")).map_err(|_| OpenIdError::InvalidServerName)
+/// `https://{host}[:{port}]/` of a server name (its host has passed the server-name grammar;
+/// the URL API writes it, brackets for IPv6 included).
+fn https_url(server_name: &ServerName, port: Option<u16>) -> Result<Url, OpenIdError> {
+    let mut url = Url::parse("https://localhost/").map_err(|_| OpenIdError::InvalidServerName)?;
+    url.set_host(Some(&server_name.host_for_url())).map_err(|_| OpenIdError::InvalidServerName)?;
+    url.set_port(port).map_err(|()| OpenIdError::InvalidServerName)?;
+    Ok(url)
 }
 
+/// `https://{host}/.well-known/matrix/server` (delegation is looked up on the default port).
+fn well_known_url(server_name: &ServerName) -> Result<Url, OpenIdError> {
+    https_url(server_name, None)?
+        .join(".well-known/matrix/server")
+        .map_err(|_| OpenIdError::InvalidServerName)
+}
+
+/// `{base}_matrix/federation/v1/openid/userinfo?access_token=…` (`base` ends in `/`).
+fn userinfo_url(base: &Url, access_token: &str) -> Result<Url, OpenIdError> {
+    let mut url = base
+        .join("_matrix/federation/v1/openid/userinfo")
+        .map_err(|_| OpenIdError::InvalidServerName)?;
+    url.query_pairs_mut().append_pair("access_token", access_token);
+    Ok(url)
+}
+
+/// `url` with a path that ends in `/`, so that joining a relative path keeps its last segment.
 fn with_trailing_slash(mut url: Url) -> Url {
-    if !url.path().ends_with('/') {
-        let path = format!("{}/", url.path());
-        url.set_path(&path);
+    if let Ok(mut segments) = url.path_segments_mut() {
+        segments.pop_if_empty().push("");
     }
     url
 }
@@ -242,6 +260,24 @@ mod tests {
         assert_eq!(base(&v, "example.org:1234").await, "https://example.org:1234/");
         assert_eq!(base(&v, "10.1.2.3").await, "https://10.1.2.3:8448/");
         assert_eq!(base(&v, "[::1]:99").await, "https://[::1]:99/");
+    }
+
+    #[test]
+    fn well_known_urls_use_the_host_alone() {
+        let url = |name: &str| well_known_url(&name.parse().unwrap()).unwrap().to_string();
+        assert_eq!(url("Example.ORG"), "https://example.org/.well-known/matrix/server");
+        assert_eq!(url("[::1]"), "https://[::1]/.well-known/matrix/server");
+        assert_eq!(url("1.2.3.4"), "https://1.2.3.4/.well-known/matrix/server");
+    }
+
+    #[test]
+    fn the_userinfo_url_escapes_the_access_token() {
+        let base = with_trailing_slash(Url::parse("http://hs.example/prefix").unwrap());
+        let url = userinfo_url(&base, "a&b=c d/e?").unwrap();
+        assert_eq!(
+            url.as_str(),
+            "http://hs.example/prefix/_matrix/federation/v1/openid/userinfo?access_token=a%26b%3Dc+d%2Fe%3F"
+        );
     }
 
     #[tokio::test]

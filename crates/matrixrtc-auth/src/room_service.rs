@@ -133,10 +133,7 @@ impl RoomServiceClient {
         grant: VideoGrant,
         body: &impl Serialize,
     ) -> Result<T, RoomServiceError> {
-        let url = self
-            .base
-            .join(&format!("twirp/livekit.RoomService/{method}"))
-            .map_err(|e| RoomServiceError::Transport(e.to_string()))?;
+        let url = method_url(&self.base, method)?;
         let token = Claims::new(
             self.api_key.clone(),
             "",
@@ -188,11 +185,20 @@ pub fn http_base(livekit_url: &Url) -> Url {
     }
     base.set_query(None);
     base.set_fragment(None);
-    if !base.path().ends_with('/') {
-        let path = format!("{}/", base.path());
-        base.set_path(&path);
+    if let Ok(mut segments) = base.path_segments_mut() {
+        segments.pop_if_empty().push("");
     }
     base
+}
+
+/// `{base}twirp/livekit.RoomService/{method}`.
+fn method_url(base: &Url, method: &str) -> Result<Url, RoomServiceError> {
+    let mut url = base.clone();
+    url.path_segments_mut()
+        .map_err(|()| RoomServiceError::Transport("the LiveKit URL cannot have a path".into()))?
+        .pop_if_empty()
+        .extend(["twirp", "livekit.RoomService", method]);
+    Ok(url)
 }
 
 #[cfg(test)]
@@ -210,5 +216,10 @@ mod tests {
         for (input, expected) in cases {
             assert_eq!(http_base(&Url::parse(input).unwrap()).as_str(), expected);
         }
+        let base = http_base(&Url::parse("wss://sfu.example.org/livekit/sfu").unwrap());
+        assert_eq!(
+            method_url(&base, "CreateRoom").unwrap().as_str(),
+            "https://sfu.example.org/livekit/sfu/twirp/livekit.RoomService/CreateRoom"
+        );
     }
 }

@@ -123,18 +123,26 @@ mod tests {
 
     #[test]
     fn accepts_the_grammar() {
-        for ok in [
-            "localhost",
-            "example.org",
-            "matrix.example.org:8448",
-            "1.2.3.4",
-            "1.2.3.4:80",
-            "[::1]",
-            "[1234:5678::abcd]:5678",
-            "Example.ORG",
-            "xn--bcher-kva.example",
-        ] {
-            assert!(ok.parse::<ServerName>().is_ok(), "{ok}");
+        let domain = |d: &str| Host::Domain(d.to_owned());
+        let cases = [
+            ("localhost", domain("localhost"), None),
+            ("example.org", domain("example.org"), None),
+            ("matrix.example.org:8448", domain("matrix.example.org"), Some(8448)),
+            ("1.2.3.4", Host::Ipv4(Ipv4Addr::new(1, 2, 3, 4)), None),
+            ("1.2.3.4:80", Host::Ipv4(Ipv4Addr::new(1, 2, 3, 4)), Some(80)),
+            ("[::1]", Host::Ipv6(Ipv6Addr::LOCALHOST), None),
+            (
+                "[1234:5678::abcd]:5678",
+                Host::Ipv6(Ipv6Addr::new(0x1234, 0x5678, 0, 0, 0, 0, 0, 0xabcd)),
+                Some(5678),
+            ),
+            ("Example.ORG", domain("example.org"), None),
+            ("xn--bcher-kva.example", domain("xn--bcher-kva.example"), None),
+        ];
+        for (ok, host, port) in cases {
+            let name: ServerName = ok.parse().unwrap_or_else(|e| panic!("{ok}: {e}"));
+            assert_eq!((name.host(), name.port()), (&host, port), "{ok}");
+            assert_eq!(name.is_ip_literal(), !matches!(host, Host::Domain(_)), "{ok}");
         }
         let name: ServerName = "Example.ORG:8448".parse().unwrap();
         assert_eq!(name.to_string(), "example.org:8448");
@@ -164,8 +172,11 @@ mod tests {
             "example.org#frag",
             "\u{e9}.org",
         ] {
-            assert!(bad.parse::<ServerName>().is_err(), "{bad:?}");
+            assert_eq!(bad.parse::<ServerName>(), Err(InvalidServerName), "{bad:?}");
         }
-        assert!("a".repeat(256).parse::<ServerName>().is_err());
+        assert_eq!("a".repeat(256).parse::<ServerName>(), Err(InvalidServerName));
+        // 255 characters are still a name.
+        let longest = "a".repeat(255);
+        assert_eq!(longest.parse::<ServerName>().map(|n| n.to_string()), Ok(longest));
     }
 }

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{JoinError, call_room, livekit_join, post, raw_config, spawn_service};
+use common::{JoinError, call_room, jwt_claims, livekit_join, post, raw_config, spawn_service};
 use matrixrtc_auth::identity::{hashed_identity, livekit_room_alias};
 use rtc_test_support::StackInfo;
 use serde_json::json;
@@ -71,6 +71,14 @@ async fn get_token_with_delay_fields_is_served() {
     )
     .await;
     assert_eq!(answer.status, 200, "{:?}", answer.body);
+    // The delay fields change nothing in the token: the same identity, room and grants as
+    // without them.
+    assert_eq!(answer.body["url"], call.stack.livekit_url.as_str());
+    let claims = jwt_claims(answer.body["jwt"].as_str().expect("a jwt"));
+    assert_eq!(claims["sub"], hashed_identity(&call.alice.user_id, "ALICEDEV", "m"));
+    assert_eq!(claims["iss"], call.stack.livekit_api_key.as_str());
+    assert_eq!(claims["video"]["room"], livekit_room_alias(&call.room_id, "m.call#ROOM"));
+    assert_eq!(claims["video"]["roomJoin"], true);
 }
 
 #[tokio::test]
@@ -135,7 +143,8 @@ async fn restricted_users_do_not_create_rooms() {
         request(call.hs.openid_token(&call.bob).await.unwrap()),
     )
     .await;
-    assert_eq!(answer.status, 200);
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    assert_eq!(answer.body["url"], stack.livekit_url.as_str());
     let join = livekit_join(&stack.livekit_url, &jwt).await.expect("the room exists now");
     assert_eq!(join.participant.unwrap().identity, format!("{}:ALICEDEV", call.alice.user_id));
 }
@@ -275,6 +284,11 @@ async fn cors_methods_and_routes_answer_like_lk_jwt_service() {
     let answer = post(&auth("/delegate_delayed_leave"), "").await;
     assert_eq!((answer.status.as_u16(), answer.errcode()), (404, "M_UNRECOGNIZED"));
     assert_eq!(answer.headers["access-control-allow-origin"], "*");
-    assert_eq!(http.get(auth("/healthz")).send().await.unwrap().status(), 200);
-    assert_eq!(http.head(auth("/healthz")).send().await.unwrap().status(), 200);
+    // The health check says everything in its status, with an empty body.
+    let health = http.get(auth("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    assert_eq!(health.headers()["access-control-allow-origin"], "*");
+    assert_eq!(health.text().await.unwrap(), "");
+    let health = http.head(auth("/healthz")).send().await.unwrap();
+    assert_eq!((health.status().as_u16(), health.content_length()), (200, Some(0)));
 }

@@ -25,6 +25,7 @@ use matrix_sdk::{HttpError, Room};
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 use tracing::Instrument as _;
+use url::Url;
 
 pub use self::core::{MemberIdentity, MembershipStatus, MembershipTimings, SendDialect};
 use self::core::{Outcome, OwnMembershipCore, Request};
@@ -389,19 +390,14 @@ async fn execute_sticky(
     timeout: Duration,
 ) -> Outcome {
     let client = room.client();
-    let send_path = |delay: Option<Duration>| {
-        let mut path = format!(
-            "/_matrix/client/v3/rooms/{}/send/{RTC_MEMBER_EVENT_TYPE}/{}?org.matrix.msc4354.sticky_duration_ms={MAX_STICKY_DURATION_MS}",
-            crate::http::encode(room.room_id().as_str()),
-            matrix_sdk::ruma::TransactionId::new(),
-        );
-        if let Some(delay) = delay {
-            path.push_str(&format!("&org.matrix.msc4140.delay={}", delay.as_millis()));
-        }
-        path
+    let homeserver = client.homeserver();
+    let send_url = |delay: Option<Duration>| {
+        let transaction = matrix_sdk::ruma::TransactionId::new();
+        sticky_send_url(&homeserver, room.room_id().as_str(), transaction.as_str(), delay)
     };
-    let put = |path: String, body: Value| async move {
-        match crate::http::put_json(&client, &path, &body, timeout).await {
+    let put = |url: Result<Url, RtcError>, body: Value| async move {
+        let url = url.map_err(|error| Outcome::Failed(error.to_string()))?;
+        match crate::http::put_json(&client, url, &body, timeout).await {
             Ok(answer) => Ok(answer),
             Err(RtcError::Status(404)) => Err(Outcome::NotFound),
             Err(error) => Err(Outcome::Failed(error.to_string())),
@@ -409,7 +405,7 @@ async fn execute_sticky(
     };
     match request {
         Request::ScheduleDelayedLeave { delay } => {
-            match put(send_path(Some(*delay)), target.leave.clone()).await {
+            match put(send_url(Some(*delay)), target.leave.clone()).await {
                 Ok(answer) => match answer.get("delay_id").and_then(Value::as_str) {
                     Some(id) => Outcome::DelayId(id.to_owned()),
                     None => Outcome::Unsupported,
@@ -418,16 +414,38 @@ async fn execute_sticky(
             }
         }
         Request::SendMembership { content } => {
-            put(send_path(None), content.clone()).await.map_or_else(|o| o, |_| Outcome::Ok)
+            put(send_url(None), content.clone()).await.map_or_else(|o| o, |_| Outcome::Ok)
         }
         Request::SendLeave => {
-            put(send_path(None), target.leave.clone()).await.map_or_else(|o| o, |_| Outcome::Ok)
+            put(send_url(None), target.leave.clone()).await.map_or_else(|o| o, |_| Outcome::Ok)
         }
         Request::RestartDelayedLeave { .. } | Request::SendDelayedLeaveNow { .. } => {
             let session = Target { sticky: false, ..target.clone() };
             Box::pin(execute(room, &session, request, timeout)).await
         }
     }
+}
+
+/// `PUT /_matrix/client/v3/rooms/{room_id}/send/org.matrix.msc4143.rtc.member/{transaction}`
+/// with the stickiness (MSC4354) and, for a delayed leave, the delay (MSC4140) as query
+/// parameters.
+fn sticky_send_url(
+    homeserver: &Url,
+    room_id: &str,
+    transaction: &str,
+    delay: Option<Duration>,
+) -> Result<Url, RtcError> {
+    let sticky = MAX_STICKY_DURATION_MS.to_string();
+    let delay = delay.map(|d| d.as_millis().to_string());
+    let mut query = vec![("org.matrix.msc4354.sticky_duration_ms", sticky.as_str())];
+    if let Some(delay) = &delay {
+        query.push(("org.matrix.msc4140.delay", delay.as_str()));
+    }
+    crate::http::endpoint(
+        homeserver,
+        &["_matrix", "client", "v3", "rooms", room_id, "send", RTC_MEMBER_EVENT_TYPE, transaction],
+        &query,
+    )
 }
 
 /// Whether the homeserver advertises delayed events (`org.matrix.msc4140` in `/versions`).
@@ -499,7 +517,7 @@ async fn clear_stale(room: &Room, user_id: &str, device_id: &str, state_key: &st
 async fn cancel_stale_delayed_events(room: &Room, keys: &[String]) -> Result<(), RtcError> {
     let listing = crate::http::get_json(
         &room.client(),
-        "/_matrix/client/unstable/org.matrix.msc4140/delayed_events",
+        &["_matrix", "client", "unstable", "org.matrix.msc4140", "delayed_events"],
     )
     .await?;
     let events =
@@ -528,4 +546,29 @@ async fn cancel_stale_delayed_events(room: &Room, keys: &[String]) -> Result<(),
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sticky_send_url_escapes_the_room_id_and_carries_the_query() {
+        let homeserver = Url::parse("https://hs.example.org/prefix/").unwrap();
+        let url = sticky_send_url(
+            &homeserver,
+            "!we ird/room?#%:example.org",
+            "txn1",
+            Some(Duration::from_secs(10)),
+        )
+        .unwrap();
+        assert_eq!(
+            url.as_str(),
+            "https://hs.example.org/prefix/_matrix/client/v3/rooms/!we%20ird%2Froom%3F%23%25:example.org\
+             /send/org.matrix.msc4143.rtc.member/txn1\
+             ?org.matrix.msc4354.sticky_duration_ms=3600000&org.matrix.msc4140.delay=10000"
+        );
+        let url = sticky_send_url(&homeserver, "!r:example.org", "txn2", None).unwrap();
+        assert_eq!(url.query(), Some("org.matrix.msc4354.sticky_duration_ms=3600000"));
+    }
 }

@@ -53,6 +53,17 @@ pub async fn post(url: &str, body: impl Into<reqwest::Body>) -> Answer {
     Answer { status, headers, body }
 }
 
+/// The claims of a JWT, decoded without checking the signature (LiveKit checks it when a test
+/// joins with the token).
+pub fn jwt_claims(jwt: &str) -> Value {
+    use base64::Engine as _;
+    let payload = jwt.split('.').nth(1).expect("a JWT has a payload");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("the payload is unpadded base64url");
+    serde_json::from_slice(&bytes).expect("the payload is JSON")
+}
+
 /// Two users of the stack's homeserver in a call room; alice logged in on device `ALICEDEV`.
 pub struct CallRoom {
     pub stack: StackInfo,
