@@ -39,14 +39,17 @@ impl StallingProxy {
         let flag = stalled.clone();
         tokio::spawn(async move {
             while let Ok((inbound, _)) = listener.accept().await {
-                let flag = flag.clone();
-                // Only connections open when `stall` is called stall.
                 let stall_this = Arc::new(AtomicBool::new(false));
                 let mine = stall_this.clone();
                 tokio::spawn(async move {
                     let Ok(outbound) = TcpStream::connect(target).await else { return };
                     forward(inbound, outbound, mine).await;
                 });
+                // Only connections open when `stall` is called stall; later ones flow.
+                if flag.load(Ordering::Acquire) {
+                    continue;
+                }
+                let flag = flag.clone();
                 tokio::spawn(async move {
                     while !flag.load(Ordering::Acquire) {
                         tokio::time::sleep(Duration::from_millis(10)).await;
