@@ -10,6 +10,9 @@
 //! * `cargo xtask bench record`: CPU time and peak memory of receiving and recording a 720p call
 //!   (video and audio), the program against the official LiveKit Python SDK.
 //! * `cargo xtask bench join`: from starting the program to its first frame in Element Call.
+//! * `cargo xtask bench connect`: from `connect` to the first video sent, and memory and threads
+//!   per connected room (1, 10, 50 rooms in one process), our Rust client against the official
+//!   LiveKit Python SDK.
 
 mod bench;
 mod demo;
@@ -73,6 +76,10 @@ enum BenchAction {
     /// From starting the program to its first frame in Element Call, by parts; and Element
     /// Call's own join on the same stack.
     Join(bench::JoinOptions),
+    /// Join 1, 10, 50 rooms in one process, each publishing a small video, with our Rust client
+    /// and with the LiveKit Python SDK, one after the other; compare the time from connect to
+    /// the first video sent, and memory and threads per connected room.
+    Connect(bench::ConnectOptions),
     /// Run a command, then write its CPU time and peak memory as JSON (used by `publish` and
     /// `record`).
     #[command(hide = true)]
@@ -97,7 +104,7 @@ enum DevstackAction {
     /// Install what is missing, start every service, wait until each answers
     /// (`DEVSTACK_LIVEKIT_LOG=debug` raises LiveKit's log level).
     Up,
-    /// Stop every service of the stack by its process id.
+    /// Stop every service of the stack (its whole process group), while its pid is provably ours.
     Down,
     /// Print what runs and where.
     Status,
@@ -125,6 +132,9 @@ fn main() -> anyhow::Result<()> {
                 bench::record(&options).await
             }
             Command::Bench { action: BenchAction::Join(options) } => bench::join(&options).await,
+            Command::Bench { action: BenchAction::Connect(options) } => {
+                bench::connect(&options).await
+            }
             Command::Bench {
                 action: BenchAction::Measure { report, timeout_seconds, term_on_stdin_eof, command },
             } => bench::measure(

@@ -43,30 +43,45 @@ pub(crate) fn python_sdk(layout: &Layout) -> anyhow::Result<PathBuf> {
 
 /// `cargo build --release -p livekit-str0m --example publish-bench`; returns the binary.
 pub(crate) fn build_rust_publisher(layout: &Layout) -> anyhow::Result<PathBuf> {
-    eprintln!("building the Rust publisher ({RUST_CRATE} example {RUST_EXAMPLE}, release)");
+    build_rust_example(
+        layout,
+        "the Rust publisher",
+        RUST_EXAMPLE,
+        "To measure the Python publisher alone, run `cargo xtask bench publish --only python \
+         --frames FILE` with a file of raw I420 frames.",
+    )
+}
+
+/// `cargo build --release -p livekit-str0m --example <example>`; returns the binary. `what`
+/// names it in messages; `hint` ends the error when the build fails.
+pub(crate) fn build_rust_example(
+    layout: &Layout,
+    what: &str,
+    example: &str,
+    hint: &str,
+) -> anyhow::Result<PathBuf> {
+    eprintln!("building {what} ({RUST_CRATE} example {example}, release)");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(cargo)
         .current_dir(&layout.workspace)
-        .args(["build", "--release", "-p", RUST_CRATE, "--example", RUST_EXAMPLE])
+        .args(["build", "--release", "-p", RUST_CRATE, "--example", example])
         .status()
         .context("cannot run cargo build")?;
     if !status.success() {
         bail!(
-            "building the Rust publisher failed ({status}; `cargo build --release -p {RUST_CRATE} \
-             --example {RUST_EXAMPLE}`, output above). To measure the Python publisher alone, \
-             run `cargo xtask bench publish --only python --frames FILE` with a file of raw I420 \
-             frames."
+            "building {what} failed ({status}; `cargo build --release -p {RUST_CRATE} \
+             --example {example}`, output above). {hint}"
         );
     }
-    let binary = layout.target().join("release/examples").join(RUST_EXAMPLE);
+    let binary = layout.target().join("release/examples").join(example);
     if !binary.is_file() {
-        bail!("cargo built the Rust publisher but {} does not exist", binary.display());
+        bail!("cargo built {what} but {} does not exist", binary.display());
     }
     Ok(binary)
 }
 
-/// `publish-bench generate`: writes `count` frames of a moving test pattern with sensor-like
-/// noise to `out`; returns its path.
+/// `publish-bench generate` (or `connect-bench generate`, which takes the same flags): writes
+/// `count` frames of a moving test pattern with sensor-like noise to `out`; returns its path.
 pub(crate) fn generate_frames(
     rust: &Path,
     (width, height): (u32, u32),
