@@ -68,7 +68,9 @@ impl SignalConnection {
             ConnectError::InvalidUrl("the token is not a valid header value".into())
         })?;
         request.headers_mut().insert("Authorization", bearer);
-        let connect = tokio_tungstenite::connect_async(request);
+        // Without TCP_NODELAY a request written right after another waits for the server's
+        // delayed acknowledgement (~40 ms a publish, measured).
+        let connect = tokio_tungstenite::connect_async_with_config(request, None, true);
         let (ws, _) = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
             Err(_) => {
                 return Err(ConnectError::Unreachable(format!(
