@@ -21,6 +21,10 @@ pub struct RoomOptions {
     pub frame_cryptor: Option<Arc<dyn FrameCryptor>>,
     /// How long to keep trying to rejoin after the connection was lost.
     pub reconnect_timeout: Duration,
+    /// Publish and subscribe on one peer connection (`/rtc/v1`, default), as current LiveKit
+    /// clients do; a server without that endpoint is joined with two (`/rtc`) automatically.
+    /// `false` always uses two.
+    pub single_peer_connection: bool,
 }
 
 impl Default for RoomOptions {
@@ -29,6 +33,7 @@ impl Default for RoomOptions {
             auto_subscribe: true,
             frame_cryptor: None,
             reconnect_timeout: Duration::from_secs(60),
+            single_peer_connection: true,
         }
     }
 }
@@ -39,6 +44,7 @@ impl std::fmt::Debug for RoomOptions {
             .field("auto_subscribe", &self.auto_subscribe)
             .field("frame_cryptor", &self.frame_cryptor.is_some())
             .field("reconnect_timeout", &self.reconnect_timeout)
+            .field("single_peer_connection", &self.single_peer_connection)
             .finish()
     }
 }

@@ -7,8 +7,8 @@ use prost::Message as _;
 
 use crate::engine::{Engine, EngineConfig, LocalAddrs, Output};
 
-/// An engine in a fresh session, as after a join.
-fn engine(now: Instant) -> Engine {
+/// An engine in a fresh session, as after a join on one or two peer connections.
+fn engine(now: Instant, single_pc: bool) -> Engine {
     let mut engine = Engine::new(EngineConfig::default(), now);
     let join = proto::JoinResponse {
         participant: Some(proto::ParticipantInfo {
@@ -16,7 +16,7 @@ fn engine(now: Instant) -> Engine {
             identity: "me".into(),
             ..Default::default()
         }),
-        subscriber_primary: true,
+        subscriber_primary: !single_pc,
         ping_interval: 5,
         ping_timeout: 15,
         ..Default::default()
@@ -25,7 +25,7 @@ fn engine(now: Instant) -> Engine {
         publisher: vec!["127.0.0.1:40000".parse().unwrap_or_else(|_| unreachable!())],
         subscriber: vec!["127.0.0.1:40001".parse().unwrap_or_else(|_| unreachable!())],
     };
-    engine.start_session(join, addrs, now);
+    engine.start_session(join, addrs, single_pc, now);
     engine
 }
 
@@ -44,7 +44,9 @@ pub fn signal_response(data: &[u8]) {
         return;
     };
     let now = Instant::now();
-    let mut engine = engine(now);
+    // The first byte picks the mode, so both kinds of session meet every message.
+    let single_pc = data.first().is_some_and(|b| b & 1 == 1);
+    let mut engine = engine(now, single_pc);
     drain(&mut engine);
     engine.handle_signal(message, now);
     drain(&mut engine);
@@ -55,7 +57,7 @@ pub fn signal_response(data: &[u8]) {
 /// Any text as the SDP of a server offer (subscriber) and of a server answer (publisher).
 pub fn server_sdp(sdp: &str) {
     let now = Instant::now();
-    let mut engine = engine(now);
+    let mut engine = engine(now, sdp.len() % 2 == 1);
     drain(&mut engine);
     let offer = proto::SessionDescription {
         r#type: "offer".into(),
@@ -98,7 +100,7 @@ pub fn candidate_init(json: &str) {
 pub fn datagram(data: &[u8]) {
     let _ = crate::stun::parse_binding_response(data);
     let now = Instant::now();
-    let mut engine = engine(now);
+    let mut engine = engine(now, false);
     drain(&mut engine);
     let from = "127.0.0.1:7882".parse().unwrap_or_else(|_| unreachable!());
     let to = "127.0.0.1:40001".parse().unwrap_or_else(|_| unreachable!());

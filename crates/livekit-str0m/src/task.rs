@@ -24,7 +24,7 @@ use crate::track::TrackRequest;
 
 /// An opened WebSocket, its first message as the core sees it, and (for a join) the sockets
 /// bound for the session.
-type OpenedSignal = (Opened, SignalConnection, Option<[Sockets; 2]>);
+type OpenedSignal = (Opened, SignalConnection, Option<Vec<Sockets>>);
 type Opening = Pin<Box<dyn Future<Output = Result<OpenedSignal, ConnectError>> + Send>>;
 type Resolving = Pin<Box<dyn Future<Output = Vec<SocketAddr>> + Send>>;
 
@@ -40,7 +40,7 @@ pub(crate) async fn run(
         let mut signal: Option<SignalLink> = None;
         let mut opening: Option<(u64, Opening)> = None;
         let mut closing: Vec<JoinHandle<()>> = Vec::new();
-        let mut sockets: Option<[Sockets; 2]> = None;
+        let mut sockets: Vec<Sockets> = Vec::new();
         let mut resolving: Option<Resolving> = None;
         let mut commands_open = true;
         let mut buffers = [vec![0u8; 2048], vec![0u8; 2048]];
@@ -63,10 +63,7 @@ pub(crate) async fn run(
                     }
                     Action::DropSignal => signal = None,
                     Action::Transmit { source, destination, contents } => {
-                        if let Some(sockets) = &sockets {
-                            let _ = sockets[0].send(source, destination, &contents)
-                                || sockets[1].send(source, destination, &contents);
-                        }
+                        let _ = sockets.iter().any(|s| s.send(source, destination, &contents));
                     }
                     Action::ResolveStun(urls) => resolving = Some(Box::pin(resolve_stun(urls))),
                     Action::Finished { reply } => {
@@ -91,7 +88,7 @@ pub(crate) async fn run(
                     };
                     if core.handle_opened(attempt, opened, Instant::now()) {
                         signal = connection.map(SignalConnection::into_link);
-                        if bound.is_some() {
+                        if let Some(bound) = bound {
                             sockets = bound;
                         }
                     }
@@ -137,14 +134,15 @@ async fn open(
     let mut connection = SignalConnection::open(&url, &token, &params).await?;
     match connection.first_message().await? {
         signal_response::Message::Join(join) => {
+            // A socket set per peer connection: one with a single peer connection.
             let ips = local_ips();
             let io = |e: std::io::Error| ConnectError::Io(e.to_string());
-            let bound =
-                [Sockets::bind(&ips).await.map_err(io)?, Sockets::bind(&ips).await.map_err(io)?];
-            let addrs = LocalAddrs {
-                publisher: bound[0].local_addrs(),
-                subscriber: bound[1].local_addrs(),
-            };
+            let mut bound = vec![Sockets::bind(&ips).await.map_err(io)?];
+            if !params.single_pc {
+                bound.push(Sockets::bind(&ips).await.map_err(io)?);
+            }
+            let addrs_of = |i: usize| bound.get(i).map(Sockets::local_addrs).unwrap_or_default();
+            let addrs = LocalAddrs { publisher: addrs_of(0), subscriber: addrs_of(1) };
             let loopback = connection.peer_is_loopback();
             Ok((Opened::Join { join, addrs, loopback }, connection, Some(bound)))
         }
@@ -190,14 +188,14 @@ async fn poll_resolving(resolving: &mut Option<Resolving>) -> Vec<SocketAddr> {
     }
 }
 
-/// A datagram on the session's `index`th socket set; pending without a session.
+/// A datagram on the session's `index`th socket set; pending while there is none.
 async fn recv_datagram(
-    sockets: &Option<[Sockets; 2]>,
+    sockets: &[Sockets],
     index: usize,
     buf: &mut [u8],
 ) -> std::io::Result<(usize, SocketAddr, SocketAddr)> {
-    match sockets {
-        Some(sockets) => sockets[index].recv(buf).await,
+    match sockets.get(index) {
+        Some(sockets) => sockets.recv(buf).await,
         None => std::future::pending().await,
     }
 }

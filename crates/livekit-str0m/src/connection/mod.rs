@@ -33,7 +33,7 @@ use crate::engine::{
 };
 use crate::error::{ConnectError, DisconnectCause};
 use crate::events::EventSender;
-use crate::signal::{Incoming, SignalParams};
+use crate::signal::{Incoming, NO_SUCH_ROOM, SignalParams};
 use crate::track::TrackRequest;
 use backoff::Backoff;
 use delivery::Delivery;
@@ -137,6 +137,8 @@ pub(crate) struct Connection {
     actions: VecDeque<Action>,
     engine_timeout: Instant,
     next_attempt: u64,
+    /// One peer connection (`/rtc/v1`) until the server shows it has no such endpoint.
+    single_pc: bool,
     now: Instant,
 }
 
@@ -159,8 +161,10 @@ impl Connection {
             actions: VecDeque::new(),
             engine_timeout: now,
             next_attempt: 0,
+            single_pc: false,
             now,
         };
+        connection.single_pc = connection.options.single_peer_connection;
         connection.join(None);
         connection
     }
@@ -389,7 +393,11 @@ impl Connection {
     /// Opens a WebSocket for a join.
     fn join(&mut self, rejoin: Option<Rejoin>) {
         let attempt = self.attempt();
-        let params = SignalParams { auto_subscribe: self.options.auto_subscribe, resume_sid: None };
+        let params = SignalParams {
+            auto_subscribe: self.options.auto_subscribe,
+            resume_sid: None,
+            single_pc: self.single_pc,
+        };
         self.actions.push_back(Action::OpenSignal { attempt, params, token: self.token.clone() });
         self.phase = Phase::Joining { attempt, rejoin };
     }
@@ -426,13 +434,24 @@ impl Connection {
             join.ice_servers.iter().flat_map(|s| s.urls.iter().cloned()).collect()
         };
         self.phase = Phase::Session;
-        self.engine.start_session(join, addrs, self.now);
+        self.engine.start_session(join, addrs, self.single_pc, self.now);
         if !stun.is_empty() {
             self.actions.push_back(Action::ResolveStun(stun));
         }
     }
 
     fn join_failed(&mut self, error: ConnectError, rejoin: Option<Rejoin>) {
+        if self.single_pc
+            && let ConnectError::Refused { status: 404, message } = &error
+            && !message.contains(NO_SUCH_ROOM)
+        {
+            // A server older than the single peer-connection endpoint (LiveKit < 1.9.10): the
+            // same join with two, at once; this connection stays with two from now on.
+            info!("the server has no single peer-connection endpoint; joining with two");
+            self.single_pc = false;
+            self.join(rejoin);
+            return;
+        }
         let Some(mut rejoin) = rejoin else {
             // Never connected: the caller of `connect` gets the error, no retries.
             self.fail_connect(error);
@@ -475,8 +494,11 @@ impl Connection {
         if let Phase::Resuming { attempt: current, .. } = &mut self.phase {
             *current = Some(attempt);
         }
-        let params =
-            SignalParams { auto_subscribe: self.options.auto_subscribe, resume_sid: Some(sid) };
+        let params = SignalParams {
+            auto_subscribe: self.options.auto_subscribe,
+            resume_sid: Some(sid),
+            single_pc: self.single_pc,
+        };
         self.actions.push_back(Action::OpenSignal { attempt, params, token: self.token.clone() });
     }
 

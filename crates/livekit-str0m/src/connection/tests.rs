@@ -505,3 +505,48 @@ fn ten_thousand_speaker_updates_to_a_reader_that_never_reads_hold_memory_flat() 
     assert_eq!(speaker_updates[0].len(), 1);
     assert!((speaker_updates[0][0].level - 0.99).abs() < 1e-6, "the newest level wins");
 }
+
+#[test]
+fn a_server_without_the_single_pc_endpoint_is_joined_with_two_at_once() {
+    let mut h = Harness::new(RoomOptions::default());
+    h.pump();
+    let Some(Action::OpenSignal { attempt, params, .. }) = h.actions.pop() else {
+        panic!("an opening: {:?}", h.actions)
+    };
+    assert!(params.single_pc, "one peer connection first");
+    let not_found = ConnectError::Refused { status: 404, message: "404 page not found".into() };
+    assert!(!h.core.handle_opened(attempt, Err(not_found), h.now));
+    h.pump();
+    let Some(Action::OpenSignal { attempt, params, .. }) = h.actions.pop() else {
+        panic!("a second opening at once: {:?}", h.actions)
+    };
+    assert!(!params.single_pc, "two peer connections after the 404");
+    assert!(h.core.handle_opened(attempt, Ok(joined()), h.now));
+    h.pump();
+    // The connection stays with two: a resume goes to `/rtc` too.
+    assert!(h.sent.iter().any(|m| matches!(m, signal_request::Message::Offer(_))));
+}
+
+#[test]
+fn a_missing_room_is_an_error_not_a_reason_to_fall_back() {
+    let mut h = Harness::new(RoomOptions::default());
+    let attempt = h.expect_open(None);
+    let missing = ConnectError::Refused { status: 404, message: NO_SUCH_ROOM.to_string() };
+    assert!(!h.core.handle_opened(attempt, Err(missing), h.now));
+    h.pump();
+    assert!(h.finished());
+    assert!(h.open_tokens().is_empty(), "no second attempt");
+    assert!(matches!(h.connected.try_recv(), Ok(Err(ConnectError::Refused { status: 404, .. }))));
+}
+
+#[test]
+fn two_peer_connections_when_asked() {
+    let options = RoomOptions { single_peer_connection: false, ..RoomOptions::default() };
+    let mut h = Harness::new(options);
+    h.pump();
+    assert!(
+        matches!(h.actions.as_slice(), [Action::OpenSignal { params, .. }] if !params.single_pc),
+        "{:?}",
+        h.actions
+    );
+}

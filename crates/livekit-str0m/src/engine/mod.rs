@@ -112,6 +112,9 @@ struct Session {
     participant_sid: String,
     identity: String,
     subscriber_primary: bool,
+    /// One peer connection (`/rtc/v1`): remote media arrives on the publisher connection, in
+    /// m-lines we offer receive-only when the server asks for them.
+    single_pc: bool,
     publisher: Peer,
     subscriber: Peer,
     started: Instant,
@@ -131,6 +134,11 @@ impl Session {
             PeerKind::Publisher => &mut self.publisher,
             PeerKind::Subscriber => &mut self.subscriber,
         }
+    }
+
+    /// The connection remote media arrives on.
+    fn media_peer(&self) -> PeerKind {
+        if self.single_pc { PeerKind::Publisher } else { PeerKind::Subscriber }
     }
 }
 
@@ -168,6 +176,7 @@ impl Engine {
         &mut self,
         join: proto::JoinResponse,
         addrs: LocalAddrs,
+        single_pc: bool,
         now: Instant,
     ) {
         self.end_session();
@@ -182,6 +191,7 @@ impl Engine {
             participant_sid = %participant.sid,
             server_version = join.server_info.as_ref().map(|s| s.version.as_str()).unwrap_or(&join.server_version),
             subscriber_primary = join.subscriber_primary,
+            single_pc,
             others = join.other_participants.len(),
             "joined"
         );
@@ -189,6 +199,7 @@ impl Engine {
             participant_sid: participant.sid.clone(),
             identity: participant.identity.clone(),
             subscriber_primary: join.subscriber_primary,
+            single_pc,
             publisher,
             subscriber,
             started: now,
@@ -282,6 +293,7 @@ impl Engine {
         match message {
             M::Offer(offer) => self.handle_subscriber_offer(offer, now),
             M::Answer(answer) => self.handle_publisher_answer(answer, now),
+            M::MediaSectionsRequirement(wanted) => self.handle_media_sections(wanted, now),
             M::Trickle(trickle) => self.handle_trickle(trickle, now),
             M::Update(update) => self.handle_participants(update.participants, now),
             M::TrackPublished(published) => self.handle_track_published(published, now),
@@ -567,7 +579,7 @@ impl Engine {
             Event::MediaAdded(added) if kind == PeerKind::Subscriber => {
                 self.handle_media_added(added, now)
             }
-            Event::MediaChanged(changed) if kind == PeerKind::Subscriber => {
+            Event::MediaChanged(changed) if kind == session.media_peer() => {
                 self.handle_media_changed(changed)
             }
             Event::MediaData(data) => self.handle_media_data(data, now),

@@ -3,7 +3,7 @@
 //! frames written to it, the share of its bandwidth estimate each track gets, and keyframes for
 //! new subscribers.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use livekit_protocol as proto;
@@ -17,6 +17,10 @@ use super::peer::PeerKind;
 use super::{Engine, EngineEvent, Output, codec_of, first_mid, sdp_error_for_log};
 use crate::e2ee::{FrameCodec, FrameContext};
 use crate::track::{LocalTrackOptions, OutgoingFrame, TrackKind};
+
+/// Receive-only m-lines one peer connection keeps at most (single peer connection): a
+/// server asking for more is broken or hostile.
+const MAX_RECEIVING: u32 = 256;
 
 /// When a new subscriber's keyframe is repeated. The server forwards the first one as soon as it
 /// binds the subscription, often before the subscriber's browser has the receiver that decodes
@@ -63,6 +67,17 @@ pub(super) struct Publishing {
     ice_restart: bool,
     /// The publisher connection's bandwidth estimate (TWCC), bits per second.
     egress_estimate: Option<u64>,
+    /// Single peer connection: receive-only m-lines the server asked for and the next offer
+    /// adds (audio, video).
+    receive_wanted: (u32, u32),
+    /// Single peer connection: the server needs a new offer even without new m-lines (it bound
+    /// a track to an m-line we have).
+    renegotiate: bool,
+    /// Single peer connection: our receive-only m-lines.
+    receiving: HashSet<Mid>,
+    /// The latest offer and the answer to it (for `sync_state` with one peer connection).
+    last_offer: Option<proto::SessionDescription>,
+    last_answer: Option<proto::SessionDescription>,
 }
 
 impl Publishing {
@@ -78,7 +93,30 @@ impl Publishing {
             keyframe_repeat: HashMap::new(),
             ice_restart: false,
             egress_estimate: None,
+            receive_wanted: (0, 0),
+            renegotiate: false,
+            receiving: HashSet::new(),
+            last_offer: None,
+            last_answer: None,
         }
+    }
+
+    /// Receive-only m-lines offered or still to offer.
+    #[cfg(test)]
+    pub(super) fn receive_lines(&self) -> usize {
+        self.receiving.len() + (self.receive_wanted.0 + self.receive_wanted.1) as usize
+    }
+
+    /// Whether `mid` is one of our receive-only m-lines (single peer connection).
+    pub(super) fn is_receiving(&self, mid: Mid) -> bool {
+        self.receiving.contains(&mid)
+    }
+
+    /// The latest offer and its answer.
+    pub(super) fn last_descriptions(
+        &self,
+    ) -> (Option<proto::SessionDescription>, Option<proto::SessionDescription>) {
+        (self.last_offer.clone(), self.last_answer.clone())
     }
 
     /// An offer awaits the server's answer.
@@ -451,10 +489,31 @@ impl Engine {
             api.add_channel("_reliable".into());
             session.publishing.publisher_channel = true;
         }
+        let (audios, mut videos) = std::mem::take(&mut session.publishing.receive_wanted);
+        if std::mem::take(&mut session.publishing.renegotiate)
+            && !api.has_changes()
+            && audios + videos == 0
+            && added.is_empty()
+        {
+            // str0m offers only when something changed: a spare receive-only m-line is the
+            // cheapest change (an ICE restart would disturb media), within the cap.
+            if session.publishing.receiving.len() < MAX_RECEIVING as usize {
+                videos = 1;
+            } else {
+                api.ice_restart(true);
+            }
+        }
+        let mut receiving = Vec::new();
+        for (kind, count) in [(MediaKind::Audio, audios), (MediaKind::Video, videos)] {
+            for _ in 0..count {
+                receiving.push(api.add_media(kind, Direction::RecvOnly, None, None, None));
+            }
+        }
         if std::mem::take(&mut session.publishing.ice_restart) {
             api.ice_restart(true);
         }
         let Some((offer, pending)) = api.apply() else { return };
+        session.publishing.receiving.extend(receiving);
         for (cid, mid) in added {
             if let Some(publication) = session.publishing.publications.get_mut(&cid) {
                 publication.mid = Some(mid);
@@ -468,9 +527,10 @@ impl Engine {
         }
         session.publishing.pending_offer = Some((id, pending));
         debug!(id, "publisher offer");
-        self.outputs.push_back(Output::Signal(signal_request::Message::Offer(
-            proto::SessionDescription { r#type: "offer".into(), sdp, id, ..Default::default() },
-        )));
+        let offer =
+            proto::SessionDescription { r#type: "offer".into(), sdp, id, ..Default::default() };
+        session.publishing.last_offer = Some(offer.clone());
+        self.outputs.push_back(Output::Signal(signal_request::Message::Offer(offer)));
         self.flush_local_candidates(PeerKind::Publisher);
         self.drain(PeerKind::Publisher, now);
     }
@@ -507,9 +567,54 @@ impl Engine {
         for candidate in queued {
             session.publisher.rtc.add_remote_candidate(candidate);
         }
+        let single_pc = session.single_pc;
+        let sync_state_due = single_pc && std::mem::take(&mut session.subscriptions.sync_state_due);
+        let mid_to_track = answer.mid_to_track_id.clone();
+        session.publishing.last_answer = Some(answer);
+        if single_pc {
+            self.bind_received_media(&mid_to_track, now);
+        }
+        if sync_state_due {
+            let state = self.sync_state();
+            self.outputs.push_back(Output::Signal(signal_request::Message::SyncState(state)));
+        }
         self.update_desired_bitrate();
         self.allocate_bitrate();
         self.drain(PeerKind::Publisher, now);
+        self.negotiate_publisher(now);
+    }
+
+    /// Single peer connection: the server has tracks for us and asks for receive-only m-lines
+    /// to send them on; the next offer adds them.
+    pub(super) fn handle_media_sections(
+        &mut self,
+        wanted: proto::MediaSectionsRequirement,
+        now: Instant,
+    ) {
+        let Some(session) = self.session.as_mut() else { return };
+        if !session.single_pc {
+            debug!("media sections asked for on two peer connections; ignored");
+            return;
+        }
+        let publishing = &mut session.publishing;
+        let (audios, videos) = &mut publishing.receive_wanted;
+        let room =
+            MAX_RECEIVING.saturating_sub(publishing.receiving.len() as u32 + *audios + *videos);
+        let (more_audios, more_videos) = (
+            wanted.num_audios.min(room),
+            wanted.num_videos.min(room - wanted.num_audios.min(room)),
+        );
+        if (more_audios, more_videos) != (wanted.num_audios, wanted.num_videos) {
+            warn!(
+                audios = wanted.num_audios,
+                videos = wanted.num_videos,
+                "the server asks for more receive m-lines than we keep; capped at {MAX_RECEIVING}"
+            );
+        }
+        *audios += more_audios;
+        *videos += more_videos;
+        publishing.renegotiate = true;
+        debug!(audios = more_audios, videos = more_videos, "receive m-lines asked for");
         self.negotiate_publisher(now);
     }
 

@@ -71,8 +71,13 @@ impl Subscriptions {
 impl Engine {
     /// Subscribes to or unsubscribes from a remote track (for `auto_subscribe: false`).
     pub(crate) fn set_subscribed(&mut self, track_sid: &str, subscribe: bool) {
-        if self.session.is_none() {
-            return;
+        let Some(session) = self.session.as_mut() else { return };
+        // The subscription ends now, whatever the server does with its m-line (with one peer
+        // connection it may not renegotiate at all).
+        if !subscribe && session.subscriptions.subscribed.remove(track_sid).is_some() {
+            self.outputs.push_back(Output::Event(EngineEvent::TrackUnsubscribed {
+                track_sid: track_sid.to_owned(),
+            }));
         }
         self.outputs.push_back(Output::Signal(signal_request::Message::Subscription(
             proto::UpdateSubscription {
@@ -105,7 +110,8 @@ impl Engine {
         }
         session.subscriptions.keyframe_retry.remove(&mid);
         session.subscriptions.last_keyframe_request.insert(mid, now);
-        match session.subscriber.rtc.writer(mid) {
+        let media_peer = session.media_peer();
+        match session.peer(media_peer).rtc.writer(mid) {
             Some(mut writer) if writer.is_request_keyframe_possible(KeyframeRequestKind::Pli) => {
                 match writer.request_keyframe(None, KeyframeRequestKind::Pli) {
                     Ok(()) => debug!(%mid, "keyframe requested from the publisher"),
@@ -114,7 +120,7 @@ impl Engine {
             }
             _ => debug!(%mid, "no keyframe request possible on this media"),
         }
-        self.drain(PeerKind::Subscriber, now);
+        self.drain(media_peer, now);
     }
 
     /// The server's offer on the subscriber connection: answer it.
@@ -323,12 +329,53 @@ impl Engine {
         }
     }
 
-    /// What the server needs to resynchronise after a resume: our latest subscriber answer, what
-    /// we are subscribed to and what we publish.
-    fn sync_state(&self) -> proto::SyncState {
+    /// Single peer connection: the server's answer bound remote tracks to our receive-only
+    /// m-lines (`mid_to_track_id`). A track on a new m-line becomes a subscription once its
+    /// info is known; an m-line given to another track ends the old subscription.
+    pub(super) fn bind_received_media(
+        &mut self,
+        mid_to_track: &HashMap<String, String>,
+        now: Instant,
+    ) {
+        let Some(session) = self.session.as_mut() else { return };
+        let mut bound = Vec::new();
+        for (mid, track_sid) in mid_to_track {
+            let mid = Mid::from(mid.as_str());
+            if !session.publishing.is_receiving(mid)
+                || session.subscriptions.subscribed.get(track_sid) == Some(&mid)
+                || session.subscriptions.pending_media.contains(&(mid, track_sid.clone()))
+            {
+                continue;
+            }
+            if let Some(previous) = session.subscriptions.track_at(mid) {
+                session.subscriptions.subscribed.remove(&previous);
+                self.outputs.push_back(Output::Event(EngineEvent::TrackUnsubscribed {
+                    track_sid: previous,
+                }));
+            }
+            session.subscriptions.pending_media.push((mid, track_sid.clone()));
+            bound.push(mid);
+        }
+        self.check_subscriptions();
+        // Video starts with a keyframe (audio m-lines cannot ask; the request is skipped).
+        for mid in bound {
+            self.request_keyframe_mid(mid, now);
+        }
+    }
+
+    /// What the server needs to resynchronise after a resume: the latest descriptions, what we
+    /// are subscribed to and what we publish. With two peer connections that is our latest
+    /// subscriber answer; with one, the publisher connection's latest offer and answer.
+    pub(super) fn sync_state(&self) -> proto::SyncState {
         let Some(session) = self.session.as_ref() else { return proto::SyncState::default() };
+        let (offer, answer) = if session.single_pc {
+            session.publishing.last_descriptions()
+        } else {
+            (None, session.subscriptions.last_subscriber_answer.clone())
+        };
         proto::SyncState {
-            answer: session.subscriptions.last_subscriber_answer.clone(),
+            offer,
+            answer,
             subscription: Some(proto::UpdateSubscription {
                 track_sids: session.subscriptions.subscribed.keys().cloned().collect(),
                 subscribe: true,

@@ -60,7 +60,7 @@ pub(crate) fn join() -> proto::JoinResponse {
 pub(crate) fn started(now: Instant) -> Engine {
     let mut engine = Engine::new(EngineConfig::default(), now);
     let addrs = LocalAddrs { publisher: vec![addr(PUBLISHER)], subscriber: vec![addr(SUBSCRIBER)] };
-    engine.start_session(join(), addrs, now);
+    engine.start_session(join(), addrs, false, now);
     engine
 }
 

@@ -777,7 +777,7 @@ fn a_remote_audio_track_becomes_an_audio_subscription_with_levels() {
     mic.mime_type = "audio/red".into();
     joined.other_participants[0].tracks = vec![mic];
     let addrs = LocalAddrs { publisher: vec![addr(PUBLISHER)], subscriber: vec![addr(SUBSCRIBER)] };
-    engine.start_session(joined, addrs, now);
+    engine.start_session(joined, addrs, false, now);
     drain(&mut engine);
 
     let mut server = FakeServer::new(now);
@@ -863,4 +863,112 @@ fn every_peer_connection_of_the_process_shares_one_dtls_certificate() {
     let fingerprint = |rtc: &mut Rtc| rtc.direct_api().local_dtls_fingerprint().to_string();
     assert_eq!(fingerprint(&mut a), fingerprint(&mut b));
     assert!(process_dtls_cert().is_some(), "the aws-lc-rs provider makes certificates");
+}
+
+/// One peer connection: remote media arrives in receive-only m-lines we add when the server
+/// asks, bound to tracks by the answer's `mid_to_track_id`.
+#[test]
+fn with_one_peer_connection_remote_media_arrives_in_the_m_lines_the_server_asked_for() {
+    let mut now = Instant::now();
+    let mut engine = Engine::new(EngineConfig::default(), now);
+    let addrs = LocalAddrs { publisher: vec![addr(PUBLISHER)], subscriber: vec![] };
+    let single = proto::JoinResponse { subscriber_primary: false, ..join() };
+    engine.start_session(single, addrs, true, now);
+    let (signals, _, _) = drain(&mut engine);
+    let Some(signal_request::Message::Offer(first)) = signals.last() else {
+        panic!("the first offer goes out at once: {signals:?}")
+    };
+    let mut server = FakeServer::new(now);
+    let answer = answer_from(&mut server, first);
+    engine.handle_signal(signal_response::Message::Answer(answer), now);
+    pump(&mut engine, &mut server, &mut now, |events, _| {
+        events.iter().any(|e| matches!(e, EngineEvent::Connected))
+    });
+
+    // The server has bob's video for us and asks for a place to send it.
+    let wanted = proto::MediaSectionsRequirement { num_audios: 0, num_videos: 1 };
+    engine.handle_signal(signal_response::Message::MediaSectionsRequirement(wanted), now);
+    let (signals, _, _) = drain(&mut engine);
+    let Some(signal_request::Message::Offer(offer)) = signals.last() else {
+        panic!("a new offer: {signals:?}")
+    };
+    assert!(offer.sdp.contains("a=recvonly"), "a receive-only m-line: {}", offer.sdp);
+    let mid = offer
+        .sdp
+        .lines()
+        .filter_map(|l| l.strip_prefix("a=mid:"))
+        .next_back()
+        .expect("mids")
+        .to_owned();
+    let mut answer = answer_from(&mut server, offer);
+    answer.mid_to_track_id.insert(mid.clone(), "TR_bob".into());
+    engine.handle_signal(signal_response::Message::Answer(answer), now);
+    let (events, _) = pump(&mut engine, &mut server, &mut now, |events, _| {
+        events.iter().any(|e| matches!(e, EngineEvent::TrackSubscribed(_)))
+    });
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, EngineEvent::TrackSubscribed(i) if i.track_sid == "TR_bob")),
+        "{events:?}"
+    );
+
+    let payload = [0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x40, 0x01, 0xf0, 0x00, 0xaa, 0xbb];
+    let mid = str0m::media::Mid::from(mid.as_str());
+    let mut frame = None;
+    for i in 0..30u64 {
+        let writer = server.rtc.writer(mid).expect("the server sends on our m-line");
+        let pt = writer.payload_params().next().expect("a codec").pt();
+        let time = MediaTime::new(i * 3000, str0m::media::Frequency::NINETY_KHZ);
+        writer.write(pt, now, time, payload.to_vec()).expect("write");
+        let (events, _) = pump(&mut engine, &mut server, &mut now, |events, _| {
+            events.iter().any(|e| matches!(e, EngineEvent::Frame { .. }))
+        });
+        frame = events.into_iter().find_map(|e| match e {
+            EngineEvent::Frame { track_sid, frame } => Some((track_sid, frame)),
+            _ => None,
+        });
+        if frame.is_some() {
+            break;
+        }
+    }
+    let (track_sid, frame) = frame.expect("a frame arrives");
+    assert_eq!(track_sid, "TR_bob");
+    assert_eq!(frame.data, payload);
+
+    // Unsubscribing ends the track at once (the server may not renegotiate).
+    engine.set_subscribed("TR_bob", false);
+    let (_, _, events) = drain(&mut engine);
+    assert!(
+        events.iter().any(
+            |e| matches!(e, EngineEvent::TrackUnsubscribed { track_sid } if track_sid == "TR_bob")
+        ),
+        "{events:?}"
+    );
+
+    // A renegotiation asked for without new m-lines still makes an offer.
+    let again = proto::MediaSectionsRequirement { num_audios: 0, num_videos: 0 };
+    engine.handle_signal(signal_response::Message::MediaSectionsRequirement(again), now);
+    let (signals, _, _) = drain(&mut engine);
+    assert!(signals.iter().any(|m| matches!(m, signal_request::Message::Offer(_))), "{signals:?}");
+}
+
+#[test]
+fn a_server_asking_for_endless_m_lines_is_capped() {
+    let now = Instant::now();
+    let mut engine = Engine::new(EngineConfig::default(), now);
+    let addrs = LocalAddrs { publisher: vec![addr(PUBLISHER)], subscriber: vec![] };
+    engine.start_session(
+        proto::JoinResponse { subscriber_primary: false, ..join() },
+        addrs,
+        true,
+        now,
+    );
+    drain(&mut engine);
+    let wanted = proto::MediaSectionsRequirement { num_audios: u32::MAX, num_videos: u32::MAX };
+    engine.handle_signal(signal_response::Message::MediaSectionsRequirement(wanted), now);
+    drain(&mut engine);
+    let session = engine.session.as_ref().expect("session");
+    let lines = session.publishing.receive_lines();
+    assert_eq!(lines, 256, "capped, and the cap offered");
 }

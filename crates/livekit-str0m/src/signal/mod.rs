@@ -19,7 +19,7 @@ use tracing::{debug, trace};
 
 use crate::error::ConnectError;
 pub(crate) use link::SignalLink;
-pub(crate) use url::{SignalParams, redacted, redacted_str, signal_url};
+pub(crate) use url::{NO_SUCH_ROOM, SignalParams, redacted, redacted_str, signal_url};
 
 /// How long opening the WebSocket may take.
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
