@@ -19,7 +19,10 @@ use rtc_test_support::{SecondSfu, StackInfo};
 
 /// The Synapse version installed from PyPI.
 pub(crate) const SYNAPSE_VERSION: &str = "1.163.2";
-/// The LiveKit server version installed with `go install`.
+/// The LiveKit server version installed with `go install`: the newest that can be. From 1.13.6
+/// on, the server's go.mod replaces pion's webrtc, dtls and ice with LiveKit forks, so `go install`
+/// refuses it ("The go.mod file for the module providing named packages contains one or more
+/// replace directives"), and the module proxy does not serve the forks to build it otherwise.
 pub(crate) const LIVEKIT_VERSION: &str = "1.13.5";
 /// The LiveKit API key of the stack.
 const LIVEKIT_API_KEY: &str = "devkey";
