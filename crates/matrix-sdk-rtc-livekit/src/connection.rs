@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use livekit_str0m::{DisconnectCause, RemoteTrack, Room, RoomEvent, RoomEvents, RoomOptions};
 use matrix_sdk::Client;
+use matrix_sdk_rtc::backoff::Backoff;
 use matrix_sdk_rtc::media_keys::MediaKeyExchange;
 use matrix_sdk_rtc::{CallState, LiveKitConnection, RtcError};
 use std::sync::Arc;
@@ -334,7 +335,7 @@ async fn follow_remote_sfus(context: Context, mut stop: watch::Receiver<bool>) {
 
 /// One subscribe-only connection, reconnected (with fresh credentials) until told to stop.
 async fn remote_sfu(context: Context, service_url: String, mut stop: watch::Receiver<bool>) {
-    let mut delay = REMOTE_RETRY;
+    let mut backoff = Backoff::new(REMOTE_RETRY, REMOTE_RETRY_MAX);
     loop {
         let attempt = async {
             let request = TokenRequest {
@@ -354,10 +355,10 @@ async fn remote_sfu(context: Context, service_url: String, mut stop: watch::Rece
             result = attempt => result,
             () = stopped(&mut stop) => return,
         };
-        match result {
+        let delay = match result {
             Ok((room, events, info)) => {
                 tracing::info!(livekit = %info.livekit_url, room = %info.room, "subscribed on another member's SFU");
-                delay = REMOTE_RETRY;
+                backoff.reset();
                 context.events.send(CallEvent::Connected(info.clone()));
                 let routed = route(events, info.livekit_url.clone(), context_call_sink(&context));
                 let cause = tokio::select! {
@@ -369,17 +370,18 @@ async fn remote_sfu(context: Context, service_url: String, mut stop: watch::Rece
                 };
                 tracing::warn!(cause = ?cause.map(|c| c.to_string()), "the subscribe-only connection ended");
                 drop(room);
+                backoff.next_delay()
             }
             Err(error) => {
+                let delay = backoff.next_delay();
                 tracing::warn!(%error, retry_in = ?delay, "cannot subscribe on another member's SFU");
+                delay
             }
-        }
-        let wait = tokio::time::sleep(delay);
+        };
         tokio::select! {
-            () = wait => {}
+            () = tokio::time::sleep(delay) => {}
             () = stopped(&mut stop) => return,
         }
-        delay = (delay * 2).min(REMOTE_RETRY_MAX);
     }
 }
 
