@@ -130,6 +130,11 @@ impl Engine {
         now: Instant,
     ) {
         let Some(session) = self.session.as_mut() else { return };
+        if session.single_pc {
+            // With one peer connection we offer, never the server.
+            warn!(id = offer.id, "a server offer on a single peer connection; ignored");
+            return;
+        }
         let parsed = match SdpOffer::from_sdp_string(&offer.sdp) {
             Ok(parsed) => parsed,
             Err(error) => {
