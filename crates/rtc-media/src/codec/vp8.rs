@@ -29,7 +29,11 @@ pub struct Vp8EncoderConfig {
     pub fps: u32,
     /// Longest distance between keyframes, in frames; others come on request. Default 10 s.
     pub keyframe_interval: u32,
-    /// Encoder threads. Default 1.
+    /// Encoder threads; 0 (the default) lets [`Vp8Encoder`] choose as libwebrtc does from the
+    /// frame size and the machine's cores: 1 up to 640x480 (and whenever fewer than 3 cores),
+    /// 2 above (3 with 6 cores or more), 3 above 1280x960 with 6 cores, 8 from 1920x1080 with
+    /// more than 8 cores. Every extra libvpx thread is an OS thread with its own macroblock
+    /// state, which only pays off on large pictures.
     pub threads: u32,
     /// libvpx speed (`-16`..`16`; higher is faster, lower quality; negative values let libvpx
     /// raise the speed when a frame would miss its real-time deadline). Default -6, libwebrtc's
@@ -38,7 +42,10 @@ pub struct Vp8EncoderConfig {
     pub cpu_used: i32,
     /// libvpx's temporal denoiser (`VP8E_SET_NOISE_SENSITIVITY`, 0 = off … 4 = adaptive), as
     /// libwebrtc uses for cameras (4 on x86, 1 on ARM). It spends CPU to save bits on noisy
-    /// pictures. Default 0 (off).
+    /// pictures, and memory: it keeps its own running-average copy of every reference frame
+    /// (with libvpx 1.12, 370 KiB more per encoder at 160x120, 2.6 MiB at 640x360, 9 MiB at
+    /// 1280x720; see `examples/encoder-memory.rs`). Default 0 (off): generated and screen
+    /// pictures have no sensor noise to remove; a camera source may turn it on.
     pub noise_sensitivity: i32,
 }
 
@@ -51,7 +58,7 @@ impl Vp8EncoderConfig {
             bitrate: 1_700_000,
             fps: 30,
             keyframe_interval: 300,
-            threads: 1,
+            threads: 0,
             cpu_used: -6,
             noise_sensitivity: 0,
         }
@@ -72,7 +79,42 @@ fn error_text(ctx: &vpx::vpx_codec_ctx_t, code: vpx::vpx_codec_err_t) -> String 
     }
 }
 
+/// The number of encoder threads libwebrtc picks for `width × height` on `cores` cores
+/// (`LibvpxVp8Encoder::NumberOfThreads`, desktop): one thread up to VGA.
+fn threads_for(width: u32, height: u32, cores: usize) -> u32 {
+    let pixels = u64::from(width) * u64::from(height);
+    if pixels >= 1920 * 1080 && cores > 8 {
+        8
+    } else if pixels > 1280 * 960 && cores >= 6 {
+        3
+    } else if pixels > 640 * 480 && cores >= 3 {
+        if cores >= 6 { 3 } else { 2 }
+    } else {
+        1
+    }
+}
+
+/// `VP8E_SET_TOKEN_PARTITIONS` (log2 of the number of partitions) for `threads` threads: one
+/// partition for one thread, as libwebrtc; otherwise one per thread, up to VP8's 8. A libvpx
+/// built with `--enable-onthefly-bitpacking` refuses fewer partitions than threads; any VP8
+/// decoder reads several (RFC 6386, section 9.5), and they still come out as one frame.
+fn token_partitions(threads: u32) -> i32 {
+    (u32::BITS - threads.saturating_sub(1).leading_zeros()).min(3) as i32
+}
+
 /// A VP8 encoder.
+///
+/// Memory: libvpx allocates everything when the encoder is created (and again on a size
+/// change), nearly all of it proportional to the frame size. With Debian's libvpx 1.12 one
+/// encoder costs about 1.1 MiB of resident memory at 160x120, 8.5 MiB at 640x360 and 31 MiB at
+/// 1280x720 (`cargo run --release -p rtc-media --example encoder-memory`). Most of it is libvpx's
+/// whole-frame token buffer (384 tokens of 16 bytes per macroblock: 480 KiB at 160x120, 21 MiB
+/// at 1280x720, zeroed at creation), then its frame buffers (four references, a post-processing
+/// frame, a two-frame look-ahead even without look-ahead, each with 32-pixel borders) and its
+/// 182 KiB encoder state. No setting of the encoder shrinks the token buffer; a libvpx
+/// configured with `--enable-realtime-only --enable-onthefly-bitpacking` (which writes the
+/// same bitstream) keeps the tokens of one macroblock per thread instead: about 700 KiB at
+/// 160x120, 3.1 MiB at 640x360 and 10 MiB at 1280x720 (see the crate's README).
 pub struct Vp8Encoder {
     ctx: Box<vpx::vpx_codec_ctx_t>,
     cfg: vpx::vpx_codec_enc_cfg_t,
@@ -123,7 +165,6 @@ impl Vp8Encoder {
         cfg.g_w = config.width;
         cfg.g_h = config.height;
         cfg.g_timebase = vpx::vpx_rational { num: 1, den: TIMEBASE };
-        cfg.g_threads = config.threads.max(1);
         cfg.g_lag_in_frames = 0;
         cfg.g_error_resilient = vpx::VPX_ERROR_RESILIENT_DEFAULT;
         cfg.g_pass = vpx::vpx_enc_pass::VPX_RC_ONE_PASS;
@@ -148,6 +189,14 @@ impl Vp8Encoder {
     }
 
     fn init(&mut self) -> Result<(), CodecError> {
+        self.cfg.g_threads = match self.config.threads {
+            0 => threads_for(
+                self.cfg.g_w,
+                self.cfg.g_h,
+                std::thread::available_parallelism().map_or(1, usize::from),
+            ),
+            threads => threads,
+        };
         // SAFETY: ctx and cfg are valid and owned; the ABI version matches the bindings.
         let code = unsafe {
             vpx::vpx_codec_enc_init_ver(
@@ -172,7 +221,10 @@ impl Vp8Encoder {
                 self.config.noise_sensitivity.clamp(0, 6),
             ),
             (vpx::vp8e_enc_control_id::VP8E_SET_STATIC_THRESHOLD as i32, 1),
-            (vpx::vp8e_enc_control_id::VP8E_SET_TOKEN_PARTITIONS as i32, 0),
+            (
+                vpx::vp8e_enc_control_id::VP8E_SET_TOKEN_PARTITIONS as i32,
+                token_partitions(self.cfg.g_threads),
+            ),
         ] {
             // SAFETY: the context is initialised; these controls take an int.
             let code = unsafe { vpx::vpx_codec_control_(&mut *self.ctx, control, value) };
@@ -197,6 +249,12 @@ impl Vp8Encoder {
     /// The configuration in use.
     pub fn config(&self) -> &Vp8EncoderConfig {
         &self.config
+    }
+
+    /// The number of threads libvpx was given for the current frame size (see
+    /// [`Vp8EncoderConfig::threads`]).
+    pub fn threads(&self) -> u32 {
+        self.cfg.g_threads
     }
 }
 
@@ -493,6 +551,43 @@ mod tests {
             assert!(encoded.keyframe, "a new size starts with a keyframe");
             let decoded = decoder.decode(&encoded.data).unwrap().unwrap();
             assert_eq!((decoded.width(), decoded.height()), (w, h));
+        }
+    }
+
+    #[test]
+    fn threads_follow_libwebrtc_by_size_and_cores() {
+        // One thread up to VGA, whatever the machine.
+        for (w, h) in [(160, 120), (320, 240), (640, 360), (640, 480)] {
+            assert_eq!(threads_for(w, h, 64), 1, "{w}x{h}");
+        }
+        assert_eq!(threads_for(1280, 720, 2), 1);
+        assert_eq!(threads_for(1280, 720, 4), 2);
+        assert_eq!(threads_for(1280, 720, 8), 3);
+        assert_eq!(threads_for(1920, 1080, 8), 3);
+        assert_eq!(threads_for(1920, 1080, 16), 8);
+
+        let mut encoder = Vp8Encoder::new(Vp8EncoderConfig::new(160, 120)).unwrap();
+        assert_eq!(encoder.threads(), 1);
+        // A size change chooses again; an explicit number is kept.
+        encoder.encode(&TestPattern::RED.render(1280, 720, 0)).unwrap();
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        assert_eq!(encoder.threads(), threads_for(1280, 720, cores));
+        assert_eq!([1, 2, 3, 4, 5, 8, 9, 64].map(token_partitions), [0, 1, 2, 2, 3, 3, 3, 3]);
+
+        let mut config = Vp8EncoderConfig::new(1280, 720);
+        config.threads = 2;
+        let mut encoder = Vp8Encoder::new(config).unwrap();
+        assert_eq!(encoder.threads(), 2);
+        let mut decoder = Vp8Decoder::new().unwrap();
+        let frames = super::super::round_trip(
+            &mut encoder,
+            &mut decoder,
+            TestPattern::Moving,
+            (1280, 720),
+            4,
+        );
+        for (i, (_, decoded)) in frames.iter().enumerate() {
+            assert_eq!(read_counter(decoded), Some(i as u64), "frame {i}");
         }
     }
 
