@@ -616,7 +616,10 @@ fn new_rtc(now: Instant, addrs: &[SocketAddr], estimate_bandwidth: bool) -> Rtc 
         .enable_vp8(true)
         .enable_h264(true)
         .enable_opus(true, false)
-        .set_stats_interval(None);
+        .set_stats_interval(None)
+        // Packets kept for retransmission: about a second at 720p. An older one would arrive
+        // after its frame's time (and the SFU keeps its own history for its subscribers).
+        .set_send_buffer_video(VIDEO_SEND_HISTORY);
     if estimate_bandwidth {
         builder = builder.enable_bwe(Some(Bitrate::bps(INITIAL_BANDWIDTH_ESTIMATE)));
     }
@@ -634,6 +637,9 @@ fn new_rtc(now: Instant, addrs: &[SocketAddr], estimate_bandwidth: bool) -> Rtc 
     }
     rtc
 }
+
+/// Video packets each peer connection keeps for retransmission (str0m's default is 1,000).
+const VIDEO_SEND_HISTORY: usize = 300;
 
 /// The DTLS certificate of every peer connection of this process, made once: generating a key
 /// pair per connection costs time and memory for no gain (browsers keep one per origin too; the

@@ -40,6 +40,21 @@ pub(crate) struct SignalConnection {
 pub(crate) const TLS_BACKEND: &str =
     if cfg!(feature = "native-tls") { "native-tls" } else { "rustls" };
 
+/// Buffers sized for LiveKit's signalling (messages of a few KiB, a join response of a big room
+/// some hundred) rather than tungstenite's defaults (128 KiB each way per connection), and a
+/// bound on what a server may make us hold for one message.
+fn ws_config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(16 * 1024)
+        .write_buffer_size(0)
+        .max_message_size(Some(MAX_SIGNAL_MESSAGE))
+        .max_frame_size(Some(MAX_SIGNAL_MESSAGE))
+}
+
+/// The largest signalling message we accept (LiveKit limits what it reads from clients to
+/// 2 MiB; what it sends is smaller than a client's offers in practice).
+const MAX_SIGNAL_MESSAGE: usize = 8 << 20;
+
 /// What arrived on the WebSocket.
 // Moved once from the socket to the engine; boxing would only add an allocation.
 #[allow(clippy::large_enum_variant)]
@@ -70,7 +85,8 @@ impl SignalConnection {
         request.headers_mut().insert("Authorization", bearer);
         // Without TCP_NODELAY a request written right after another waits for the server's
         // delayed acknowledgement (~40 ms a publish, measured).
-        let connect = tokio_tungstenite::connect_async_with_config(request, None, true);
+        let connect =
+            tokio_tungstenite::connect_async_with_config(request, Some(ws_config()), true);
         let (ws, _) = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
             Err(_) => {
                 return Err(ConnectError::Unreachable(format!(
