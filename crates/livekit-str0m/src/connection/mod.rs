@@ -134,6 +134,8 @@ pub(crate) struct Connection {
     trouble_since: Option<Instant>,
     /// Requests made while the WebSocket was down.
     held: VecDeque<signal_request::Message>,
+    /// Held requests dropped (the oldest) during this outage.
+    held_dropped: u64,
     actions: VecDeque<Action>,
     engine_timeout: Instant,
     next_attempt: u64,
@@ -158,6 +160,7 @@ impl Connection {
             phase: Phase::Closed,
             trouble_since: None,
             held: VecDeque::new(),
+            held_dropped: 0,
             actions: VecDeque::new(),
             engine_timeout: now,
             next_attempt: 0,
@@ -419,6 +422,7 @@ impl Connection {
         }
         self.trouble_since = None;
         self.held.clear();
+        self.held_dropped = 0;
         self.delivery.clear_remote();
         {
             let mut local = self.shared.local.lock().unwrap_or_else(|e| e.into_inner());
@@ -504,7 +508,8 @@ impl Connection {
 
     fn resumed(&mut self, response: proto::ReconnectResponse) {
         let since = self.trouble_since.take().unwrap_or(self.now);
-        info!(elapsed = ?self.now - since, "resumed");
+        let dropped = std::mem::take(&mut self.held_dropped);
+        info!(elapsed = ?self.now - since, requests_dropped = dropped, "resumed");
         self.phase = Phase::Session;
         self.engine.resume(response, self.now);
         for message in self.held.drain(..) {
@@ -551,7 +556,10 @@ impl Connection {
             return;
         }
         if self.held.len() == HELD_REQUESTS {
-            warn!("signalling requests dropped while the connection is down");
+            if self.held_dropped == 0 {
+                warn!("signalling requests dropped while the connection is down (the oldest)");
+            }
+            self.held_dropped += 1;
             self.held.pop_front();
         }
         self.held.push_back(message);

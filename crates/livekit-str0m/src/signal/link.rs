@@ -1,8 +1,11 @@
 //! An open signalling connection split in two: the connection task reads, a small writer task
 //! sends. Sending never makes the connection task wait: a request is queued, and a server (or
-//! a proxy) that stops reading fills the queue or makes a send miss its deadline, which breaks
-//! the link (and the session resumes on a new one) instead of freezing media and timers.
+//! a proxy) that stops reading makes a write miss its deadline or the queue outgrow its byte
+//! bound, which breaks the link (and the session resumes on a new one) instead of freezing
+//! media and timers. A burst (a resumed session's held requests) fits easily.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures_util::stream::{SplitSink, SplitStream};
@@ -15,8 +18,8 @@ use tokio_tungstenite::tungstenite::Message;
 
 use super::{Incoming, WebSocket, decode};
 
-/// Requests waiting for the socket; more means the server is not reading.
-const SEND_QUEUE: usize = 256;
+/// Bytes of requests waiting for the socket; more means the server is not reading.
+const MAX_QUEUED_BYTES: usize = 1 << 20;
 /// How long one WebSocket write may take.
 pub(crate) const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a polite close may take.
@@ -30,7 +33,9 @@ enum Outgoing {
 /// The two halves of an open signalling connection.
 pub(crate) struct SignalLink {
     reader: SplitStream<WebSocket>,
-    writer: mpsc::Sender<Outgoing>,
+    writer: mpsc::UnboundedSender<Outgoing>,
+    /// Bytes queued for the writer and not written yet.
+    queued: Arc<AtomicUsize>,
     /// Why the writer gave up, once it did.
     writer_failed: oneshot::Receiver<String>,
     writer_task: Option<JoinHandle<()>>,
@@ -39,22 +44,26 @@ pub(crate) struct SignalLink {
 impl SignalLink {
     pub(super) fn new(ws: WebSocket) -> Self {
         let (sink, reader) = ws.split();
-        let (writer, queue) = mpsc::channel(SEND_QUEUE);
+        let (writer, queue) = mpsc::unbounded_channel();
         let (failed_tx, writer_failed) = oneshot::channel();
-        let writer_task = tokio::spawn(write_loop(sink, queue, failed_tx));
-        Self { reader, writer, writer_failed, writer_task: Some(writer_task) }
+        let queued = Arc::new(AtomicUsize::new(0));
+        let writer_task = tokio::spawn(write_loop(sink, queue, queued.clone(), failed_tx));
+        Self { reader, writer, queued, writer_failed, writer_task: Some(writer_task) }
     }
 
-    /// Queues a request; an error (the queue is full or the writer failed) means the link is
-    /// broken.
+    /// Queues a request; an error (too much waits unsent, or the writer failed) means the link
+    /// is broken.
     pub(crate) fn send(&self, message: signal_request::Message) -> Result<(), String> {
         let bytes = SignalRequest { message: Some(message) }.encode_to_vec();
-        self.writer.try_send(Outgoing::Request(bytes)).map_err(|error| match error {
-            mpsc::error::TrySendError::Full(_) => {
-                format!("{SEND_QUEUE} signal requests wait unsent: the server is not reading")
-            }
-            mpsc::error::TrySendError::Closed(_) => "the signal writer stopped".to_owned(),
-        })
+        let queued = self.queued.fetch_add(bytes.len(), Ordering::AcqRel) + bytes.len();
+        if queued > MAX_QUEUED_BYTES {
+            return Err(format!(
+                "{queued} bytes of signal requests wait unsent: the server is not reading"
+            ));
+        }
+        self.writer
+            .send(Outgoing::Request(bytes))
+            .map_err(|_| "the signal writer stopped".to_owned())
     }
 
     /// The next message; `Closed` also when the writer failed.
@@ -82,7 +91,7 @@ impl SignalLink {
     pub(crate) async fn close(mut self) {
         let writer_task = self.writer_task.take();
         let closing = async {
-            let _ = self.writer.send(Outgoing::Close).await;
+            let _ = self.writer.send(Outgoing::Close);
             while let Some(Ok(_)) = self.reader.next().await {}
             if let Some(task) = writer_task {
                 let _ = task.await;
@@ -103,14 +112,18 @@ impl Drop for SignalLink {
 
 async fn write_loop(
     mut sink: SplitSink<WebSocket, Message>,
-    mut queue: mpsc::Receiver<Outgoing>,
+    mut queue: mpsc::UnboundedReceiver<Outgoing>,
+    queued: Arc<AtomicUsize>,
     failed: oneshot::Sender<String>,
 ) {
     while let Some(outgoing) = queue.recv().await {
         let (result, what) = match outgoing {
             Outgoing::Request(bytes) => {
+                let len = bytes.len();
                 let write = sink.send(Message::Binary(bytes.into()));
-                (tokio::time::timeout(SEND_TIMEOUT, write).await, "send")
+                let result = tokio::time::timeout(SEND_TIMEOUT, write).await;
+                queued.fetch_sub(len, Ordering::AcqRel);
+                (result, "send")
             }
             Outgoing::Close => (tokio::time::timeout(SEND_TIMEOUT, sink.close()).await, "close"),
         };
