@@ -62,6 +62,7 @@ def _parse_args() -> argparse.Namespace:
     parser.add_argument("--fps", type=int, required=True)
     parser.add_argument("--bitrate", type=int, default=100_000, help="maximum bitrate, bit/s")
     parser.add_argument("--rooms", default="1,10,50", help="where to measure, comma-separated")
+    parser.add_argument("--codec", choices=["vp8", "h264"], default="vp8")
     parser.add_argument("--settle", type=float, default=5.0, help="seconds before each sample")
     args = parser.parse_args()
     if args.width <= 0 or args.height <= 0 or args.width % 2 or args.height % 2:
@@ -175,7 +176,7 @@ async def _connect_all(args: argparse.Namespace, url: str, tokens: list[str]) ->
             options = rtc.TrackPublishOptions(
                 source=rtc.TrackSource.SOURCE_CAMERA,
                 simulcast=False,
-                video_codec=rtc.VideoCodec.VP8,
+                video_codec=rtc.VideoCodec.H264 if args.codec == "h264" else rtc.VideoCodec.VP8,
                 video_encoding=rtc.VideoEncoding(
                     max_bitrate=args.bitrate, max_framerate=round(1 / STARTUP_WRITE_INTERVAL)
                 ),

@@ -38,7 +38,9 @@ use livekit_str0m::{
     EncodedVideoFrame, LocalVideoTrack, Room, RoomEvent, RoomEvents, RoomOptions, VideoCodec,
     VideoTrackOptions,
 };
-use rtc_media::codec::{VideoEncoder as _, Vp8Encoder, Vp8EncoderConfig};
+use rtc_media::codec::{
+    H264Encoder, H264EncoderConfig, VideoEncoder, Vp8Encoder, Vp8EncoderConfig,
+};
 use rtc_media::frame::I420Frame;
 use rtc_media::pattern::TestPattern;
 use tokio::sync::watch;
@@ -88,6 +90,11 @@ fn main() -> Result<(), Error> {
                 bitrate: number("bitrate", 100_000)?,
                 settle: Duration::from_secs(number("settle", 5)?.into()),
                 steps,
+                codec: match flags.get("codec").map_or("vp8", String::as_str) {
+                    "vp8" => VideoCodec::Vp8,
+                    "h264" => VideoCodec::H264,
+                    other => return Err(format!("--codec {other}: vp8 or h264").into()),
+                },
             };
             let url = std::env::var("LIVEKIT_URL").map_err(|_| "LIVEKIT_URL is required")?;
             let tokens: Vec<String> = std::env::var("LIVEKIT_TOKENS")
@@ -148,6 +155,27 @@ struct Settings {
     bitrate: u32,
     settle: Duration,
     steps: Vec<usize>,
+    codec: VideoCodec,
+}
+
+impl Settings {
+    /// An encoder of the chosen codec for one room.
+    fn encoder(&self) -> Result<Box<dyn VideoEncoder>, Error> {
+        Ok(match self.codec {
+            VideoCodec::H264 => {
+                let mut config = H264EncoderConfig::new(self.width, self.height);
+                config.bitrate = self.bitrate;
+                config.fps = self.fps;
+                Box::new(H264Encoder::new(config)?)
+            }
+            _ => {
+                let mut config = Vp8EncoderConfig::new(self.width, self.height);
+                config.bitrate = self.bitrate;
+                config.fps = self.fps;
+                Box::new(Vp8Encoder::new(config)?)
+            }
+        })
+    }
 }
 
 /// `VmRSS` (KiB) and `Threads` of this process.
@@ -197,7 +225,7 @@ async fn run(
         let track = room
             .publish_video(VideoTrackOptions {
                 name: "bench".into(),
-                codec: VideoCodec::Vp8,
+                codec: s.codec,
                 width: s.width,
                 height: s.height,
                 max_bitrate: s.bitrate,
@@ -206,11 +234,8 @@ async fn run(
             .await?;
         let published = started.elapsed();
         let rss_published = process_status().0;
-        let mut config = Vp8EncoderConfig::new(s.width, s.height);
-        config.bitrate = s.bitrate;
-        config.fps = s.fps;
-        let mut encoder = Vp8Encoder::new(config)?;
-        // libvpx sets itself up at the first frame.
+        let mut encoder = s.encoder()?;
+        // The encoder sets itself up at the first frame.
         write_frame(&track, &mut encoder, &frames[0], started)?;
         let mut written = 1u64;
         let mut next_write = Instant::now() + STARTUP_WRITE_INTERVAL;
@@ -284,7 +309,7 @@ async fn run(
 /// time since `started`. A frame the connection is too busy for is dropped, as the track says.
 fn write_frame(
     track: &LocalVideoTrack,
-    encoder: &mut Vp8Encoder,
+    encoder: &mut Box<dyn VideoEncoder>,
     picture: &I420Frame,
     started: Instant,
 ) -> Result<(), Error> {
@@ -303,7 +328,7 @@ struct Stream {
     room: Room,
     events: RoomEvents,
     track: LocalVideoTrack,
-    encoder: Vp8Encoder,
+    encoder: Box<dyn VideoEncoder>,
     frames: Arc<Vec<I420Frame>>,
     started: Instant,
 }

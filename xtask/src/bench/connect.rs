@@ -5,9 +5,9 @@
 //! Each client is one process (the example `connect-bench run` of `livekit-str0m`, and
 //! `xtask/bench/livekit_connect.py` with `livekit` from PyPI) that joins `max(--rooms)` rooms of
 //! the local stack one after the other, one room per connection, each room its own. In each it
-//! publishes one small VP8 video track (160x120 by default, the moving test pattern of
-//! `rtc-media` with sensor-like noise, at 15 fps, at most 100 kbit/s, one layer, libvpx in
-//! software on both sides); nobody subscribes.
+//! publishes one small video track (160x120 by default, the moving test pattern of `rtc-media`
+//! with sensor-like noise, at 15 fps, at most 100 kbit/s, one layer; VP8 by default, H.264 with
+//! `--codec h264`; encoded in software on both sides); nobody subscribes.
 //!
 //! **Time to first media**, per connection, from the call of `Room::connect` (Python:
 //! `Room.connect`) to the first video frame sent on the media connection: the Rust track's
@@ -80,9 +80,12 @@ pub(crate) struct ConnectOptions {
     /// Frames per second once a room's first frame is out.
     #[arg(long, default_value_t = 15)]
     fps: u32,
-    /// Maximum VP8 bitrate, bit/s.
+    /// Maximum video bitrate, bit/s.
     #[arg(long, default_value_t = 100_000)]
     bitrate: u32,
+    /// The video codec both clients publish (and encode in software).
+    #[arg(long, value_enum, default_value_t = Codec::Vp8)]
+    codec: Codec,
     /// Run only one of the two clients (default: both, Rust first).
     #[arg(long, value_enum)]
     only: Option<Client>,
@@ -127,11 +130,37 @@ impl ConnectOptions {
             ("--bitrate", self.bitrate.to_string()),
             ("--settle", self.settle.to_string()),
             ("--rooms", rooms.join(",")),
+            ("--codec", self.codec.flag().to_owned()),
         ] {
             args.push(name.into());
             args.push(value.into());
         }
         args
+    }
+}
+
+/// The codec of the published track.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Codec {
+    /// VP8 (libvpx on our side).
+    Vp8,
+    /// H.264 (OpenH264 on our side).
+    H264,
+}
+
+impl Codec {
+    fn flag(self) -> &'static str {
+        match self {
+            Self::Vp8 => "vp8",
+            Self::H264 => "h264",
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Vp8 => "VP8",
+            Self::H264 => "H.264",
+        }
     }
 }
 
@@ -586,7 +615,7 @@ impl Report {
             height: options.height,
             fps: options.fps,
             bitrate: options.bitrate,
-            codec: "VP8",
+            codec: options.codec.name(),
             livekit_server: devstack::LIVEKIT_VERSION,
             python_sdk: format!("livekit=={PYTHON_SDK_VERSION}"),
             first_media: "from the call of connect to the first video frame sent on the media \
@@ -749,6 +778,7 @@ mod tests {
             height: 120,
             fps: 15,
             bitrate: 100_000,
+            codec: Codec::Vp8,
             only: None,
         };
         let output = ClientOutput {
