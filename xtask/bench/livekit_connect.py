@@ -47,7 +47,7 @@ import time
 from livekit import rtc
 
 # The shared runner and token filter (this directory is on the path of a script).
-from livekit_publish import _Redact, run
+from livekit_publish import _load_frames, _Redact, run
 
 STARTUP_WRITE_INTERVAL = 0.010
 STARTUP_POLL_INTERVAL = 0.005
@@ -71,18 +71,6 @@ def _parse_args() -> argparse.Namespace:
     if args.fps <= 0 or args.bitrate <= 0 or not args.rooms or min(args.rooms) <= 0:
         parser.error("fps, bitrate and every --rooms count must be positive")
     return args
-
-
-def _load_frames(path: str, width: int, height: int) -> list[rtc.VideoFrame]:
-    size = width * height * 3 // 2
-    total = os.path.getsize(path)
-    if total == 0 or total % size:
-        raise ValueError(f"{path}: {total} bytes is not a whole number of {width}x{height} I420 frames")
-    frames = []
-    with open(path, "rb") as f:
-        while data := f.read(size):
-            frames.append(rtc.VideoFrame(width, height, rtc.VideoBufferType.I420, data))
-    return frames
 
 
 def _process_status() -> tuple[int, int]:

@@ -30,7 +30,6 @@
 //! [{"rooms", "rss_kib", "threads"}…], "frames_sent", "frames_dropped", "disconnected"}`.
 //! Progress goes to stderr.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -42,10 +41,12 @@ use rtc_media::codec::{
     H264Encoder, H264EncoderConfig, VideoEncoder, Vp8Encoder, Vp8EncoderConfig,
 };
 use rtc_media::frame::I420Frame;
-use rtc_media::pattern::TestPattern;
 use tokio::sync::watch;
 
-type Error = Box<dyn std::error::Error + Send + Sync>;
+#[path = "bench_support/mod.rs"]
+mod bench_support;
+
+use bench_support::{Error, command_and_flags, generate, read_frames};
 
 /// How often a frame is written until the first one goes out.
 const STARTUP_WRITE_INTERVAL: Duration = Duration::from_millis(10);
@@ -55,19 +56,8 @@ const STARTUP_POLL_INTERVAL: Duration = Duration::from_millis(5);
 const FIRST_MEDIA_WITHIN: Duration = Duration::from_secs(30);
 
 fn main() -> Result<(), Error> {
-    let mut args = std::env::args().skip(1);
-    let command = args.next().ok_or("usage: connect-bench generate|run --flag value ...")?;
-    let mut flags = HashMap::new();
-    while let Some(flag) = args.next() {
-        let name = flag
-            .strip_prefix("--")
-            .ok_or_else(|| format!("unexpected argument {flag}"))?
-            .to_owned();
-        flags.insert(name, args.next().ok_or_else(|| format!("--{flag} needs a value"))?);
-    }
-    let number = |name: &str, default: u32| -> Result<u32, Error> {
-        flags.get(name).map_or(Ok(default), |value| Ok(value.parse()?))
-    };
+    let (command, flags) = command_and_flags("usage: connect-bench generate|run --flag value ...")?;
+    let number = |name: &str, default: u32| flags.number(name, Some(default));
     let (width, height) = (number("width", 160)?, number("height", 120)?);
     match command.as_str() {
         "generate" => {
@@ -116,38 +106,6 @@ fn main() -> Result<(), Error> {
 
 /// Writes `count` frames of the moving test pattern with sensor-like noise on luma (a clean
 /// synthetic picture compresses to almost nothing, which no camera does).
-fn generate(out: &str, width: u32, height: u32, count: u32) -> Result<(), Error> {
-    let mut file = std::io::BufWriter::new(std::fs::File::create(out)?);
-    let mut noise = 0x2545_f491_4f6c_dd1du64;
-    for index in 0..u64::from(count) {
-        let mut frame = TestPattern::Moving.render(width, height, index);
-        let (y, _, _) = frame.planes_mut();
-        for p in y.iter_mut() {
-            noise ^= noise << 13;
-            noise ^= noise >> 7;
-            noise ^= noise << 17;
-            *p = p.saturating_add_signed((noise % 13) as i8 - 6);
-        }
-        std::io::Write::write_all(&mut file, frame.as_bytes())?;
-    }
-    std::io::Write::flush(&mut file)?;
-    Ok(())
-}
-
-fn read_frames(path: &str, width: u32, height: u32) -> Result<Vec<I420Frame>, Error> {
-    let size = (width * height) as usize + 2 * (width.div_ceil(2) * height.div_ceil(2)) as usize;
-    let bytes = std::fs::read(path)?;
-    if bytes.is_empty() || !bytes.len().is_multiple_of(size) {
-        return Err(format!("{path} is not a whole number of {width}x{height} I420 frames").into());
-    }
-    bytes
-        .chunks(size)
-        .map(|chunk| {
-            I420Frame::from_packed(width, height, chunk.to_vec()).ok_or_else(|| "bad frame".into())
-        })
-        .collect()
-}
-
 struct Settings {
     width: u32,
     height: u32,

@@ -23,7 +23,6 @@
 //! tracks are published, and at the end `{"frames_sent": N, "late": K, "audio_packets": A,
 //! "seconds": S}`.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -35,44 +34,21 @@ use livekit_str0m::{
 use rtc_media::audio::{AudioLevel, OpusEncoder, OpusEncoderConfig, ToneSource};
 use rtc_media::codec::{VideoEncoder as _, Vp8Encoder, Vp8EncoderConfig};
 use rtc_media::frame::I420Frame;
-use rtc_media::pattern::TestPattern;
 
-type Error = Box<dyn std::error::Error>;
+#[path = "bench_support/mod.rs"]
+mod bench_support;
+
+use bench_support::{Error, command_and_flags, generate, read_frames};
 
 fn main() -> Result<(), Error> {
-    let mut args = std::env::args().skip(1);
-    let command = args.next().ok_or("usage: publish-bench generate|publish --flag value ...")?;
-    let mut flags = HashMap::new();
-    while let Some(flag) = args.next() {
-        let name = flag
-            .strip_prefix("--")
-            .ok_or_else(|| format!("unexpected argument {flag}"))?
-            .to_owned();
-        flags.insert(name, args.next().ok_or_else(|| format!("--{flag} needs a value"))?);
-    }
-    let number = |name: &str, default: Option<u32>| -> Result<u32, Error> {
-        match (flags.get(name), default) {
-            (Some(value), _) => Ok(value.parse()?),
-            (None, Some(default)) => Ok(default),
-            (None, None) => Err(format!("--{name} is required").into()),
-        }
-    };
+    let (command, flags) =
+        command_and_flags("usage: publish-bench generate|publish --flag value ...")?;
+    let number = |name: &str, default: Option<u32>| flags.number(name, default);
     let (width, height) = (number("width", Some(1280))?, number("height", Some(720))?);
     match command.as_str() {
         "generate" => {
             let out = flags.get("out").ok_or("--out is required")?;
-            let mut file = std::io::BufWriter::new(std::fs::File::create(out)?);
-            let mut noise = Noise(0x2545_f491_4f6c_dd1d);
-            for index in 0..u64::from(number("frames", Some(60))?) {
-                let mut frame = TestPattern::Moving.render(width, height, index);
-                // Sensor-like noise on luma: a clean synthetic pattern compresses to almost
-                // nothing and leaves the encoder idle, which no camera does.
-                let (y, _, _) = frame.planes_mut();
-                y.iter_mut().for_each(|p| *p = p.saturating_add_signed(noise.next()));
-                std::io::Write::write_all(&mut file, frame.as_bytes())?;
-            }
-            std::io::Write::flush(&mut file)?;
-            Ok(())
+            generate(out, width, height, number("frames", Some(60))?)
         }
         "publish" => {
             let file = flags.get("frames").ok_or("--frames is required")?;
@@ -114,36 +90,6 @@ fn main() -> Result<(), Error> {
         }
         other => Err(format!("unknown command {other}").into()),
     }
-}
-
-/// A small deterministic noise source (xorshift), values in -6..=6.
-struct Noise(u64);
-
-impl Noise {
-    fn next(&mut self) -> i8 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 % 13) as i8 - 6
-    }
-}
-
-/// Reads the frames one at a time, so memory holds each frame once.
-fn read_frames(path: &str, width: u32, height: u32) -> Result<Vec<I420Frame>, Error> {
-    use std::io::Read as _;
-    let size = (width * height) as usize + 2 * (width.div_ceil(2) * height.div_ceil(2)) as usize;
-    let length = std::fs::metadata(path)?.len() as usize;
-    if length == 0 || !length.is_multiple_of(size) {
-        return Err(format!("{path} is not a whole number of {width}x{height} I420 frames").into());
-    }
-    let mut file = std::fs::File::open(path)?;
-    let mut frames = Vec::with_capacity(length / size);
-    for _ in 0..length / size {
-        let mut bytes = vec![0; size];
-        file.read_exact(&mut bytes)?;
-        frames.push(I420Frame::from_packed(width, height, bytes).ok_or("bad frame size")?);
-    }
-    Ok(frames)
 }
 
 #[derive(Clone, Copy)]

@@ -80,17 +80,11 @@ async fn relay(
     let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
 }
 
-fn server_addr(room: &TestRoom) -> SocketAddr {
-    let url = url::Url::parse(room.url()).expect("LiveKit URL");
-    let port = url.port_or_known_default().expect("port");
-    SocketAddr::new("127.0.0.1".parse().unwrap(), port)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_without_rtc_v1_is_joined_with_two_peer_connections_and_media_flows() {
     init_logs();
     let room = TestRoom::create("old-server").await;
-    let proxy = PathProxy::start(server_addr(&room), true).await;
+    let proxy = PathProxy::start(room.server_addr(), true).await;
     let (publisher, _publisher_events) =
         Room::connect(&proxy.url(), &room.token("publisher"), RoomOptions::default())
             .await
@@ -157,7 +151,7 @@ async fn a_client_on_one_peer_connection_and_one_on_two_see_each_other() {
 async fn a_missing_room_is_refused_without_falling_back() {
     init_logs();
     let room = TestRoom::create("exists").await;
-    let proxy = PathProxy::start(server_addr(&room), false).await;
+    let proxy = PathProxy::start(room.server_addr(), false).await;
     let missing = TestRoom { stack: room.stack.clone(), name: format!("{}-missing", room.name) };
     let result =
         Room::connect(&proxy.url(), &missing.token("nobody"), RoomOptions::default()).await;

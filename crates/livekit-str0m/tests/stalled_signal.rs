@@ -145,22 +145,41 @@ async fn state_within(
     }
 }
 
-fn server_addr(room: &TestRoom) -> SocketAddr {
-    let url = url::Url::parse(room.url()).expect("LiveKit URL");
-    let port = url.port_or_known_default().expect("port");
-    SocketAddr::new("127.0.0.1".parse().unwrap(), port)
+/// A publisher behind a stalling proxy, its media flowing to a subscriber; then the stall.
+struct Stalled {
+    publisher: Room,
+    events: RoomEvents,
+    remote: RemoteVideoTrack,
+    stalled_at: Instant,
+    _subscriber: Room,
+    _frames: tokio::task::JoinHandle<u64>,
+    _proxy: StallingProxy,
+}
+
+async fn stalled(prefix: &str) -> Stalled {
+    let room = TestRoom::create(prefix).await;
+    let proxy = StallingProxy::start(room.server_addr()).await;
+    let (publisher, events, subscriber, mut remote, frames) =
+        publishing_through(&proxy, &room).await;
+    assert!(frames_within(&mut remote, Duration::from_secs(1)).await > 5, "media flows");
+    let stalled_at = Instant::now();
+    proxy.stall();
+    Stalled {
+        publisher,
+        events,
+        remote,
+        stalled_at,
+        _subscriber: subscriber,
+        _frames: frames,
+        _proxy: proxy,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_stalled_websocket_is_noticed_at_the_ping_timeout_while_media_flows() {
     init_logs();
-    let room = TestRoom::create("stalled-silent").await;
-    let proxy = StallingProxy::start(server_addr(&room)).await;
-    let (publisher, mut events, _subscriber, mut remote, _frames) =
-        publishing_through(&proxy, &room).await;
-    assert!(frames_within(&mut remote, Duration::from_secs(1)).await > 5, "media flows");
-    let stalled_at = Instant::now();
-    proxy.stall();
+    let Stalled { publisher, mut events, mut remote, stalled_at, _subscriber, _frames, _proxy } =
+        stalled("stalled-silent").await;
     // Media does not go through the WebSocket, and must not wait for it.
     let during = frames_within(&mut remote, Duration::from_secs(5)).await;
     assert!(during >= 60, "20 fps for 5 s while the WebSocket stalls: {during} frames");
@@ -188,13 +207,8 @@ async fn a_silent_stalled_websocket_is_noticed_at_the_ping_timeout_while_media_f
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_into_a_stalled_websocket_neither_freeze_media_nor_the_room() {
     init_logs();
-    let room = TestRoom::create("stalled-busy").await;
-    let proxy = StallingProxy::start(server_addr(&room)).await;
-    let (publisher, mut events, _subscriber, mut remote, _frames) =
-        publishing_through(&proxy, &room).await;
-    assert!(frames_within(&mut remote, Duration::from_secs(1)).await > 5, "media flows");
-    let stalled_at = Instant::now();
-    proxy.stall();
+    let Stalled { publisher, mut events, mut remote, stalled_at, _subscriber, _frames, _proxy } =
+        stalled("stalled-busy").await;
     // Requests without end, far more than the socket buffers hold: a connection task that
     // waited on the socket would freeze here, media, timers and commands with it.
     let spam = async {

@@ -120,6 +120,33 @@ fn pump_lossy(
     (engine_events, server_events)
 }
 
+/// The fake SFU sends `payload` as VP8 frames on `mid` until the engine delivers one.
+fn first_frame(
+    engine: &mut Engine,
+    server: &mut FakeServer,
+    now: &mut Instant,
+    mid: str0m::media::Mid,
+    payload: &[u8],
+) -> (String, RemoteVideoFrame) {
+    for i in 0..30u64 {
+        let writer = server.rtc.writer(mid).expect("the server sends on the m-line");
+        let pt = writer.payload_params().next().expect("a codec").pt();
+        let time = MediaTime::new(i * 3000, str0m::media::Frequency::NINETY_KHZ);
+        writer.write(pt, *now, time, payload.to_vec()).expect("write");
+        let (events, _) = pump(engine, server, now, |events, _| {
+            events.iter().any(|e| matches!(e, EngineEvent::Frame { .. }))
+        });
+        let frame = events.into_iter().find_map(|e| match e {
+            EngineEvent::Frame { track_sid, frame } => Some((track_sid, frame)),
+            _ => None,
+        });
+        if let Some(frame) = frame {
+            return frame;
+        }
+    }
+    panic!("no frame arrives")
+}
+
 #[test]
 fn join_lists_participants_and_their_tracks() {
     let now = Instant::now();
@@ -369,30 +396,7 @@ fn a_server_offer_is_answered_with_its_id_and_media_becomes_a_subscription() {
     assert!(events.iter().any(|e| matches!(e, EngineEvent::TrackSubscribed(info) if info.track_sid == "TR_bob" && info.participant_identity == "bob")), "{events:?}");
 
     let payload = [0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x40, 0x01, 0xf0, 0x00, 0xaa, 0xbb];
-    let mut frame = None;
-    for i in 0..30u64 {
-        let writer = server.rtc.writer(mid).unwrap();
-        let pt = writer.payload_params().next().unwrap().pt();
-        writer
-            .write(
-                pt,
-                now,
-                MediaTime::new(i * 3000, str0m::media::Frequency::NINETY_KHZ),
-                payload.to_vec(),
-            )
-            .unwrap();
-        let (events, _) = pump(&mut engine, &mut server, &mut now, |events, _| {
-            events.iter().any(|e| matches!(e, EngineEvent::Frame { .. }))
-        });
-        frame = events.into_iter().find_map(|e| match e {
-            EngineEvent::Frame { track_sid, frame } => Some((track_sid, frame)),
-            _ => None,
-        });
-        if frame.is_some() {
-            break;
-        }
-    }
-    let (track_sid, frame) = frame.expect("a frame arrives");
+    let (track_sid, frame) = first_frame(&mut engine, &mut server, &mut now, mid, &payload);
     assert_eq!(track_sid, "TR_bob");
     assert_eq!(frame.data, payload);
     assert!(frame.keyframe);
@@ -915,24 +919,7 @@ fn with_one_peer_connection_remote_media_arrives_in_the_m_lines_the_server_asked
 
     let payload = [0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x40, 0x01, 0xf0, 0x00, 0xaa, 0xbb];
     let mid = str0m::media::Mid::from(mid.as_str());
-    let mut frame = None;
-    for i in 0..30u64 {
-        let writer = server.rtc.writer(mid).expect("the server sends on our m-line");
-        let pt = writer.payload_params().next().expect("a codec").pt();
-        let time = MediaTime::new(i * 3000, str0m::media::Frequency::NINETY_KHZ);
-        writer.write(pt, now, time, payload.to_vec()).expect("write");
-        let (events, _) = pump(&mut engine, &mut server, &mut now, |events, _| {
-            events.iter().any(|e| matches!(e, EngineEvent::Frame { .. }))
-        });
-        frame = events.into_iter().find_map(|e| match e {
-            EngineEvent::Frame { track_sid, frame } => Some((track_sid, frame)),
-            _ => None,
-        });
-        if frame.is_some() {
-            break;
-        }
-    }
-    let (track_sid, frame) = frame.expect("a frame arrives");
+    let (track_sid, frame) = first_frame(&mut engine, &mut server, &mut now, mid, &payload);
     assert_eq!(track_sid, "TR_bob");
     assert_eq!(frame.data, payload);
 

@@ -65,6 +65,13 @@ impl TestRoom {
     pub fn url(&self) -> &str {
         &self.stack.livekit_url
     }
+
+    /// The server's signalling address (for a proxy in front of it).
+    pub fn server_addr(&self) -> std::net::SocketAddr {
+        let url = url::Url::parse(self.url()).expect("LiveKit URL");
+        let port = url.port_or_known_default().expect("port");
+        std::net::SocketAddr::new([127, 0, 0, 1].into(), port)
+    }
 }
 
 /// Connects `identity` to `room` and publishes a small VP8 track (nothing written yet).
