@@ -50,16 +50,17 @@ fn main() -> Result<(), Error> {
             let out = flags.get("out").ok_or("--out is required")?;
             generate(out, width, height, number("frames", Some(60))?)
         }
-        "publish" => {
+        "publish" | "stream" => {
             let file = flags.get("frames").ok_or("--frames is required")?;
             let frames = read_frames(file, width, height)?;
+            let publishing = command == "publish";
             let settings = Settings {
                 width,
                 height,
                 fps: number("fps", Some(30))?,
-                seconds: number("seconds", Some(30))?,
+                seconds: if publishing { number("seconds", Some(30))? } else { 0 },
                 bitrate: number("bitrate", Some(2_000_000))?,
-                e2ee: number("e2ee", Some(0))? != 0,
+                e2ee: publishing && number("e2ee", Some(0))? != 0,
             };
             let url = std::env::var("LIVEKIT_URL").map_err(|_| "LIVEKIT_URL is required")?;
             let token = std::env::var("LIVEKIT_TOKEN").map_err(|_| "LIVEKIT_TOKEN is required")?;
@@ -67,26 +68,11 @@ fn main() -> Result<(), Error> {
                 .worker_threads(2)
                 .enable_all()
                 .build()?;
-            runtime.block_on(publish(&url, &token, &frames, settings))
-        }
-        "stream" => {
-            let file = flags.get("frames").ok_or("--frames is required")?;
-            let frames = read_frames(file, width, height)?;
-            let settings = Settings {
-                width,
-                height,
-                fps: number("fps", Some(30))?,
-                seconds: 0,
-                bitrate: number("bitrate", Some(2_000_000))?,
-                e2ee: false,
-            };
-            let url = std::env::var("LIVEKIT_URL").map_err(|_| "LIVEKIT_URL is required")?;
-            let token = std::env::var("LIVEKIT_TOKEN").map_err(|_| "LIVEKIT_TOKEN is required")?;
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()?;
-            runtime.block_on(stream(&url, &token, &frames, settings))
+            if publishing {
+                runtime.block_on(publish(&url, &token, &frames, settings))
+            } else {
+                runtime.block_on(stream(&url, &token, &frames, settings))
+            }
         }
         other => Err(format!("unknown command {other}").into()),
     }

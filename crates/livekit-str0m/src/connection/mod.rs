@@ -148,6 +148,7 @@ impl Connection {
     /// A connection about to join: its first action opens the WebSocket.
     pub(crate) fn new(parts: ConnectionParts, now: Instant) -> Self {
         let config = EngineConfig { cryptor: parts.options.frame_cryptor.clone() };
+        let single_pc = parts.options.single_peer_connection;
         let mut connection = Self {
             token: parts.token,
             options: parts.options,
@@ -164,10 +165,9 @@ impl Connection {
             actions: VecDeque::new(),
             engine_timeout: now,
             next_attempt: 0,
-            single_pc: false,
+            single_pc,
             now,
         };
-        connection.single_pc = connection.options.single_peer_connection;
         connection.join(None);
         connection
     }
