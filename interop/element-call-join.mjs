@@ -3,11 +3,22 @@
 // Input (environment):
 //   EC_URL, ROOM_ID, and either USER_ID, DEVICE_ID, ACCESS_TOKEN (injected into Element Call's
 //     storage) or PAGE_URL (a page that logs Element Call in itself, as `cargo xtask demo` prints);
+//   HOST_PAGE_URL: instead, a widget host's page (`http://127.0.0.1:<port>/?secret=<token>`, as
+//     `example-rtc-livekit-join` prints with ELEMENT_CALL_URL) that embeds Element Call as a
+//     widget in its iframe named `ec` (EC_URL, ROOM_ID and the session variables are then not
+//     needed). Element Call joins by itself there: the script waits (60 s) for that frame's call
+//     view (its leave button) and then looks for everything below in that frame; only the
+//     screenshot is of the whole page. The page's `document.body.dataset` says `state`
+//     (`connecting`, `in-call`, `ended`), `widgetId` and `rejected` (the count of messages it
+//     refused to relay). The URL's query (the secret) is never printed;
 //   STAY_SECONDS (default 20), SCREENSHOT (a PNG path), CHROMIUM (default /usr/bin/chromium);
 //   EXPECT_PARTICIPANT: a display name or user id that must show up in the call view;
 //   EXPECT_VIDEO: what a remote video must show: a colour (`red`, `green`, `blue` or `R,G,B`,
-//     the picture's mean within 60 per channel), `bars` (the test pattern's colour bars) or
-//     `halves:R,G,B|R,G,B` (the left half's mean one colour, the right half's the other);
+//     the picture's mean within 60 per channel), `bars` (the test pattern's colour bars),
+//     `halves:R,G,B|R,G,B` (the left half's mean one colour, the right half's the other) or
+//     `moving` (a picture that changes: two samples 300 ms apart differ by more than 2 on average
+//     per pixel and channel, and the decoded-frame count grew; reported with `motion`, that
+//     difference; Chromium's fake camera qualifies, a frozen or black picture does not);
 //     reported as `video-seen` with the wall-clock time, and the screenshot is taken then;
 //     mirrored videos (Element Call's own preview) are not looked at;
 //   WATCH_RUNS: with EXPECT_VIDEO, wait for the video to come and go this many times
@@ -46,10 +57,25 @@
 //     beep (`--use-file-for-fake-audio-capture`);
 //   FAKE_VIDEO_FILE: a Y4M file that Chromium's fake camera shows (looped) instead of its own
 //     picture (`--use-file-for-fake-video-capture`);
-//   HANGUP: `1` to leave with Element Call's own button at the end.
+//   FORGE_BODY (with HOST_PAGE_URL): after the participant and video checks, messages that the
+//     host page must refuse to relay are posted to it: a widget API `send_event` request
+//     (an `m.room.message` with this body, the page's widget id) first from a hidden iframe of
+//     FORGE_FROM_URL (required then; a URL of another origin, e.g. the homeserver's
+//     `/_matrix/client/versions`) put inside Element Call's frame (right window chain, wrong
+//     origin and source), then from the host page's own window (its origin, wrong source).
+//     The page's `rejected` count must grow by 2 within 5 s: `forged-rejected` {rejected,
+//     before}, else an error;
+//   WAIT_ENDED_SECONDS (with HOST_PAGE_URL): instead of waiting out the rest of STAY_SECONDS,
+//     say `waiting-ended` and wait up to this many seconds for the host page to end the session
+//     (its `state` `ended`, e.g. after the host got SIGTERM): `host-ended` {status} with the
+//     page's `#status` text, else an error; not with HANGUP;
+//   HANGUP: `1` to leave with Element Call's own button at the end (with HOST_PAGE_URL, the host
+//     page must then say `ended` within 30 s).
 // Output: one JSON object per line on stdout: {"event": "...", ...}; `t` fields are Unix ms.
-// Exit code 0 when joined (and the expected participant, video, tone and speaker appeared, and
-// the hang-up worked), 1 otherwise. The access token is never printed.
+// With HOST_PAGE_URL, an `error` also says the host page's `host_state` and `host_status`.
+// Exit code 0 when joined (and the expected participant, video, tone and speaker appeared, the
+// forged messages were refused, the host page ended and the hang-up worked, as asked), 1
+// otherwise. The access token and the host page's secret are never printed.
 import { chromium } from "playwright-core";
 
 const env = (name, fallback) => {
@@ -59,12 +85,14 @@ const env = (name, fallback) => {
 };
 const say = (event, data = {}) => console.log(JSON.stringify({ event, t: Date.now(), ...data }));
 
-const ecUrl = env("EC_URL");
-const pageUrl = env("PAGE_URL", "");
-const userId = pageUrl ? "" : env("USER_ID");
-const deviceId = pageUrl ? "" : env("DEVICE_ID");
-const accessToken = pageUrl ? "\u0000no token" : env("ACCESS_TOKEN");
-const roomId = env("ROOM_ID");
+const hostPageUrl = env("HOST_PAGE_URL", "");
+const ecUrl = env("EC_URL", hostPageUrl ? "" : undefined);
+const pageUrl = hostPageUrl ? "" : env("PAGE_URL", "");
+const noSession = Boolean(pageUrl || hostPageUrl);
+const userId = noSession ? "" : env("USER_ID");
+const deviceId = noSession ? "" : env("DEVICE_ID");
+const accessToken = noSession ? "" : env("ACCESS_TOKEN");
+const roomId = env("ROOM_ID", hostPageUrl ? "" : undefined);
 const watchRuns = Number(env("WATCH_RUNS", "0"));
 const staySeconds = Number(env("STAY_SECONDS", "20"));
 const screenshot = env("SCREENSHOT", "");
@@ -78,27 +106,68 @@ const watchAudio = env("WATCH_AUDIO", "") === "1";
 const expectSpeaker = env("EXPECT_SPEAKER", "");
 const fakeAudioFile = env("FAKE_AUDIO_FILE", "");
 const fakeVideoFile = env("FAKE_VIDEO_FILE", "");
+const forgeBody = env("FORGE_BODY", "");
+const forgeFromUrl = forgeBody ? env("FORGE_FROM_URL") : "";
+const waitEndedSeconds = Number(env("WAIT_ENDED_SECONDS", "0"));
 if (!(expectTone >= 0) || !(toneMarginDb > 0)) throw new Error("EXPECT_TONE and TONE_MARGIN_DB must be numbers");
+if (!(waitEndedSeconds >= 0)) throw new Error("WAIT_ENDED_SECONDS must be a number");
+if ((forgeBody || waitEndedSeconds > 0) && !hostPageUrl) throw new Error("FORGE_BODY and WAIT_ENDED_SECONDS need HOST_PAGE_URL");
+if (waitEndedSeconds > 0 && hangup) throw new Error("WAIT_ENDED_SECONDS and HANGUP exclude each other");
+if (forgeBody && new URL(forgeFromUrl).origin === new URL(hostPageUrl).origin) {
+  throw new Error("FORGE_FROM_URL must be of another origin than HOST_PAGE_URL");
+}
+// What is never printed: the access token, the host page's secret (as is and URL-encoded), and
+// any JWT (Element Call logs its LiveKit tokens).
+const hostSecret = hostPageUrl ? new URL(hostPageUrl).searchParams.get("secret") ?? "" : "";
+const secrets = [...new Set([accessToken, hostSecret, encodeURIComponent(hostSecret)])].filter((s) => s.length > 0);
+const redact = (text) => secrets
+  .reduce((t, s) => t.replaceAll(s, "[redacted]"), String(text))
+  .replace(/eyJ[\w-]+\.[\w-]+\.?[\w-]*/g, "[jwt]");
+// A URL without its query and fragment.
+const bareUrl = (url) => redact(String(url).split(/[?#]/)[0]);
 const named = { red: [255, 0, 0], green: [0, 255, 0], blue: [0, 0, 255] };
 const colour = (text) => named[text] ?? text.split(",").map(Number);
 const target = !expectVideo ? null
-  : expectVideo === "bars" ? "bars"
+  : expectVideo === "bars" || expectVideo === "moving" ? expectVideo
   : expectVideo.startsWith("halves:") ? { halves: expectVideo.slice("halves:".length).split("|").map(colour) }
   : colour(expectVideo);
 // rtc-media's TestPattern::Moving, left to right.
 const bars = [[255, 255, 255], [255, 255, 0], [0, 255, 255], [0, 255, 0], [255, 0, 255], [255, 0, 0], [0, 0, 255], [0, 0, 0]];
 
-// The first remote video that shows `target`, or null.
-async function findVideo(page) {
-  return page.evaluate(({ target, bars }) => {
+// The first remote video that shows `target`, or null. `view` is the page or Element Call's frame.
+async function findVideo(view) {
+  return view.evaluate(async ({ target, bars }) => {
     const close = (a, b, tolerance) => a.every((c, i) => Math.abs(c - b[i]) <= tolerance);
-    for (const video of document.querySelectorAll("video")) {
-      if (!video.videoWidth || getComputedStyle(video).transform.startsWith("matrix(-1")) continue;
+    const sample = (video) => {
       const canvas = document.createElement("canvas");
       canvas.width = 64; canvas.height = 48;
       const ctx = canvas.getContext("2d");
       ctx.drawImage(video, 0, 0, 64, 48);
-      const data = ctx.getImageData(0, 0, 64, 48).data;
+      return ctx.getImageData(0, 0, 64, 48).data;
+    };
+    const mean = (data) => {
+      const sum = [0, 0, 0];
+      for (let i = 0; i < data.length; i += 4) { sum[0] += data[i]; sum[1] += data[i + 1]; sum[2] += data[i + 2]; }
+      return sum.map((c) => Math.round(c / (data.length / 4)));
+    };
+    const frameCount = (video) => video.getVideoPlaybackQuality?.().totalVideoFrames ?? null;
+    for (const video of document.querySelectorAll("video")) {
+      if (!video.videoWidth || getComputedStyle(video).transform.startsWith("matrix(-1")) continue;
+      if (target === "moving") {
+        // Two samples 300 ms apart: the mean absolute difference per pixel and channel.
+        const [before, framesBefore] = [sample(video), frameCount(video)];
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        if (!video.isConnected || !video.videoWidth) continue;
+        const [data, frames] = [sample(video), frameCount(video)];
+        let diff = 0;
+        for (let i = 0; i < data.length; i += 4) {
+          diff += Math.abs(data[i] - before[i]) + Math.abs(data[i + 1] - before[i + 1]) + Math.abs(data[i + 2] - before[i + 2]);
+        }
+        const motion = Math.round((diff / (data.length / 4 * 3)) * 100) / 100;
+        if (!(motion > 2) || framesBefore === null || !(frames > framesBefore)) continue;
+        return { rgb: mean(data), width: video.videoWidth, height: video.videoHeight, frames, motion };
+      }
+      const data = sample(video);
       const at = (x, y) => { const i = (y * 64 + x) * 4; return [data[i], data[i + 1], data[i + 2]]; };
       let rgb;
       if (target === "bars") {
@@ -118,13 +187,10 @@ async function findVideo(page) {
         if (!close(left, target.halves[0], 60) || !close(right, target.halves[1], 60)) continue;
         rgb = [...left, ...right];
       } else {
-        const sum = [0, 0, 0];
-        for (let i = 0; i < data.length; i += 4) { sum[0] += data[i]; sum[1] += data[i + 1]; sum[2] += data[i + 2]; }
-        rgb = sum.map((c) => Math.round(c / (data.length / 4)));
+        rgb = mean(data);
         if (!close(rgb, target, 60)) continue;
       }
-      const frames = video.getVideoPlaybackQuality?.().totalVideoFrames ?? null;
-      return { rgb, width: video.videoWidth, height: video.videoHeight, frames };
+      return { rgb, width: video.videoWidth, height: video.videoHeight, frames: frameCount(video) };
     }
     return null;
   }, { target, bars });
@@ -290,6 +356,73 @@ async function watchSpeaker(page, deadline) {
   throw new Error(`Element Call did not mark ${expectSpeaker} as speaking within ${staySeconds} s; tiles: ${JSON.stringify(tiles)}`);
 }
 
+// The host page's `document.body.dataset` (HOST_PAGE_URL).
+async function hostData(page) {
+  return page.evaluate(() => ({ ...document.body.dataset }));
+}
+
+// Waits (up to `ms`) until the host page says `state` `ended` (HOST_PAGE_URL).
+async function waitHostEnded(page, ms) {
+  try {
+    await page.waitForFunction(() => document.body.dataset.state === "ended", null, { timeout: ms, polling: 100 });
+  } catch (error) {
+    const state = await hostData(page).then((d) => d.state, (e) => `unknown (${String(e).slice(0, 200)})`);
+    throw new Error(`the host page did not say ended within ${ms / 1000} s: its state is ${state}`);
+  }
+}
+
+// Posts widget API requests that the host page must refuse to relay (FORGE_BODY): one from a
+// hidden iframe of FORGE_FROM_URL inside Element Call's frame `view` (another origin, another
+// window), one from the host page's own window; its `rejected` count must grow by 2.
+async function forge(page, view) {
+  const { widgetId, rejected } = await hostData(page);
+  if (!widgetId) throw new Error("the host page has no data-widget-id");
+  const before = Number(rejected ?? NaN);
+  if (!Number.isInteger(before)) throw new Error(`the host page's data-rejected is ${JSON.stringify(rejected)}, not a count`);
+  const forgeHref = new URL(forgeFromUrl).href;
+  if (new URL(forgeHref).origin === new URL(view.url()).origin) {
+    throw new Error("FORGE_FROM_URL must be of another origin than Element Call");
+  }
+  const request = (requestId) => ({
+    api: "fromWidget", widgetId, requestId, action: "send_event",
+    data: { type: "m.room.message", content: { msgtype: "m.text", body: forgeBody } },
+  });
+  const frameId = "forge-from-other-origin";
+  await view.evaluate(({ frameId, src }) => {
+    const frame = document.createElement("iframe");
+    frame.id = frameId;
+    frame.style.display = "none";
+    frame.src = src;
+    document.body.append(frame);
+  }, { frameId, src: forgeHref });
+  try {
+    let nested = null;
+    for (const until = Date.now() + 10000; !nested && Date.now() < until;) {
+      nested = page.frames().find((f) => f.parentFrame() === view && f.url() === forgeHref) ?? null;
+      if (!nested) await page.waitForTimeout(50);
+    }
+    if (!nested) {
+      const urls = view.childFrames().map((f) => bareUrl(f.url()));
+      throw new Error(`the iframe of ${bareUrl(forgeHref)} did not load within 10 s (Element Call's child frames: ${urls.join(", ") || "none"})`);
+    }
+    await nested.waitForLoadState("load", { timeout: 10000 });
+    await nested.evaluate((message) => window.parent.parent.postMessage(message, "*"), request("forged-origin-1"));
+    await page.evaluate((message) => window.postMessage(message, "*"), request("forged-source-1"));
+    let seen = before;
+    for (const until = Date.now() + 5000; ;) {
+      seen = Number((await hostData(page)).rejected);
+      if (seen >= before + 2 || Date.now() >= until) break;
+      await page.waitForTimeout(50);
+    }
+    if (!(seen >= before + 2)) {
+      throw new Error(`the host page's rejected count is ${seen} 5 s after 2 forged messages (it was ${before} before)`);
+    }
+    say("forged-rejected", { rejected: seen, before });
+  } finally {
+    await view.evaluate((frameId) => document.getElementById(frameId)?.remove(), frameId).catch(() => {});
+  }
+}
+
 const browser = await chromium.launch({
   executablePath: env("CHROMIUM", "/usr/bin/chromium"),
   headless: true,
@@ -304,60 +437,76 @@ const browser = await chromium.launch({
   ],
 });
 let ok = false;
+let page = null;
 try {
   const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
-  if (!pageUrl) {
+  if (!noSession) {
     await context.addInitScript((auth) => {
       localStorage.setItem("matrix-auth-store", JSON.stringify(auth));
     }, { user_id: userId, device_id: deviceId, access_token: accessToken, passwordlessUser: false });
   }
   if (expectTone > 0) await context.addInitScript(toneInitScript, { frequency: expectTone, marginDb: toneMarginDb });
-  const page = await context.newPage();
+  page = await context.newPage();
   page.on("console", (msg) => {
     const text = msg.text();
     if (msg.type() === "error" || /livekit|MatrixRTC|membership/i.test(text)) {
-      say("console", { type: msg.type(), text: text.replaceAll(accessToken, "[redacted]").replace(/\?[^\s'"]*/g, "?…").slice(0, 500) });
+      const bare = redact(text).replace(/\?[^\s'"]*/g, "?…").replace(/(\b(?:https?|wss?):\/\/[^\s'"#]*)#[^\s'"]*/g, "$1#…");
+      say("console", { type: msg.type(), text: bare.slice(0, 500) });
     }
   });
-  page.on("pageerror", (error) => say("pageerror", { text: String(error).slice(0, 500) }));
-  page.on("websocket", (ws) => say("websocket", { url: ws.url().split("?")[0] }));
+  page.on("pageerror", (error) => say("pageerror", { text: redact(error).slice(0, 500) }));
+  page.on("websocket", (ws) => say("websocket", { url: bareUrl(ws.url()) }));
 
-  await page.goto(pageUrl || `${ecUrl}/room#?roomId=${encodeURIComponent(roomId)}`);
-  const join = page.getByRole("button", { name: /join call/i }).first();
-  await join.waitFor({ timeout: 60000 });
-  say("lobby");
-  await join.click();
-  say("clicked-join");
+  await page.goto(hostPageUrl || pageUrl || `${ecUrl}/room#?roomId=${encodeURIComponent(roomId)}`);
+  // Where Element Call runs: the page itself, or (HOST_PAGE_URL) the host page's frame `ec`.
+  let view = page;
+  const joinUntil = Date.now() + 60000;
+  if (hostPageUrl) {
+    // Element Call joins by itself there (the host's URL parameters skip the lobby).
+    let frame = null;
+    while (!(frame = page.frame({ name: "ec" })) && Date.now() < joinUntil) await page.waitForTimeout(100);
+    if (!frame) {
+      const { state } = await hostData(page).catch(() => ({}));
+      throw new Error(`the host page has no frame named ec within 60 s (its state: ${state ?? "unknown"})`);
+    }
+    view = frame;
+  } else {
+    const join = page.getByRole("button", { name: /join call/i }).first();
+    await join.waitFor({ timeout: 60000 });
+    say("lobby");
+    await join.click();
+    say("clicked-join");
+  }
   // In the call view the lobby's join button is gone and a leave/hang-up button exists.
-  const leave = page.getByRole("button", { name: /leave|end call|hang up/i }).first();
-  await leave.waitFor({ timeout: 60000 });
+  const leave = view.getByRole("button", { name: /leave|end call|hang up/i }).first();
+  await leave.waitFor({ timeout: hostPageUrl ? Math.max(joinUntil - Date.now(), 1) : 60000 });
   say("in-call");
   const deadline = Date.now() + staySeconds * 1000;
   // The audio and speaker checks run beside the video checks below; awaited before the end.
   const listening = Promise.allSettled([
-    expectTone > 0 ? watchTone(page, deadline) : null,
-    expectSpeaker ? watchSpeaker(page, deadline) : null,
+    expectTone > 0 ? watchTone(view, deadline) : null,
+    expectSpeaker ? watchSpeaker(view, deadline) : null,
   ]).then((results) => {
     const failed = results.filter((r) => r.status === "rejected").map((r) => r.reason?.message ?? String(r.reason));
     if (failed.length) throw new Error(failed.join("; "));
   });
   listening.catch(() => {});
   if (expectParticipant) {
-    await page.getByText(expectParticipant, { exact: false }).first().waitFor({ timeout: staySeconds * 1000 });
+    await view.getByText(expectParticipant, { exact: false }).first().waitFor({ timeout: staySeconds * 1000 });
     say("participant-visible", { participant: expectParticipant });
   }
   if (target && watchRuns > 0) {
     for (let run = 1; run <= watchRuns; run++) {
       let seen = null;
-      while (!seen) { seen = await findVideo(page); if (!seen) await page.waitForTimeout(10); }
+      while (!seen) { seen = await findVideo(view); if (!seen) await page.waitForTimeout(10); }
       say("video-seen", { run, ...seen });
-      while (await findVideo(page)) await page.waitForTimeout(50);
+      while (await findVideo(view)) await page.waitForTimeout(50);
       say("video-gone", { run });
     }
   } else if (target) {
     let seen = null;
     while (!seen && Date.now() < deadline) {
-      seen = await findVideo(page);
+      seen = await findVideo(view);
       if (!seen) await page.waitForTimeout(50);
     }
     if (!seen) throw new Error(`no remote video showed ${expectVideo} within ${staySeconds} s`);
@@ -374,7 +523,7 @@ try {
       let longestEndedAt = null;
       while (Date.now() < deadline) {
         await page.waitForTimeout(100);
-        const now = await findVideo(page);
+        const now = await findVideo(view);
         if (now && now.frames > frames) {
           const gap = Date.now() - progressAt;
           if (gap > longest) { longest = gap; longestEndedAt = Date.now(); }
@@ -387,23 +536,41 @@ try {
       say("frame-gaps", { longest_ms: longest, longest_ended_at: longestEndedAt, frames });
     }
   }
+  if (forgeBody) await forge(page, view);
   await listening;
-  while (Date.now() < deadline) await page.waitForTimeout(250);
+  if (!waitEndedSeconds) while (Date.now() < deadline) await page.waitForTimeout(250);
   if (screenshot && (!target || watchRuns > 0)) {
     await page.screenshot({ path: screenshot });
     say("screenshot", { path: screenshot });
   }
+  if (waitEndedSeconds) {
+    say("waiting-ended", { seconds: waitEndedSeconds });
+    await waitHostEnded(page, waitEndedSeconds * 1000);
+    const status = await page.evaluate(() => document.getElementById("status")?.textContent ?? null);
+    say("host-ended", { status: status === null ? null : redact(status).trim() });
+  }
   if (hangup) {
     await leave.click();
     say("clicked-leave");
-    // Element Call sends its leave, then shows its "call ended" or lobby view.
-    await leave.waitFor({ state: "detached", timeout: 30000 });
-    await page.waitForTimeout(1000);
+    if (hostPageUrl) {
+      // Element Call tells the host it hung up; the host ends the session and removes the frame.
+      await waitHostEnded(page, 30000);
+    } else {
+      // Element Call sends its leave, then shows its "call ended" or lobby view.
+      await leave.waitFor({ state: "detached", timeout: 30000 });
+      await page.waitForTimeout(1000);
+    }
     say("hung-up");
   }
   ok = true;
 } catch (error) {
-  say("error", { text: String(error).replaceAll(accessToken, "[redacted]").slice(0, 1000) });
+  // With HOST_PAGE_URL, what the host page said then (e.g. that it ended the session).
+  const host = hostPageUrl && page
+    ? await page.evaluate(() => ({ host_state: document.body?.dataset.state ?? null, host_status: document.getElementById("status")?.textContent?.trim() ?? null }))
+      .catch(() => ({}))
+    : {};
+  if (host.host_status) host.host_status = redact(host.host_status).slice(0, 500);
+  say("error", { text: redact(error).slice(0, 1000), ...host });
 } finally {
   await browser.close();
 }

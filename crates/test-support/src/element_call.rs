@@ -17,6 +17,9 @@ pub enum Login<'a> {
     Session(&'a User),
     /// A page that logs Element Call in itself (as `cargo xtask demo` prints).
     Page(&'a str),
+    /// A widget host's page (the Element Call host printed by `example-rtc-livekit-join` with
+    /// `ELEMENT_CALL_URL`): Element Call runs inside it as the host's account.
+    HostPage(&'a str),
 }
 
 /// A running Element Call.
@@ -54,6 +57,9 @@ impl ElementCall {
             }
             Login::Page(url) => {
                 command.env("PAGE_URL", url);
+            }
+            Login::HostPage(url) => {
+                command.env("HOST_PAGE_URL", url);
             }
         }
         for (name, value) in settings {
