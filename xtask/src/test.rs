@@ -14,16 +14,19 @@ pub(crate) async fn run(cargo_args: &[String]) -> anyhow::Result<()> {
     let stack = devstack::up().await?;
     devstack::print_status(&stack);
 
-    // The encrypted Element Call tests need the program's `e2ee-per-participant` feature,
-    // which `cargo test --workspace` does not turn on. One at a time: two browsers and three
-    // programs at once on two cores starve the video they measure.
+    // The encrypted Element Call tests and the hosted Element Call need the program's
+    // `e2ee-per-participant` and `experimental-widgets` features, which `cargo test --workspace`
+    // does not turn on. One at a time: two browsers and three programs at once on two cores
+    // starve the video they measure.
     let encrypted_call = [
         "-p",
         "example-rtc-livekit-join",
         "--features",
-        "e2ee-per-participant",
+        "e2ee-per-participant,experimental-widgets",
         "--test",
         "element_call_e2ee",
+        "--test",
+        "element_call_widget",
     ];
     let tests = cargo_test(&layout, &["--workspace"], cargo_args, None)
         .and_then(|()| cargo_test(&layout, &encrypted_call, cargo_args, Some(1)))
@@ -83,7 +86,7 @@ fn feature_builds(layout: &devstack::Layout) -> anyhow::Result<()> {
         anyhow::Ok((output.status.success(), String::from_utf8_lossy(&output.stderr).into_owned()))
     };
     for features in [
-        &["--features", "v4l2,alsa,matrix-sdk-rtc-livekit/native-tls"][..],
+        &["--features", "v4l2,alsa,experimental-widgets,matrix-sdk-rtc-livekit/native-tls"][..],
         &["--no-default-features", "--features", "matrix-sdk-rtc-livekit/rustls-tls"][..],
     ] {
         eprintln!("checking example-rtc-livekit-join {}", features.join(" "));

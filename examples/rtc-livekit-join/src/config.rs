@@ -124,13 +124,16 @@ pub(crate) struct Args {
     /// have our key for our first frames. Default 300.
     #[arg(long, env = "PER_PARTICIPANT_KEY_GRACE_PERIOD_MS", hide_env_values = true)]
     key_grace_ms: Option<String>,
-    /// Host Element Call as a widget (not part of this build: refused).
+    /// Host Element Call (served at this URL) as a widget instead of publishing our own media:
+    /// the program serves a page on 127.0.0.1 that embeds it and prints its URL; whoever opens
+    /// it is in the call as this account (feature `experimental-widgets`).
     #[arg(long, env = "ELEMENT_CALL_URL", hide_env_values = true)]
     element_call_url: Option<String>,
-    /// The widget id for ELEMENT_CALL_URL.
+    /// The widget id Element Call is given. Default `element-call`.
     #[arg(long, env = "ELEMENT_CALL_WIDGET_ID", hide_env_values = true)]
     element_call_widget_id: Option<String>,
-    /// The parent URL for ELEMENT_CALL_URL.
+    /// The host page's URL, Element Call's parent: http://127.0.0.1:PORT/ (or localhost) to
+    /// serve it on a fixed port. Default: a free port.
     #[arg(long, env = "ELEMENT_CALL_PARENT_URL", hide_env_values = true)]
     element_call_parent_url: Option<String>,
 }
@@ -190,7 +193,18 @@ pub(crate) struct Config {
     pub(crate) allow_insecure: bool,
     pub(crate) status_interval: std::time::Duration,
     pub(crate) e2ee: E2ee,
+    /// Host Element Call instead of publishing our own media (`ELEMENT_CALL_URL`).
+    pub(crate) widget: Option<WidgetHosting>,
     pub(crate) warnings: Vec<String>,
+}
+
+/// Element Call hosted as a widget (`ELEMENT_CALL_*`).
+#[derive(Debug, Clone)]
+#[cfg_attr(not(feature = "experimental-widgets"), allow(dead_code))]
+pub(crate) struct WidgetHosting {
+    pub(crate) element_call_url: url::Url,
+    pub(crate) widget_id: Option<String>,
+    pub(crate) page_url: Option<url::Url>,
 }
 
 /// Media encryption settings (used with feature `e2ee-per-participant`).
@@ -471,20 +485,12 @@ impl Args {
                 )));
             }
         };
-        if set(self.element_call_url).is_some() {
-            return Err(ConfigError(
-                "ELEMENT_CALL_URL asks to host Element Call as a widget, which this version cannot do yet; \
-                 unset it (and ELEMENT_CALL_WIDGET_ID, ELEMENT_CALL_PARENT_URL) to join with the bot's own media"
-                    .into(),
-            ));
-        }
-        if set(self.element_call_widget_id).is_some() || set(self.element_call_parent_url).is_some()
-        {
-            warnings.push(
-                "ELEMENT_CALL_WIDGET_ID and ELEMENT_CALL_PARENT_URL only matter with ELEMENT_CALL_URL; ignored"
-                    .to_owned(),
-            );
-        }
+        let widget = widget_hosting(
+            set(self.element_call_url),
+            set(self.element_call_widget_id),
+            set(self.element_call_parent_url),
+            &mut warnings,
+        )?;
         let recovery_key = set(self.recovery_key).map(RecoveryKey);
         let key_resend = whole_number(self.key_resend_secs, "PER_PARTICIPANT_KEY_RESEND_SECS", 0)?;
         let key_grace =
@@ -518,6 +524,24 @@ impl Args {
             "STATUS_INTERVAL_SECS",
             10,
         )?));
+        if widget.is_some() {
+            let mut ignored = Vec::new();
+            if !matches!(video, Video::None) {
+                ignored.push("V4L2_VIDEO_SOURCE/V4L2_DEVICE");
+            }
+            if !matches!(audio, Audio::None) {
+                ignored.push("AUDIO_SOURCE");
+            }
+            if recording.is_some() {
+                ignored.push("RECORD_DIR");
+            }
+            if !ignored.is_empty() {
+                warnings.push(format!(
+                    "{} ignored: with ELEMENT_CALL_URL, Element Call in the browser sends and receives the media",
+                    ignored.join(", ")
+                ));
+            }
+        }
         Ok(Config {
             homeserver_url,
             username,
@@ -538,9 +562,45 @@ impl Args {
             allow_insecure,
             status_interval,
             e2ee,
+            widget,
             warnings,
         })
     }
+}
+
+/// `ELEMENT_CALL_URL`, `ELEMENT_CALL_WIDGET_ID`, `ELEMENT_CALL_PARENT_URL`.
+fn widget_hosting(
+    url: Option<String>,
+    widget_id: Option<String>,
+    parent_url: Option<String>,
+    warnings: &mut Vec<String>,
+) -> Result<Option<WidgetHosting>, ConfigError> {
+    let Some(url) = url else {
+        if widget_id.is_some() || parent_url.is_some() {
+            warnings.push(
+                "ELEMENT_CALL_WIDGET_ID and ELEMENT_CALL_PARENT_URL only matter with ELEMENT_CALL_URL; ignored"
+                    .to_owned(),
+            );
+        }
+        return Ok(None);
+    };
+    if !cfg!(feature = "experimental-widgets") {
+        return Err(ConfigError(
+            "ELEMENT_CALL_URL hosts Element Call as a widget, which needs the experimental-widgets feature: \
+             build with `--features experimental-widgets`, or unset it to join with the program's own media"
+                .into(),
+        ));
+    }
+    let element_call_url = url
+        .parse()
+        .map_err(|e| ConfigError(format!("ELEMENT_CALL_URL `{url}` is not a URL: {e}")))?;
+    let page_url = match parent_url {
+        Some(parent) => Some(parent.parse().map_err(|e| {
+            ConfigError(format!("ELEMENT_CALL_PARENT_URL `{parent}` is not a URL: {e}"))
+        })?),
+        None => None,
+    };
+    Ok(Some(WidgetHosting { element_call_url, widget_id, page_url }))
 }
 
 /// `tone`, `tone:FREQ`, `file:PATH`, `mic`, `mic:DEVICE`, `none`.
@@ -799,11 +859,21 @@ mod tests {
         assert!(with(&[("max-bitrate", "1")]).is_err());
         assert!(with(&[("codec", "av1")]).is_err());
         assert!(with(&[("presence", "sometimes")]).is_err());
-        assert!(
-            with(&[("element-call-url", "https://call.element.io")])
-                .unwrap_err()
-                .0
-                .contains("ELEMENT_CALL_URL")
-        );
+        let hosted = with(&[("element-call-url", "https://call.element.io")]);
+        if cfg!(feature = "experimental-widgets") {
+            let widget = hosted.unwrap().widget.unwrap();
+            assert_eq!(widget.element_call_url.as_str(), "https://call.element.io/");
+            assert!(with(&[("element-call-url", "not a url")]).is_err());
+            let parent = with(&[
+                ("element-call-url", "https://call.element.io"),
+                ("element-call-parent-url", "http://127.0.0.1:8765/"),
+            ]);
+            assert_eq!(parent.unwrap().widget.unwrap().page_url.unwrap().port(), Some(8765));
+        } else {
+            assert!(hosted.unwrap_err().0.contains("--features experimental-widgets"));
+        }
+        let ignored = with(&[("element-call-widget-id", "x")]).unwrap();
+        assert!(ignored.widget.is_none());
+        assert!(ignored.warnings.iter().any(|w| w.contains("ELEMENT_CALL_WIDGET_ID")));
     }
 }

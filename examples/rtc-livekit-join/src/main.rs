@@ -15,6 +15,8 @@ mod media;
 mod record;
 mod session;
 mod status;
+#[cfg(feature = "experimental-widgets")]
+mod widget;
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -158,7 +160,9 @@ async fn run(config: Config, clock: Clock) -> Result<(), Failure> {
         "room",
         &format!("joined room {} ({})", room.room_id(), room.name().unwrap_or_default()),
     );
-    media_encryption(&config, &client, &room).await?;
+    if config.widget.is_none() {
+        media_encryption(&config, &client, &room).await?;
+    }
 
     // Keep syncing; a logged-out session ends the program.
     let sync_client = client.clone();
@@ -187,6 +191,14 @@ async fn run(config: Config, clock: Clock) -> Result<(), Failure> {
             })
             .await;
     });
+
+    #[cfg(feature = "experimental-widgets")]
+    if let Some(hosting) = &config.widget {
+        let outcome =
+            widget::host(hosting, config.allow_insecure, room, &mut signals, &mut fatal).await;
+        sync.abort();
+        return outcome;
+    }
 
     let service_url = match &config.service_url {
         Some(url) => url.clone(),

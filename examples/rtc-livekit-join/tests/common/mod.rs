@@ -181,6 +181,9 @@ pub fn localpart(user_id: &str) -> String {
 }
 
 /// The program, running, with its log (stderr) collected line by line.
+/// Lines the program printed on stdout start with this in [`Bot::log`].
+pub const STDOUT_MARK: &str = "[stdout] ";
+
 pub struct Bot {
     child: tokio::process::Child,
     reader: Option<tokio::task::JoinHandle<()>>,
@@ -204,17 +207,30 @@ impl Bot {
         let started = Instant::now();
         let mut child = command
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .expect("the program starts");
         let lines = Arc::new(Mutex::new(Vec::new()));
         let news = Arc::new(Notify::new());
+        // The log (stderr), and what the program prints for its user (stdout, marked).
         let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
         let (sink, notify) = (lines.clone(), news.clone());
         let reader = tokio::spawn(async move {
-            while let Ok(Some(line)) = stderr.next_line().await {
+            let (mut err_open, mut out_open) = (true, true);
+            while err_open || out_open {
+                let line = tokio::select! {
+                    line = stderr.next_line(), if err_open => match line {
+                        Ok(Some(line)) => line,
+                        _ => { err_open = false; continue; }
+                    },
+                    line = stdout.next_line(), if out_open => match line {
+                        Ok(Some(line)) => format!("{STDOUT_MARK}{line}"),
+                        _ => { out_open = false; continue; }
+                    },
+                };
                 sink.lock().unwrap().push(line);
                 notify.notify_waiters();
             }
