@@ -279,10 +279,31 @@ async fn the_host_relays_a_widget_within_its_policy_and_refuses_the_rest() {
         .unwrap();
     assert!(!messages.to_string().contains(&body), "the refused message reached the room");
 
-    // A new page gets a new driver.
+    // A new page gets a new driver. Element Call's own hang-up and close end its session, and
+    // the page is told.
     let mut again = open(&host, &with_secret, &origin).await.unwrap();
     send(&mut again, request("v2", "supported_api_versions", json!({}))).await;
     assert!(answer_to(&mut again, "v2").await["supported_versions"].is_array());
+    send(&mut again, request("h1", "im.vector.hangup", json!({}))).await;
+    assert_eq!(answer_to(&mut again, "h1").await, json!({}));
+    send(&mut again, request("h2", "io.element.close", json!({}))).await;
+    assert_eq!(answer_to(&mut again, "h2").await, json!({}));
+    match again.next().await {
+        Some(Ok(Message::Close(Some(frame)))) => {
+            assert_eq!(u16::from(frame.code), 1000, "{frame:?}")
+        }
+        other => panic!("the page was not told the call ended: {other:?}"),
+    }
+    event(&mut events, |e| *e == HostEvent::HungUp).await;
+    let ended = event(&mut events, |e| matches!(e, HostEvent::PageDisconnected { .. })).await;
+    assert_eq!(
+        ended,
+        HostEvent::PageDisconnected { end: SessionEnd::Closed, delayed_events_sent: 0 }
+    );
+
+    let mut again = open(&host, &with_secret, &origin).await.unwrap();
+    send(&mut again, request("v3", "supported_api_versions", json!({}))).await;
+    assert!(answer_to(&mut again, "v3").await["supported_versions"].is_array());
     host.shutdown(Duration::from_secs(1)).await;
     // The host asked Element Call to hang up; this page did not, so it is told the host stopped.
     let mut asked_to_hang_up = false;
