@@ -104,6 +104,17 @@ pub(crate) async fn run(options: &DemoOptions) -> anyhow::Result<()> {
         println!("    V4L2_VIDEO_SOURCE=test_red RUST_LOG=info \\");
         println!("    cargo run -p example-rtc-livekit-join");
         println!();
+        println!(
+            "Or be that account in the call yourself, in a second browser tab, through Element Call \
+             hosted by the program (it prints the page to open):"
+        );
+        println!();
+        println!("    HOMESERVER_URL={} \\", stack.homeserver_url);
+        println!("    MATRIX_USERNAME={spare_name} MATRIX_PASSWORD={spare_name} \\");
+        println!("    ROOM_ID='{room_id}' \\");
+        println!("    ELEMENT_CALL_URL={} RUST_LOG=info \\", stack.element_call_url);
+        println!("    cargo run -p example-rtc-livekit-join --features experimental-widgets");
+        println!();
         if options.headless {
             watch_headless(&stack, &page, &room_id, &layout).await
         } else {

@@ -101,43 +101,9 @@ async fn the_hosted_element_call_is_in_the_call_and_killing_the_host_leaves_no_g
     refusals_of_the_page(&page_url).await;
 
     let forged = format!("forged by another origin {}", std::process::id());
-    let mut hosted = ElementCall::start(
-        &setup.stack,
-        Login::HostPage(&page_url),
-        &setup.room_id,
-        &[
-            ("EXPECT_VIDEO", "moving".into()),
-            ("EXPECT_PARTICIPANT", localpart(&setup.owner.user_id)),
-            ("FORGE_BODY", forged.clone()),
-            ("FORGE_FROM_URL", format!("{}/_matrix/client/versions", setup.stack.homeserver_url)),
-            ("STAY_SECONDS", "150".into()),
-        ],
-    )
-    .unwrap();
-    expect(&mut hosted, &bot, "in-call", Duration::from_secs(90)).await;
-    bot.wait_line(Duration::from_secs(30), |l| l.contains("Element Call's capabilities decided"))
-        .await;
-
-    let owner_name = localpart(&setup.owner.user_id);
-    let ec = setup.hs.login(&owner_name, &owner_name, "OWNEREC").await.unwrap();
-    let mut standalone = ElementCall::start(
-        &setup.stack,
-        Login::Session(&ec),
-        &setup.room_id,
-        &[
-            ("EXPECT_VIDEO", "moving".into()),
-            ("EXPECT_PARTICIPANT", localpart(&setup.bot.user_id)),
-            ("STAY_SECONDS", "120".into()),
-        ],
-    )
-    .unwrap();
-
-    // Video both ways: each Element Call shows the other's camera, moving.
-    let seen_by_standalone =
-        expect(&mut standalone, &bot, "video-seen", Duration::from_secs(120)).await;
-    let seen_in_host = expect(&mut hosted, &bot, "video-seen", Duration::from_secs(120)).await;
-    eprintln!("standalone sees the hosted camera: {seen_by_standalone}");
-    eprintln!("the hosted Element Call sees the standalone camera: {seen_in_host}");
+    let forge_from = format!("{}/_matrix/client/versions", setup.stack.homeserver_url);
+    let forging = [("FORGE_BODY", forged.clone()), ("FORGE_FROM_URL", forge_from)];
+    let (mut hosted, standalone) = both_in_the_call(&setup, &bot, &page_url, &forging).await;
 
     // The membership and its delayed leave, as the homeserver has them, sent by our driver.
     let membership = setup.membership(DEVICE).await;
@@ -215,39 +181,9 @@ async fn the_hosted_element_call_is_in_the_call_and_killing_the_host_leaves_no_g
 async fn in_an_encrypted_room_the_keys_go_olm_encrypted_and_sigterm_makes_element_call_leave() {
     let setup = Setup::encrypted("ecwidgete2ee").await;
     let (mut bot, page_url) = start_host(&setup).await;
-    let mut hosted = ElementCall::start(
-        &setup.stack,
-        Login::HostPage(&page_url),
-        &setup.room_id,
-        &[
-            ("EXPECT_VIDEO", "moving".into()),
-            ("EXPECT_PARTICIPANT", localpart(&setup.owner.user_id)),
-            ("STAY_SECONDS", "150".into()),
-            ("WAIT_ENDED_SECONDS", "120".into()),
-        ],
-    )
-    .unwrap();
-    expect(&mut hosted, &bot, "in-call", Duration::from_secs(90)).await;
-
-    let owner_name = localpart(&setup.owner.user_id);
-    let ec = setup.hs.login(&owner_name, &owner_name, "OWNEREC").await.unwrap();
-    let mut standalone = ElementCall::start(
-        &setup.stack,
-        Login::Session(&ec),
-        &setup.room_id,
-        &[
-            ("EXPECT_VIDEO", "moving".into()),
-            ("EXPECT_PARTICIPANT", localpart(&setup.bot.user_id)),
-            ("STAY_SECONDS", "120".into()),
-        ],
-    )
-    .unwrap();
     // Decrypted both ways: without the other's key Element Call shows no moving picture.
-    let seen_by_standalone =
-        expect(&mut standalone, &bot, "video-seen", Duration::from_secs(120)).await;
-    let seen_in_host = expect(&mut hosted, &bot, "video-seen", Duration::from_secs(120)).await;
-    eprintln!("standalone decrypts the hosted camera: {seen_by_standalone}");
-    eprintln!("the hosted Element Call decrypts the standalone camera: {seen_in_host}");
+    let waiting = [("WAIT_ENDED_SECONDS", "120".to_owned())];
+    let (mut hosted, standalone) = both_in_the_call(&setup, &bot, &page_url, &waiting).await;
 
     // The program's keys went out Olm-encrypted (m.room.encrypted), never in clear.
     let requests = access_log(&setup, &setup.bot.user_id);
@@ -284,6 +220,51 @@ async fn in_an_encrypted_room_the_keys_go_olm_encrypted_and_sigterm_makes_elemen
     eprintln!("the page: {ended}");
     assert_secret_not_logged(&bot, &page_url);
     standalone.stop().await;
+}
+
+/// Element Call through the host's page (with `settings` besides the video check), then a
+/// standalone Element Call as the room's owner; both in the call, each showing the other's
+/// camera, moving.
+async fn both_in_the_call(
+    setup: &Setup,
+    bot: &Bot,
+    page_url: &str,
+    settings: &[(&str, String)],
+) -> (ElementCall, ElementCall) {
+    let mut hosted_settings = vec![
+        ("EXPECT_VIDEO", "moving".to_owned()),
+        ("EXPECT_PARTICIPANT", localpart(&setup.owner.user_id)),
+        ("STAY_SECONDS", "150".into()),
+    ];
+    hosted_settings.extend(settings.iter().cloned());
+    let mut hosted = ElementCall::start(
+        &setup.stack,
+        Login::HostPage(page_url),
+        &setup.room_id,
+        &hosted_settings,
+    )
+    .unwrap();
+    expect(&mut hosted, bot, "in-call", Duration::from_secs(90)).await;
+
+    let owner_name = localpart(&setup.owner.user_id);
+    let ec = setup.hs.login(&owner_name, &owner_name, "OWNEREC").await.unwrap();
+    let mut standalone = ElementCall::start(
+        &setup.stack,
+        Login::Session(&ec),
+        &setup.room_id,
+        &[
+            ("EXPECT_VIDEO", "moving".into()),
+            ("EXPECT_PARTICIPANT", localpart(&setup.bot.user_id)),
+            ("STAY_SECONDS", "120".into()),
+        ],
+    )
+    .unwrap();
+    let seen_by_standalone =
+        expect(&mut standalone, bot, "video-seen", Duration::from_secs(120)).await;
+    let seen_in_host = expect(&mut hosted, bot, "video-seen", Duration::from_secs(120)).await;
+    eprintln!("the standalone Element Call shows the hosted one's camera: {seen_by_standalone}");
+    eprintln!("the hosted Element Call shows the standalone one's camera: {seen_in_host}");
+    (hosted, standalone)
 }
 
 /// The page and its WebSocket refuse requests without the secret, under another host name, and
