@@ -25,9 +25,9 @@ pub struct HostOptions {
     pub element_call_url: Url,
     /// The widget's id (Element Call's `widgetId`); [`DEFAULT_WIDGET_ID`] by default.
     pub widget_id: String,
-    /// The host page's URL, the parent Element Call posts its messages to (`parentUrl`): an
-    /// `http` URL on this machine (`127.0.0.1`, `localhost` or `[::1]`), whose port the host
-    /// listens on. `None`: `http://127.0.0.1:<a free port>/`. To use the page from another
+    /// The host page's URL, the parent Element Call posts its messages to (`parentUrl`):
+    /// `http://127.0.0.1:<port>/` or `http://localhost:<port>/`, whose port the host listens on
+    /// (on 127.0.0.1). `None`: `http://127.0.0.1:<a free port>/`. To use the page from another
     /// machine, give a fixed port and forward it (e.g. `ssh -L 8765:127.0.0.1:8765`).
     pub page_url: Option<Url>,
     /// What Element Call may do on the account. `None`:
@@ -89,7 +89,13 @@ impl HostOptions {
         let Some(url) = &self.page_url else {
             return Ok(("http://127.0.0.1/".parse().expect("a valid URL"), 0));
         };
-        if url.scheme() != "http" || !is_loopback(url) {
+        // The page is served on 127.0.0.1; `localhost` reaches it too.
+        let served_here = match url.host() {
+            Some(url::Host::Ipv4(ip)) => ip == std::net::Ipv4Addr::LOCALHOST,
+            Some(url::Host::Domain(domain)) => domain.eq_ignore_ascii_case("localhost"),
+            _ => false,
+        };
+        if url.scheme() != "http" || !served_here {
             return Err(HostError::Config(format!(
                 "the host page's URL must be http://127.0.0.1:<port>/ (or localhost): it is only served on this \
                  machine; {} is not",
