@@ -130,7 +130,7 @@ pub(crate) async fn run(options: &DemoOptions) -> anyhow::Result<()> {
 }
 
 /// Builds the program (debug, as the tests build it) and returns its path.
-fn build_program(layout: &Layout) -> anyhow::Result<std::path::PathBuf> {
+pub(crate) fn build_program(layout: &Layout) -> anyhow::Result<std::path::PathBuf> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(cargo)
         .current_dir(&layout.workspace)
@@ -175,7 +175,7 @@ fn login_page(stack: &StackInfo, session: &Value, room_id: &str) -> anyhow::Resu
 
 /// Copies the bot's log to `path` (and to the terminal when `echo`), line by line, and returns
 /// the lines so far as they come.
-fn forward_log(
+pub(crate) fn forward_log(
     child: &mut Child,
     path: &Path,
     echo: bool,
@@ -197,7 +197,7 @@ fn forward_log(
     Ok(lines)
 }
 
-async fn wait_for_line(
+pub(crate) async fn wait_for_line(
     lines: &std::sync::Mutex<Vec<String>>,
     text: &str,
     within: Duration,
@@ -257,7 +257,7 @@ async fn watch_headless(
 }
 
 /// Stops the bot (SIGTERM: it leaves the call), then makes sure it is gone.
-fn stop(child: &mut Child) {
+pub(crate) fn stop(child: &mut Child) {
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
     let deadline = Instant::now() + Duration::from_secs(5);

@@ -10,6 +10,8 @@
 //! * `cargo xtask bench record`: CPU time and peak memory of receiving and recording a 720p call
 //!   (video and audio), the program against the official LiveKit Python SDK.
 //! * `cargo xtask bench join`: from starting the program to its first frame in Element Call.
+//! * `cargo xtask soak --minutes N`: the program in a call for N minutes; fails when its
+//!   memory, file descriptors or threads grow, or its media stops.
 //! * `cargo xtask bench connect`: from `connect` to the first video sent, and memory and threads
 //!   per connected room (1, 10, 50 rooms in one process), our Rust client against the official
 //!   LiveKit Python SDK.
@@ -18,6 +20,7 @@ mod bench;
 mod demo;
 mod devstack;
 mod serve_static;
+mod soak;
 mod test;
 
 use std::time::Duration;
@@ -57,6 +60,9 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         cargo_args: Vec<String>,
     },
+    /// The program in a call with another for N minutes, its memory, file descriptors, threads
+    /// and CPU sampled; fails on growth or when media stops (starts the stack if needed).
+    Soak(soak::SoakOptions),
     /// Benchmarks against the local stack (starts it if needed, stops what it started).
     Bench {
         #[command(subcommand)]
@@ -124,6 +130,7 @@ fn main() -> anyhow::Result<()> {
             Command::Devstack { action: DevstackAction::Status } => devstack::status().await,
             Command::Demo(options) => demo::run(&options).await,
             Command::Test { cargo_args } => test::run(&cargo_args).await,
+            Command::Soak(options) => soak::run(&options).await,
             Command::ServeStatic { root, port } => serve_static::run(root, port).await,
             Command::Bench { action: BenchAction::Publish(options) } => {
                 bench::publish(&options).await

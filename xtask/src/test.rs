@@ -1,5 +1,5 @@
-//! `cargo xtask test`: every test of the workspace against the local stack, then the demo in
-//! headless Chromium (`cargo xtask demo --headless`) on the same stack.
+//! `cargo xtask test`: every test of the workspace against the local stack, a 3-minute soak,
+//! then the demo in headless Chromium (`cargo xtask demo --headless`) on the same stack.
 
 use std::process::Command;
 
@@ -31,6 +31,13 @@ pub(crate) async fn run(cargo_args: &[String]) -> anyhow::Result<()> {
     let tests = cargo_test(&layout, &["--workspace"], cargo_args, None)
         .and_then(|()| cargo_test(&layout, &encrypted_call, cargo_args, Some(1)))
         .and_then(|()| feature_builds(&layout));
+    // Three minutes of the soak: no leak of memory, descriptors or threads, media flowing.
+    let tests = match tests {
+        Ok(()) => crate::soak::run(&crate::soak::SoakOptions { minutes: 3.0 })
+            .await
+            .map_err(|e| e.context("the 3-minute soak failed")),
+        Err(error) => Err(error),
+    };
     // The README's first command, as a person would see it, checked by Chromium.
     let demo = match &tests {
         Ok(()) => crate::demo::run(&crate::demo::DemoOptions::headless()).await,
