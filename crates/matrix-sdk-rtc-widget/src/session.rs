@@ -31,6 +31,9 @@ use matrix_sdk_rtc::discover_transports;
 
 /// How long the driver may take to answer Element Call's last requests once it closed.
 const CLOSE_GRACE: Duration = Duration::from_secs(3);
+/// How long a message to the page may wait for the page to read (a frozen page ends its
+/// session rather than the host's).
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// State changes waiting to be forwarded.
 const STATE_QUEUE: usize = 256;
 /// How long sending one leftover delayed event may take.
@@ -156,7 +159,10 @@ where
             match output {
                 Output::ToPage(text) => {
                     trace_message("to the page", &text);
-                    if to_page.send(Message::text(text)).await.is_err() {
+                    let sent =
+                        tokio::time::timeout(SEND_TIMEOUT, to_page.send(Message::text(text)));
+                    if !matches!(sent.await, Ok(Ok(()))) {
+                        tracing::info!("the page stopped reading");
                         break 'session SessionEnd::PageGone;
                     }
                 }
