@@ -17,6 +17,7 @@
 //!   LiveKit Python SDK.
 
 mod bench;
+mod chaos;
 mod demo;
 mod devstack;
 mod serve_static;
@@ -63,6 +64,9 @@ enum Command {
     /// The program in a call with another for N minutes, its memory, file descriptors, threads
     /// and CPU sampled; fails on growth or when media stops (starts the stack if needed).
     Soak(soak::SoakOptions),
+    /// The program's network path under faults (loss, delay, a cut), through a relay into a
+    /// network namespace; `--check-relay` checks the relay alone (needs root).
+    Chaos(chaos::ChaosOptions),
     /// Benchmarks against the local stack (starts it if needed, stops what it started).
     Bench {
         #[command(subcommand)]
@@ -131,6 +135,7 @@ fn main() -> anyhow::Result<()> {
             Command::Demo(options) => demo::run(&options).await,
             Command::Test { cargo_args } => test::run(&cargo_args).await,
             Command::Soak(options) => soak::run(&options).await,
+            Command::Chaos(options) => chaos::run(&options).await,
             Command::ServeStatic { root, port } => serve_static::run(root, port).await,
             Command::Bench { action: BenchAction::Publish(options) } => {
                 bench::publish(&options).await
