@@ -70,7 +70,18 @@
 //     (its `state` `ended`, e.g. after the host got SIGTERM): `host-ended` {status} with the
 //     page's `#status` text, else an error; not with HANGUP;
 //   HANGUP: `1` to leave with Element Call's own button at the end (with HOST_PAGE_URL, the host
-//     page must then say `ended` within 30 s).
+//     page must then say `ended` within 30 s);
+//   EC_CONFIG: a JSON object laid over Element Call's config.json as the page loads it (each
+//     top-level key replaced, objects merged one level deep), e.g.
+//     `{"matrix_rtc_session":{"delegated_delayed_leave":{"delay_ms":10000,"restart_ms":3600000}}}`;
+//   BLOCK_DELAYED_RESTARTS: `1` to answer Element Call's own restarts of its delayed events
+//     (MSC4140 `…/delayed_events/{id}/restart`, and the older `…/delayed_events/{id}` with
+//     `{"action":"restart"}`) with 200 `{}` without passing them on: only someone else (the
+//     authorization service it delegated to) then keeps its delayed leave alive. Each is
+//     reported as `restart-blocked` {count};
+//   CRASH: `1` to end with SIGKILL to the browser and all its processes instead of closing it
+//     (nothing runs in the page after that: no hang-up, no leave), reported as `crashed`
+//     {processes} just before the script exits.
 // Output: one JSON object per line on stdout: {"event": "...", ...}; `t` fields are Unix ms.
 // With HOST_PAGE_URL, an `error` also says the host page's `host_state` and `host_status`.
 // Exit code 0 when joined (and the expected participant, video, tone and speaker appeared, the
@@ -109,6 +120,11 @@ const fakeVideoFile = env("FAKE_VIDEO_FILE", "");
 const forgeBody = env("FORGE_BODY", "");
 const forgeFromUrl = forgeBody ? env("FORGE_FROM_URL") : "";
 const waitEndedSeconds = Number(env("WAIT_ENDED_SECONDS", "0"));
+const ecConfig = JSON.parse(env("EC_CONFIG", "{}"));
+const blockDelayedRestarts = env("BLOCK_DELAYED_RESTARTS", "") === "1";
+const crash = env("CRASH", "") === "1";
+if (typeof ecConfig !== "object" || ecConfig === null || Array.isArray(ecConfig)) throw new Error("EC_CONFIG must be a JSON object");
+if (crash && hangup) throw new Error("CRASH and HANGUP exclude each other");
 if (!(expectTone >= 0) || !(toneMarginDb > 0)) throw new Error("EXPECT_TONE and TONE_MARGIN_DB must be numbers");
 if (!(waitEndedSeconds >= 0)) throw new Error("WAIT_ENDED_SECONDS must be a number");
 if ((forgeBody || waitEndedSeconds > 0) && !hostPageUrl) throw new Error("FORGE_BODY and WAIT_ENDED_SECONDS need HOST_PAGE_URL");
@@ -423,6 +439,53 @@ async function forge(page, view) {
   }
 }
 
+// The processes below this one (the browser and its helpers), from /proc.
+async function descendants() {
+  const { readdir, readFile } = await import("node:fs/promises");
+  const parents = new Map();
+  for (const entry of await readdir("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    const stat = await readFile(`/proc/${entry}/stat`, "utf8").catch(() => null);
+    // The fields after the command (which may hold spaces) in parentheses: state, ppid, …
+    const ppid = stat ? Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]) : NaN;
+    if (Number.isInteger(ppid)) parents.set(Number(entry), ppid);
+  }
+  const found = [];
+  const walk = (pid) => { for (const [child, parent] of parents) if (parent === pid) { found.push(child); walk(child); } };
+  walk(process.pid);
+  return found;
+}
+
+// Lays EC_CONFIG over Element Call's config.json; answers Element Call's own delayed-event
+// restarts itself (BLOCK_DELAYED_RESTARTS).
+async function routeContext(context) {
+  if (Object.keys(ecConfig).length > 0) {
+    await context.route(/\/config\.json(\?.*)?$/, async (route) => {
+      const response = await route.fetch();
+      const config = await response.json();
+      for (const [key, value] of Object.entries(ecConfig)) {
+        const old = config[key];
+        config[key] = value && typeof value === "object" && !Array.isArray(value) && old && typeof old === "object"
+          ? { ...old, ...value } : value;
+      }
+      await route.fulfill({ response, json: config });
+      say("config-patched", { keys: Object.keys(ecConfig) });
+    });
+  }
+  if (blockDelayedRestarts) {
+    let count = 0;
+    await context.route(/\/delayed_events\/[^/?#]+(\/restart)?([?#].*)?$/, async (route) => {
+      const request = route.request();
+      const restart = request.method() === "POST" && (/\/restart([?#].*)?$/.test(request.url()) ||
+        (() => { try { return JSON.parse(request.postData() ?? "{}").action === "restart"; } catch { return false; } })());
+      if (!restart) return route.fallback();
+      count += 1;
+      say("restart-blocked", { count });
+      await route.fulfill({ status: 200, contentType: "application/json", body: "{}", headers: { "access-control-allow-origin": "*" } });
+    });
+  }
+}
+
 const browser = await chromium.launch({
   executablePath: env("CHROMIUM", "/usr/bin/chromium"),
   headless: true,
@@ -440,6 +503,7 @@ let ok = false;
 let page = null;
 try {
   const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  await routeContext(context);
   if (!noSession) {
     await context.addInitScript((auth) => {
       localStorage.setItem("matrix-auth-store", JSON.stringify(auth));
@@ -563,6 +627,12 @@ try {
     say("hung-up");
   }
   ok = true;
+  if (crash) {
+    const processes = await descendants();
+    for (const pid of processes) { try { process.kill(pid, "SIGKILL"); } catch { /* gone already */ } }
+    say("crashed", { processes: processes.length });
+    process.exit(0);
+  }
 } catch (error) {
   // With HOST_PAGE_URL, what the host page said then (e.g. that it ended the session).
   const host = hostPageUrl && page

@@ -12,6 +12,9 @@ use crate::secret::Secret;
 /// The value `LIVEKIT_INSECURE_SKIP_VERIFY_TLS` must have to turn certificate checks off.
 pub const SKIP_VERIFY_TLS_CONSENT: &str = "YES_I_KNOW_WHAT_I_AM_DOING";
 
+/// The default of `LIVEKIT_SANITY_CHECK_INTERVAL_SECONDS`.
+pub const DEFAULT_SANITY_CHECK_INTERVAL_SECONDS: u64 = 30;
+
 /// Configuration as given on the command line or in the environment, before validation.
 #[derive(Debug, Default, Clone, clap::Args)]
 #[non_exhaustive]
@@ -51,6 +54,24 @@ pub struct RawConfig {
         value_delimiter = ','
     )]
     pub federation_overrides: Vec<String>,
+    /// Client-server API base URL overrides, `server_name=url`, comma-separated (or repeat the
+    /// flag), used to restart and send delegated delayed leaves on homeservers whose
+    /// `.well-known/matrix/client` cannot be reached.
+    #[arg(
+        long = "cs-api-url-override",
+        env = "LIVEKIT_CS_API_URL_OVERRIDES",
+        value_delimiter = ','
+    )]
+    pub cs_api_url_overrides: Vec<String>,
+    /// Take delegated delayed leaves over (`/delegate_delayed_leave` and the delay fields of the
+    /// token routes): `true` (default) or `false`, which answers `/delegate_delayed_leave` with
+    /// 404 and ignores the fields.
+    #[arg(long, env = "MATRIXRTC_AUTH_DELEGATION", action = clap::ArgAction::Set)]
+    pub delegation: Option<bool>,
+    /// How often a member whose leave is delegated is looked up on the SFU, in seconds, besides
+    /// LiveKit's webhooks (which may be lost); 0 turns the check off. Default 30.
+    #[arg(long, env = "LIVEKIT_SANITY_CHECK_INTERVAL_SECONDS")]
+    pub sanity_check_interval_seconds: Option<u64>,
     /// Timeout of every outbound request (homeserver, LiveKit), in milliseconds.
     #[arg(long, env = "MATRIXRTC_AUTH_OUTBOUND_TIMEOUT_MS", default_value_t = 10_000)]
     pub outbound_timeout_ms: u64,
@@ -97,6 +118,12 @@ pub struct Config {
     pub bind: SocketAddr,
     /// Federation base URL per server name.
     pub federation_overrides: HashMap<String, Url>,
+    /// Client-server API base URL per server name.
+    pub cs_api_url_overrides: HashMap<String, Url>,
+    /// Whether delegated delayed leaves are taken over.
+    pub delegation: bool,
+    /// How often members whose leave is delegated are looked up on the SFU (`None`: never).
+    pub sanity_check_interval: Option<Duration>,
     /// Timeout of every outbound request.
     pub outbound_timeout: Duration,
     /// The largest request body accepted.
@@ -210,23 +237,10 @@ impl Config {
             (None, None) => SocketAddr::from((Ipv4Addr::UNSPECIFIED, 8080)),
         };
 
-        let mut federation_overrides = HashMap::new();
-        for entry in raw.federation_overrides.iter().map(|e| e.trim()).filter(|e| !e.is_empty()) {
-            let name = "MATRIXRTC_AUTH_FEDERATION_OVERRIDES";
-            let (server, url) = entry
-                .split_once('=')
-                .map(|(s, u)| (s.trim(), u.trim()))
-                .filter(|(s, u)| !s.is_empty() && !u.is_empty())
-                .ok_or_else(|| {
-                    invalid(name, format!("entry {entry:?}: expected server_name=url"))
-                })?;
-            let url =
-                Url::parse(url).map_err(|e| invalid(name, format!("entry {entry:?}: {e}")))?;
-            if !matches!(url.scheme(), "http" | "https") {
-                return Err(invalid(name, format!("entry {entry:?}: the URL must be http(s)")));
-            }
-            federation_overrides.insert(server.to_owned(), url);
-        }
+        let federation_overrides =
+            parse_overrides("MATRIXRTC_AUTH_FEDERATION_OVERRIDES", &raw.federation_overrides)?;
+        let cs_api_url_overrides =
+            parse_overrides("LIVEKIT_CS_API_URL_OVERRIDES", &raw.cs_api_url_overrides)?;
 
         if raw.max_body_bytes == 0 {
             return Err(invalid("MATRIXRTC_AUTH_MAX_BODY_BYTES", "must be greater than zero"));
@@ -242,12 +256,39 @@ impl Config {
             full_access,
             bind,
             federation_overrides,
+            cs_api_url_overrides,
+            delegation: raw.delegation.unwrap_or(true),
+            sanity_check_interval: Some(Duration::from_secs(
+                raw.sanity_check_interval_seconds.unwrap_or(DEFAULT_SANITY_CHECK_INTERVAL_SECONDS),
+            ))
+            .filter(|i| !i.is_zero()),
             outbound_timeout: Duration::from_millis(raw.outbound_timeout_ms),
             max_body_bytes: raw.max_body_bytes,
             accept_invalid_certs: raw.insecure_skip_verify_tls.as_deref()
                 == Some(SKIP_VERIFY_TLS_CONSENT),
         })
     }
+}
+
+/// Parses `server_name=url` entries (http or https URLs) of the setting `name`.
+fn parse_overrides(
+    name: &'static str,
+    entries: &[String],
+) -> Result<HashMap<String, Url>, ConfigError> {
+    let mut overrides = HashMap::new();
+    for entry in entries.iter().map(|e| e.trim()).filter(|e| !e.is_empty()) {
+        let (server, url) = entry
+            .split_once('=')
+            .map(|(s, u)| (s.trim(), u.trim()))
+            .filter(|(s, u)| !s.is_empty() && !u.is_empty())
+            .ok_or_else(|| invalid(name, format!("entry {entry:?}: expected server_name=url")))?;
+        let url = Url::parse(url).map_err(|e| invalid(name, format!("entry {entry:?}: {e}")))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(invalid(name, format!("entry {entry:?}: the URL must be http(s)")));
+        }
+        overrides.insert(server.to_owned(), url);
+    }
+    Ok(overrides)
 }
 
 /// Parses `host:port`, `[v6]:port` or Go's `:port` (all interfaces).
@@ -280,6 +321,9 @@ mod tests {
         assert!(config.full_access.allows("example.org"));
         assert!(!config.full_access.allows("evil.org"));
         assert!(!config.accept_invalid_certs);
+        assert!(config.delegation);
+        assert_eq!(config.sanity_check_interval, Some(Duration::from_secs(30)));
+        assert!(config.cs_api_url_overrides.is_empty());
     }
 
     #[test]
@@ -340,6 +384,10 @@ mod tests {
             (
                 RawConfig { federation_overrides: vec!["x".into()], ..raw() },
                 "MATRIXRTC_AUTH_FEDERATION_OVERRIDES is invalid",
+            ),
+            (
+                RawConfig { cs_api_url_overrides: vec!["x=ftp://y".into()], ..raw() },
+                "LIVEKIT_CS_API_URL_OVERRIDES is invalid",
             ),
             (
                 RawConfig { livekit_key_file: Some("/nonexistent/k".into()), ..raw() },

@@ -51,6 +51,11 @@ impl ApiError {
         )
     }
 
+    /// `403 M_FORBIDDEN`: the user may not do this.
+    pub fn forbidden(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "M_FORBIDDEN", message)
+    }
+
     /// `413 M_TOO_LARGE`: the request body exceeds the configured limit.
     pub fn too_large(limit: usize) -> Self {
         Self::new(
@@ -68,6 +73,11 @@ impl ApiError {
     /// `405 M_UNRECOGNIZED`: the route exists but not with this method.
     pub fn method_not_allowed() -> Self {
         Self::new(StatusCode::METHOD_NOT_ALLOWED, "M_UNRECOGNIZED", "Method not allowed")
+    }
+
+    /// `503 M_UNKNOWN`: the service cannot take this now.
+    pub fn unavailable(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "M_UNKNOWN", message)
     }
 
     /// `500 M_UNKNOWN`.

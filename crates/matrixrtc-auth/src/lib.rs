@@ -6,6 +6,11 @@
 //!
 //! * `POST /sfu/get` (legacy): LiveKit identity `@user:server:DEVICE`;
 //! * `POST /get_token` (MSC4195): hashed identity;
+//! * `POST /delegate_delayed_leave` (MSC4195): a member hands its delayed leave over, which the
+//!   service keeps alive while the member's LiveKit connection lives ([`delegation`]); the token
+//!   routes take the same `delay_id` and `delay_timeout`;
+//! * `POST /sfu_webhook`: LiveKit's signed webhooks ([`webhook`]), which say when participants
+//!   join and leave;
 //! * `GET /healthz`.
 //!
 //! Both token routes put every member of a Matrix room call into the same LiveKit room, named
@@ -36,13 +41,16 @@
 
 pub mod access_token;
 pub mod config;
+pub mod delegation;
 pub mod error;
+mod http;
 pub mod openid;
 pub mod request;
 pub mod room_service;
 pub mod secret;
 pub mod server_name;
 pub mod service;
+pub mod webhook;
 
 use std::future::Future;
 

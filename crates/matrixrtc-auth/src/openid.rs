@@ -24,6 +24,7 @@ use reqwest::StatusCode;
 use serde::Deserialize;
 use url::Url;
 
+use crate::http::{error_chain, read_limited, with_trailing_slash};
 use crate::request::OpenIdToken;
 use crate::server_name::ServerName;
 
@@ -172,15 +173,11 @@ impl OpenIdVerifier {
         delegated
     }
 
-    async fn read_limited(&self, mut response: reqwest::Response) -> Result<Vec<u8>, OpenIdError> {
-        let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| self.transport_error(e))? {
-            if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-                return Err(OpenIdError::InvalidResponse);
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(body)
+    async fn read_limited(&self, response: reqwest::Response) -> Result<Vec<u8>, OpenIdError> {
+        read_limited(response, MAX_RESPONSE_BYTES)
+            .await
+            .map_err(|e| self.transport_error(e))?
+            .ok_or(OpenIdError::InvalidResponse)
     }
 
     fn transport_error(&self, error: reqwest::Error) -> OpenIdError {
@@ -193,13 +190,8 @@ impl OpenIdVerifier {
     }
 }
 
-/// `https://{host}[:{port}]/` of a server name (its host has passed the server-name grammar;
-/// the URL API writes it, brackets for IPv6 included).
 fn https_url(server_name: &ServerName, port: Option<u16>) -> Result<Url, OpenIdError> {
-    let mut url = Url::parse("https://localhost/").map_err(|_| OpenIdError::InvalidServerName)?;
-    url.set_host(Some(&server_name.host_for_url())).map_err(|_| OpenIdError::InvalidServerName)?;
-    url.set_port(port).map_err(|()| OpenIdError::InvalidServerName)?;
-    Ok(url)
+    crate::http::https_url(server_name, port).ok_or(OpenIdError::InvalidServerName)
 }
 
 /// `https://{host}/.well-known/matrix/server` (delegation is looked up on the default port).
@@ -216,26 +208,6 @@ fn userinfo_url(base: &Url, access_token: &str) -> Result<Url, OpenIdError> {
         .map_err(|_| OpenIdError::InvalidServerName)?;
     url.query_pairs_mut().append_pair("access_token", access_token);
     Ok(url)
-}
-
-/// `url` with a path that ends in `/`, so that joining a relative path keeps its last segment.
-fn with_trailing_slash(mut url: Url) -> Url {
-    if let Ok(mut segments) = url.path_segments_mut() {
-        segments.pop_if_empty().push("");
-    }
-    url
-}
-
-/// An error and its sources, joined with `: `.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(s) = source {
-        message.push_str(": ");
-        message.push_str(&s.to_string());
-        source = s.source();
-    }
-    message
 }
 
 #[cfg(test)]

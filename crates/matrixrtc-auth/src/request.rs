@@ -1,4 +1,4 @@
-//! The request bodies of `/sfu/get` and `/get_token`, parsed and validated as lk-jwt-service does:
+//! The request bodies of `/sfu/get`, `/get_token` and `/delegate_delayed_leave`, parsed and validated as lk-jwt-service does:
 //! unknown fields and wrong types are `M_NOT_JSON`, missing or empty required fields are
 //! `M_BAD_JSON`.
 //!
@@ -65,15 +65,14 @@ pub struct Member {
     pub claimed_device_id: String,
 }
 
-/// Delegated delayed-leave parameters (MSC4140 via the authorization service).
-///
-/// Accepted and validated (both or neither) but not acted upon yet: the request is served and the
-/// fields are ignored with a debug log line.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Delegated delayed-leave parameters (MSC4140 via the authorization service): the service is
+/// asked to keep the member's delayed leave alive while its media connection lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct DelayedLeave {
-    /// The delay id of the scheduled leave event.
-    pub delay_id: String,
+    /// The delay id of the scheduled leave event: whoever has it can send or restart the event,
+    /// so it is as secret as a token.
+    pub delay_id: Secret,
     /// The delay, in milliseconds.
     pub delay_timeout_ms: u64,
 }
@@ -108,6 +107,24 @@ pub struct SfuRequest {
     pub delayed_leave: Option<DelayedLeave>,
 }
 
+/// `POST /delegate_delayed_leave`: a member hands its delayed leave to the service, without
+/// asking for a token (MSC4195). Every field is required but `delay_cs_api_url`, which is
+/// ignored: the service finds the homeserver's client-server API itself.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct DelegateDelayedLeaveRequest {
+    /// The Matrix room id.
+    pub room_id: String,
+    /// The MatrixRTC slot, `m.call#ROOM` for the room call.
+    pub slot_id: String,
+    /// The OpenID token proving the user.
+    pub openid_token: OpenIdToken,
+    /// The member whose leave it is.
+    pub member: Member,
+    /// The delayed leave.
+    pub delayed_leave: DelayedLeave,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct LegacySfuWire {
@@ -125,6 +142,7 @@ struct LegacySfuWire {
     _delay_cs_api_url: String,
 }
 
+/// The body of `/get_token` and `/delegate_delayed_leave`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SfuWire {
@@ -165,14 +183,53 @@ fn missing_token() -> OpenIdToken {
     OpenIdToken::new(empty_secret(), "")
 }
 
+const MISSING_DELAY: &str = "The request body is missing `delay_id` or `delay_timeout`";
+
 fn delayed_leave(delay_id: String, delay_timeout: i64) -> Result<Option<DelayedLeave>, ApiError> {
     match (delay_id.is_empty(), delay_timeout > 0) {
         (true, false) => Ok(None),
-        (false, true) => {
-            Ok(Some(DelayedLeave { delay_id, delay_timeout_ms: delay_timeout.unsigned_abs() }))
-        }
-        _ => Err(ApiError::bad_json("The request body is missing `delay_id` or `delay_timeout`")),
+        (false, true) => Ok(Some(DelayedLeave {
+            delay_id: Secret::new(delay_id),
+            delay_timeout_ms: delay_timeout.unsigned_abs(),
+        })),
+        _ => Err(ApiError::bad_json(MISSING_DELAY)),
     }
+}
+
+impl DelegateDelayedLeaveRequest {
+    /// Parses and validates a `/delegate_delayed_leave` body.
+    pub fn parse(body: &[u8]) -> Result<Self, ApiError> {
+        let wire: SfuWire = decode(body, &["openid_token", "member"])?;
+        let (room_id, slot_id, openid_token, member) =
+            required_member_fields(wire.room_id, wire.slot_id, wire.openid_token, wire.member)?;
+        let delayed_leave = delayed_leave(wire.delay_id, wire.delay_timeout)?
+            .ok_or_else(|| ApiError::bad_json(MISSING_DELAY))?;
+        Ok(Self { room_id, slot_id, openid_token, member, delayed_leave })
+    }
+}
+
+/// Checks the fields `/get_token` and `/delegate_delayed_leave` share.
+fn required_member_fields(
+    room_id: String,
+    slot_id: String,
+    openid_token: OpenIdToken,
+    member: Member,
+) -> Result<(String, String, OpenIdToken, Member), ApiError> {
+    if room_id.is_empty() || slot_id.is_empty() {
+        return Err(ApiError::bad_json("The request body is missing `room_id` or `slot_id`"));
+    }
+    let m = &member;
+    if m.id.is_empty() || m.claimed_user_id.is_empty() || m.claimed_device_id.is_empty() {
+        return Err(ApiError::bad_json(
+            "The request body `member` is missing a `id`, `claimed_user_id` or `claimed_device_id`",
+        ));
+    }
+    if !openid_token.is_complete() {
+        return Err(ApiError::bad_json(
+            "The request body `openid_token` is missing a `access_token` or `matrix_server_name`",
+        ));
+    }
+    Ok((room_id, slot_id, openid_token, member))
 }
 
 impl LegacySfuRequest {
@@ -203,27 +260,10 @@ impl SfuRequest {
     /// Parses and validates a `/get_token` body.
     pub fn parse(body: &[u8]) -> Result<Self, ApiError> {
         let wire: SfuWire = decode(body, &["openid_token", "member"])?;
-        if wire.room_id.is_empty() || wire.slot_id.is_empty() {
-            return Err(ApiError::bad_json("The request body is missing `room_id` or `slot_id`"));
-        }
-        let m = &wire.member;
-        if m.id.is_empty() || m.claimed_user_id.is_empty() || m.claimed_device_id.is_empty() {
-            return Err(ApiError::bad_json(
-                "The request body `member` is missing a `id`, `claimed_user_id` or `claimed_device_id`",
-            ));
-        }
-        if !wire.openid_token.is_complete() {
-            return Err(ApiError::bad_json(
-                "The request body `openid_token` is missing a `access_token` or `matrix_server_name`",
-            ));
-        }
-        Ok(Self {
-            room_id: wire.room_id,
-            slot_id: wire.slot_id,
-            openid_token: wire.openid_token,
-            member: wire.member,
-            delayed_leave: delayed_leave(wire.delay_id, wire.delay_timeout)?,
-        })
+        let delayed_leave = delayed_leave(wire.delay_id, wire.delay_timeout)?;
+        let (room_id, slot_id, openid_token, member) =
+            required_member_fields(wire.room_id, wire.slot_id, wire.openid_token, wire.member)?;
+        Ok(Self { room_id, slot_id, openid_token, member, delayed_leave })
     }
 }
 
@@ -260,7 +300,7 @@ mod tests {
         assert_eq!(r.member.id, "m1");
         assert_eq!(
             r.delayed_leave,
-            Some(DelayedLeave { delay_id: "syd_x".into(), delay_timeout_ms: 10000 })
+            Some(DelayedLeave { delay_id: Secret::new("syd_x"), delay_timeout_ms: 10000 })
         );
     }
 
@@ -312,6 +352,41 @@ mod tests {
         for body in &cases {
             assert_eq!(get_token(body).unwrap_err().errcode, "M_BAD_JSON", "{body}");
         }
+    }
+
+    #[test]
+    fn delegation_requires_every_field_but_the_homeserver_url() {
+        let member = r#"{"id":"m","claimed_user_id":"@a:x","claimed_device_id":"D"}"#;
+        let delegate = |rest: &str| {
+            DelegateDelayedLeaveRequest::parse(
+                format!(
+                    r#"{{"room_id":"!r:x","slot_id":"m.call#ROOM","openid_token":{TOKEN},"member":{member}{rest}}}"#
+                )
+                .as_bytes(),
+            )
+        };
+        let r = delegate(r#","delay_id":"syd_a","delay_timeout":3600000"#).unwrap();
+        assert_eq!(r.delayed_leave.delay_id.expose(), "syd_a");
+        assert_eq!(r.delayed_leave.delay_timeout_ms, 3_600_000);
+        assert_eq!(r.member.claimed_device_id, "D");
+        assert!(!format!("{r:?}").contains("syd_a"), "the delay id is a secret");
+        for rest in [
+            "",
+            r#","delay_id":"syd_a""#,
+            r#","delay_timeout":1000"#,
+            r#","delay_id":"","delay_timeout":1000"#,
+            r#","delay_id":"syd_a","delay_timeout":0"#,
+            r#","delay_id":"syd_a","delay_timeout":-5"#,
+        ] {
+            assert_eq!(delegate(rest).unwrap_err().errcode, "M_BAD_JSON", "{rest}");
+        }
+        assert_eq!(
+            delegate(r#","delay_id":"syd_a","delay_timeout":1000,"delay_cs_api_url":5"#)
+                .unwrap_err(),
+            ApiError::not_json()
+        );
+        // The empty body Element Call probes the route with.
+        assert_eq!(DelegateDelayedLeaveRequest::parse(b"").unwrap_err(), ApiError::not_json());
     }
 
     #[test]

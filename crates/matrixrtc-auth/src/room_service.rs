@@ -1,5 +1,6 @@
 //! A minimal client of LiveKit's server API (Twirp over HTTP, JSON encoding):
-//! `RoomService.CreateRoom`, which is idempotent, and `RoomService.ListParticipants`.
+//! `RoomService.CreateRoom`, which is idempotent, `RoomService.ListParticipants` and
+//! `RoomService.GetParticipant`.
 
 use std::time::{Duration, SystemTime};
 
@@ -124,6 +125,28 @@ impl RoomServiceClient {
             )
             .await?;
         Ok(answer.participants)
+    }
+
+    /// The participant `identity` in room `name`: `None` when the server does not know it (or
+    /// the room).
+    pub async fn get_participant(
+        &self,
+        name: &str,
+        identity: &str,
+    ) -> Result<Option<Participant>, RoomServiceError> {
+        let answer = self
+            .call(
+                "GetParticipant",
+                VideoGrant::admin_of(name),
+                &serde_json::json!({"room": name, "identity": identity}),
+            )
+            .await;
+        match answer {
+            Ok(participant) => Ok(Some(participant)),
+            // Twirp's `not_found`.
+            Err(RoomServiceError::Status { status: 404, .. }) => Ok(None),
+            Err(error) => Err(error),
+        }
     }
 
     /// `RoomService.{method}` with a short-lived token carrying `grant`.

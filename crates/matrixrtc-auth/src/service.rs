@@ -1,13 +1,14 @@
-//! The HTTP service: routes, CORS, body limits and the token handlers.
+//! The HTTP service: routes, CORS, body limits, the token handlers, delegation of delayed leaves
+//! and LiveKit's webhooks.
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -16,11 +17,16 @@ use tracing::Instrument as _;
 
 use crate::access_token::{Claims, JOIN_TOKEN_VALIDITY, VideoGrant};
 use crate::config::Config;
+use crate::delegation::homeserver::DelayedEvents;
+use crate::delegation::{Delegation, Delegations};
 use crate::error::ApiError;
 use crate::identity::{ROOM_CALL_SLOT, hashed_identity, legacy_identity, livekit_room_alias};
 use crate::openid::{OpenIdError, OpenIdVerifier};
-use crate::request::{DelayedLeave, LegacySfuRequest, OpenIdToken, SfuRequest};
+use crate::request::{
+    DelayedLeave, DelegateDelayedLeaveRequest, LegacySfuRequest, OpenIdToken, SfuRequest,
+};
 use crate::room_service::RoomServiceClient;
+use crate::webhook;
 
 /// The answer to a successful token request.
 #[derive(Debug, Clone, Serialize)]
@@ -38,6 +44,8 @@ struct AppState {
     config: Config,
     openid: OpenIdVerifier,
     rooms: RoomServiceClient,
+    /// `None` when delegation is turned off.
+    delegations: Option<Delegations>,
 }
 
 /// Could not build the HTTP clients of the service.
@@ -63,13 +71,33 @@ pub fn router(config: Config) -> Result<Router, ServiceInitError> {
         config.outbound_timeout,
     )
     .map_err(|e| ServiceInitError(e.to_string()))?;
+    let delegations = if config.delegation {
+        let homeserver = DelayedEvents::new(
+            config.outbound_timeout,
+            config.cs_api_url_overrides.clone(),
+            config.accept_invalid_certs,
+        )
+        .map_err(|e| ServiceInitError(e.to_string()))?;
+        Some(Delegations::new(homeserver, rooms.clone(), config.sanity_check_interval))
+    } else {
+        None
+    };
     let max_body = config.max_body_bytes;
-    let state = Arc::new(AppState { config, openid, rooms });
+    let delegation = delegations.is_some();
+    let state = Arc::new(AppState { config, openid, rooms, delegations });
 
-    Ok(Router::new()
+    let mut router = Router::new()
         .route("/sfu/get", post(sfu_get).fallback(method_not_allowed))
         .route("/get_token", post(get_token).fallback(method_not_allowed))
-        .route("/healthz", get(healthz).head(healthz).fallback(method_not_allowed))
+        .route("/sfu_webhook", post(sfu_webhook).fallback(method_not_allowed))
+        .route("/healthz", get(healthz).head(healthz).fallback(method_not_allowed));
+    if delegation {
+        router = router.route(
+            "/delegate_delayed_leave",
+            post(delegate_delayed_leave).fallback(method_not_allowed),
+        );
+    }
+    Ok(router
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn(cors))
@@ -161,7 +189,120 @@ async fn get_token(
     .await
 }
 
+async fn delegate_delayed_leave(
+    State(state): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    let request =
+        DelegateDelayedLeaveRequest::parse(&body_or_error(body, state.config.max_body_bytes)?)?;
+    let span = tracing::info_span!(
+        "delegate_delayed_leave",
+        room = %request.room_id,
+        slot = %request.slot_id,
+        device = %request.member.claimed_device_id,
+    );
+    async move {
+        let user_id =
+            state.verify(&request.openid_token, Some(&request.member.claimed_user_id)).await?;
+        if !state.config.full_access.allows(&request.openid_token.matrix_server_name) {
+            return Err(ApiError::forbidden(NOT_FULL_ACCESS));
+        }
+        let identity =
+            hashed_identity(&user_id, &request.member.claimed_device_id, &request.member.id);
+        let alias = livekit_room_alias(&request.room_id, &request.slot_id);
+        let delegation = state
+            .prepare_delegation(
+                &request.openid_token,
+                &user_id,
+                &identity,
+                &alias,
+                &request.delayed_leave,
+            )
+            .await?;
+        state.delegate(delegation)?;
+        Ok(axum::Json(serde_json::json!({})))
+    }
+    .instrument(span)
+    .await
+}
+
+/// LiveKit's webhooks: participants joining and leaving, for delegated delayed leaves.
+async fn sfu_webhook(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    let body = body_or_error(body, state.config.max_body_bytes)?;
+    let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let config = &state.config;
+    if let Err(error) = webhook::verify(
+        authorization,
+        &body,
+        &config.livekit_key,
+        &config.livekit_secret,
+        SystemTime::now(),
+    ) {
+        tracing::warn!(%error, "LiveKit webhook refused");
+        return Err(ApiError::unauthorized());
+    }
+    match webhook::parse(&body) {
+        Ok(Some(event)) => {
+            tracing::debug!(lk_room = %event.room, lk_identity = %event.identity, change = ?event.change, "LiveKit participant event");
+            if let Some(delegations) = &state.delegations {
+                delegations.participant_event(event);
+            }
+        }
+        Ok(None) => {}
+        Err(error) => {
+            tracing::warn!(%error, "LiveKit webhook not understood");
+            return Err(ApiError::bad_json("Not a LiveKit webhook event"));
+        }
+    }
+    Ok(axum::Json(serde_json::json!({})))
+}
+
+/// The answer to a delegation from a user whose homeserver has no full access.
+const NOT_FULL_ACCESS: &str =
+    "Delegation of delayed events is only supported for full access users";
+
 impl AppState {
+    /// Checks that a delegation can be taken over: the homeserver's client-server API is known.
+    async fn prepare_delegation(
+        &self,
+        token: &OpenIdToken,
+        user_id: &str,
+        identity: &str,
+        alias: &str,
+        delayed_leave: &DelayedLeave,
+    ) -> Result<Delegation, ApiError> {
+        let Some(delegations) = &self.delegations else {
+            return Err(ApiError::unrecognized());
+        };
+        let homeserver =
+            delegations.homeserver().base_url(&token.matrix_server_name).await.map_err(|error| {
+                tracing::warn!(server_name = %token.matrix_server_name, %error, "cannot find the homeserver's client-server API");
+                ApiError::bad_json("Unable to resolve client-server API")
+            })?;
+        Ok(Delegation::new(
+            alias,
+            identity,
+            user_id,
+            delayed_leave.delay_id.clone(),
+            Duration::from_millis(delayed_leave.delay_timeout_ms),
+            homeserver,
+        ))
+    }
+
+    fn delegate(&self, delegation: Delegation) -> Result<(), ApiError> {
+        let Some(delegations) = &self.delegations else {
+            return Err(ApiError::unrecognized());
+        };
+        delegations.delegate(delegation).map_err(|error| {
+            tracing::error!(%error, "cannot take the delayed leave over");
+            ApiError::unavailable("The service cannot take more delayed leaves now")
+        })
+    }
+
     /// Verifies the OpenID token and, when given, that it belongs to `claimed_user_id`.
     async fn verify(
         &self,
@@ -201,12 +342,18 @@ impl AppState {
         delayed_leave: Option<&DelayedLeave>,
     ) -> Result<axum::Json<SfuResponse>, ApiError> {
         let full_access = self.config.full_access.allows(&token.matrix_server_name);
-        if let Some(delayed_leave) = delayed_leave {
-            tracing::debug!(
-                delay_timeout_ms = delayed_leave.delay_timeout_ms,
-                "delegated delayed leave requested; not supported by this version, ignored"
-            );
-        }
+        let delegation = match delayed_leave {
+            Some(_) if self.delegations.is_none() => {
+                tracing::debug!("delegated delayed leave requested; delegation is off, ignored");
+                None
+            }
+            // Element Call's legacy client asks again without the delay fields on this answer.
+            Some(_) if !full_access => return Err(ApiError::bad_json(NOT_FULL_ACCESS)),
+            Some(delayed_leave) => Some(
+                self.prepare_delegation(token, user_id, &identity, &alias, delayed_leave).await?,
+            ),
+            None => None,
+        };
         if full_access {
             match self.rooms.create_room(&alias).await {
                 Ok(room) => tracing::debug!(room = %alias, sid = %room.sid, "LiveKit room ready"),
@@ -228,6 +375,9 @@ impl AppState {
             tracing::error!(%error, "cannot sign the LiveKit token");
             ApiError::internal("Unable to issue a token")
         })?;
+        if let Some(delegation) = delegation {
+            self.delegate(delegation)?;
+        }
         tracing::info!(%user_id, lk_identity = %identity, lk_room = %alias, full_access, "issued LiveKit token");
         Ok(axum::Json(SfuResponse { url: self.config.livekit_url.clone(), jwt }))
     }

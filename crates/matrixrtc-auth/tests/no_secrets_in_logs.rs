@@ -1,5 +1,6 @@
 //! The service binary, logging at the most verbose level, never prints the LiveKit API secret, an
-//! OpenID access token or a minted JWT: not for a good request, not for a refused one.
+//! OpenID access token, a minted JWT or a delegated delay id: not for a good request, not for a
+//! refused one, not while it restarts and sends a delayed leave.
 //!
 //! Needs the local stack (`cargo xtask devstack up`) for real OpenID tokens.
 
@@ -32,6 +33,11 @@ async fn trace_logs_hold_no_secret() {
             "MATRIXRTC_AUTH_FEDERATION_OVERRIDES",
             format!("{}={}", stack.server_name, stack.homeserver_url),
         )
+        .env(
+            "LIVEKIT_CS_API_URL_OVERRIDES",
+            format!("{}={}", stack.server_name, stack.homeserver_url),
+        )
+        .env("LIVEKIT_SANITY_CHECK_INTERVAL_SECONDS", "1")
         .env("RUST_LOG", "trace")
         .stdout(Stdio::from(log_file.try_clone().unwrap()))
         .stderr(Stdio::from(log_file))
@@ -52,9 +58,14 @@ async fn trace_logs_hold_no_secret() {
 
     let openid = call.hs.openid_token(&call.alice).await.unwrap();
     let access_token = openid["access_token"].as_str().unwrap().to_owned();
+    // A delegation whose participant never connects: after its 2 s the service sends the
+    // leave, which the homeserver does not know (404).
+    let delay_id = "syd_delay-id-that-must-not-be-logged";
     let good = post(
         &format!("{base}/sfu/get"),
-        json!({"room": call.room_id, "openid_token": openid, "device_id": "ALICEDEV"}).to_string(),
+        json!({"room": call.room_id, "openid_token": openid, "device_id": "ALICEDEV",
+               "delay_id": delay_id, "delay_timeout": 2000})
+        .to_string(),
     )
     .await;
     assert_eq!(good.status, 200, "{:?}", good.body);
@@ -84,6 +95,8 @@ async fn trace_logs_hold_no_secret() {
     .await;
     assert_eq!((unreachable.status.as_u16(), unreachable.errcode()), (502, "M_UNKNOWN"));
 
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
     let mut child = guard.0.take().unwrap();
     nix_terminate(&child);
     let status = child.wait().unwrap();
@@ -93,12 +106,14 @@ async fn trace_logs_hold_no_secret() {
 
     assert!(logs.contains("issued LiveKit token"), "the logs are there at all:\n{logs}");
     assert!(logs.contains("OpenID verification failed"), "{logs}");
+    assert!(logs.contains("the leave was already sent or cancelled"), "{logs}");
     for (what, value) in [
         ("API secret", secret),
         ("OpenID token", access_token.as_str()),
         ("refused OpenID token", refused_token),
         ("unreachable OpenID token", unreachable_token),
         ("JWT signature", jwt.rsplit('.').next().unwrap()),
+        ("delay id", delay_id),
     ] {
         assert!(!logs.contains(value), "the {what} appears in the logs");
     }

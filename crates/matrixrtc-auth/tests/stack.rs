@@ -57,7 +57,7 @@ async fn get_token_joins_livekit_with_hashed_identity_and_room() {
 }
 
 #[tokio::test]
-async fn get_token_with_delay_fields_is_served() {
+async fn get_token_with_delay_fields_gives_the_same_token() {
     let call = call_room().await;
     let openid = call.hs.openid_token(&call.alice).await.unwrap();
     let answer = post(
@@ -71,8 +71,9 @@ async fn get_token_with_delay_fields_is_served() {
     )
     .await;
     assert_eq!(answer.status, 200, "{:?}", answer.body);
-    // The delay fields change nothing in the token: the same identity, room and grants as
-    // without them.
+    // The delay fields hand the delayed leave over (this one is unknown to the homeserver, so
+    // the job ends when its send is answered 404) and change nothing in the token: the same
+    // identity, room and grants as without them.
     assert_eq!(answer.body["url"], call.stack.livekit_url.as_str());
     let claims = jwt_claims(answer.body["jwt"].as_str().expect("a jwt"));
     assert_eq!(claims["sub"], hashed_identity(&call.alice.user_id, "ALICEDEV", "m"));
@@ -280,9 +281,10 @@ async fn cors_methods_and_routes_answer_like_lk_jwt_service() {
     let response = http.get(auth("/sfu/get")).send().await.unwrap();
     assert_eq!(response.status(), 405);
     assert_eq!(response.headers()["access-control-allow-origin"], "*");
-    // Delegation is not implemented yet: 404 (with CORS) is how clients learn that.
+    // Element Call probes delegation with an empty POST: anything but 404 (with CORS) means
+    // the service takes delayed leaves over.
     let answer = post(&auth("/delegate_delayed_leave"), "").await;
-    assert_eq!((answer.status.as_u16(), answer.errcode()), (404, "M_UNRECOGNIZED"));
+    assert_eq!((answer.status.as_u16(), answer.errcode()), (400, "M_NOT_JSON"));
     assert_eq!(answer.headers["access-control-allow-origin"], "*");
     // The health check says everything in its status, with an empty body.
     let health = http.get(auth("/healthz")).send().await.unwrap();

@@ -9,7 +9,8 @@ use super::install::Tools;
 use super::{Layout, process};
 
 /// Writes the configuration and starts a LiveKit server as service `name` (its folder under
-/// `.devstack/`); returns its process id.
+/// `.devstack/`), posting its participant webhooks to `webhook_url` (its authorization service,
+/// which keeps delegated delayed leaves alive with them); returns its process id.
 pub(crate) fn start(
     layout: &Layout,
     tools: &Tools,
@@ -17,6 +18,7 @@ pub(crate) fn start(
     name: &str,
     port: u16,
     udp_port: u16,
+    webhook_url: &str,
 ) -> anyhow::Result<u32> {
     let dir = layout.service_dir(name);
     std::fs::create_dir_all(&dir)?;
@@ -51,6 +53,9 @@ rtc:
     includes: [lo]
 turn:
   enabled: false
+webhook:
+  api_key: {key}
+  urls: ["{webhook_url}"]
 "#
         ),
     )?;

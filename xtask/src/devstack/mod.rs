@@ -165,8 +165,15 @@ pub(crate) async fn up() -> anyhow::Result<StackInfo> {
         let synapse = synapse::start(&layout, &tools, &stack, ports.synapse)?;
         stack.pids.insert("synapse".into(), synapse);
         write_stack(&layout, &stack)?;
-        let livekit =
-            livekit::start(&layout, &tools, &stack, "livekit", ports.livekit, ports.livekit_udp)?;
+        let livekit = livekit::start(
+            &layout,
+            &tools,
+            &stack,
+            "livekit",
+            ports.livekit,
+            ports.livekit_udp,
+            &format!("{auth_url}/sfu_webhook"),
+        )?;
         stack.pids.insert("livekit".into(), livekit);
         write_stack(&layout, &stack)?;
         let auth =
@@ -182,6 +189,7 @@ pub(crate) async fn up() -> anyhow::Result<StackInfo> {
             "livekit2",
             ports.livekit2,
             ports.livekit2_udp,
+            &format!("{}/sfu_webhook", second.auth_service_url),
         )?;
         stack.pids.insert("livekit2".into(), livekit2);
         write_stack(&layout, &stack)?;
@@ -287,6 +295,12 @@ fn start_auth(
         .env("LIVEKIT_JWT_BIND", format!("127.0.0.1:{port}"))
         .env(
             "MATRIXRTC_AUTH_FEDERATION_OVERRIDES",
+            format!("{}={}", stack.server_name, stack.homeserver_url),
+        )
+        // Synapse serves the client-server API on the same listener (delegated delayed leaves
+        // are restarted and sent there).
+        .env(
+            "LIVEKIT_CS_API_URL_OVERRIDES",
             format!("{}={}", stack.server_name, stack.homeserver_url),
         )
         .env("RUST_LOG", "matrixrtc_auth=debug,info");
