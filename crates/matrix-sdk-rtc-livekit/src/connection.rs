@@ -9,13 +9,13 @@ use livekit_str0m::{DisconnectCause, RemoteTrack, Room, RoomEvent, RoomEvents, R
 use matrix_sdk::Client;
 use matrix_sdk_rtc::backoff::Backoff;
 use matrix_sdk_rtc::media_keys::MediaKeyExchange;
-use matrix_sdk_rtc::{CallState, LiveKitConnection, RtcError};
+use matrix_sdk_rtc::{CallState, DelayedLeave, DelegationFuture, LiveKitConnection, RtcError};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::Instrument as _;
 
-use crate::credentials::{self, Credentials, TokenRequest};
+use crate::credentials::{self, CredentialSource, Credentials, TokenRequest};
 use crate::encryption::CallEncryption;
 use crate::endpoint;
 use crate::error::Error;
@@ -101,6 +101,9 @@ pub struct CallConnection {
     lost: Option<oneshot::Receiver<String>>,
     /// Media keys, for as long as the connection lives.
     encryption: Option<CallEncryption>,
+    /// Where our credentials came from, to hand our delayed leave to the same service.
+    source: CredentialSource,
+    context: Context,
 }
 
 impl CallConnection {
@@ -109,12 +112,12 @@ impl CallConnection {
         events: RoomEvents,
         publishers: Publishers,
         livekit_url: String,
-        context: &Context,
+        (source, context): (CredentialSource, Context),
         encryption: Option<CallEncryption>,
     ) -> Self {
         let (lost_tx, lost) = oneshot::channel();
         let span = tracing::info_span!("sfu", url = %livekit_url, own = true);
-        let sink = context_call_sink(context);
+        let sink = context_call_sink(&context);
         let router = tokio::spawn(
             async move {
                 let cause = route(events, livekit_url, sink).await;
@@ -138,6 +141,8 @@ impl CallConnection {
             remotes,
             lost: Some(lost),
             encryption,
+            source,
+            context,
         }
     }
 
@@ -196,6 +201,23 @@ impl LiveKitConnection for CallConnection {
         };
         self.lost = None;
         RtcError::connector(format!("the LiveKit connection ended: {reason}"))
+    }
+
+    fn delegate_delayed_leave(&self, delayed_leave: DelayedLeave) -> DelegationFuture {
+        let source = self.source.clone();
+        let context = self.context.clone();
+        Box::pin(async move {
+            let request = TokenRequest {
+                client: &context.client,
+                room_id: &context.room_id,
+                service_url: &context.service_url,
+                member_id: context.member_id.as_deref(),
+                allow_insecure: context.allow_insecure,
+            };
+            credentials::delegate_delayed_leave(&source, request, &delayed_leave)
+                .await
+                .map_err(RtcError::connector)
+        })
     }
 }
 

@@ -190,7 +190,15 @@ impl LiveKitStr0mConnector {
             subscribe_to_other_sfus: inner.options.subscribe_to_other_sfus,
             keys: encryption.as_ref().map(CallEncryption::exchange),
         };
-        Ok(CallConnection::start(room, events, publishers, info.livekit_url, &context, encryption))
+        let source = inner.credentials.clone();
+        Ok(CallConnection::start(
+            room,
+            events,
+            publishers,
+            info.livekit_url,
+            (source, context),
+            encryption,
+        ))
     }
 
     /// The media keys of a connection as `identity`, when the call's media is encrypted.

@@ -85,6 +85,12 @@ pub enum Error {
         /// What is wrong with the answer.
         reason: String,
     },
+    /// Static LiveKit credentials (a server and a token minted elsewhere) come from no
+    /// authorization service, so there is none to hand the delayed leave to.
+    #[error(
+        "static LiveKit credentials have no authorization service to hand the delayed leave to"
+    )]
+    NoService,
     /// Connecting to the LiveKit server failed.
     #[error("LiveKit at {url}: {source}")]
     LiveKit {
@@ -106,9 +112,10 @@ impl Error {
     /// What kind of failure this is.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Self::InvalidUrl { .. } | Self::InsecureUrl { .. } | Self::BadServiceAnswer { .. } => {
-                ErrorKind::Configuration
-            }
+            Self::InvalidUrl { .. }
+            | Self::InsecureUrl { .. }
+            | Self::BadServiceAnswer { .. }
+            | Self::NoService => ErrorKind::Configuration,
             Self::OpenId(_) => ErrorKind::Authentication,
             Self::ServiceRefused { status: 401 | 403, .. } => ErrorKind::Authentication,
             Self::ServiceRefused { status: 429 | 500.., .. } => ErrorKind::Network,

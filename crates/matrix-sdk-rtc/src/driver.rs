@@ -21,7 +21,7 @@ use tokio::time::Instant;
 use crate::backoff::Backoff;
 use crate::call_session::CallState;
 use crate::error::RtcError;
-use crate::own_membership::{JoinOptions, MembershipTimings, OwnMembership};
+use crate::own_membership::{DelayedLeave, JoinOptions, MembershipTimings, OwnMembership};
 use crate::room_call::RoomCallObserver;
 use crate::transports::livekit_service_url;
 
@@ -53,7 +53,22 @@ pub trait LiveKitConnection: Send + Sync + 'static {
     fn closed(&mut self) -> impl Future<Output = RtcError> + Send {
         std::future::pending()
     }
+
+    /// Hands our delayed leave to the authorization service this connection's credentials came
+    /// from (MSC4195 delegation): the service restarts it while the connection lives and sends
+    /// it when the connection dies, so that we stay in the call while our media flows even when
+    /// we cannot reach the homeserver, and leave it soon after our media stops. The driver
+    /// calls this for every new delayed leave when [`DriverOptions::delegate_delayed_leave`]
+    /// is set. The default says it is not supported.
+    fn delegate_delayed_leave(&self, delayed_leave: DelayedLeave) -> DelegationFuture {
+        drop(delayed_leave);
+        Box::pin(async { Err(RtcError::Unsupported("handing the delayed leave to the service")) })
+    }
 }
+
+/// What [`LiveKitConnection::delegate_delayed_leave`] returns: it owns what it needs.
+pub type DelegationFuture =
+    std::pin::Pin<Box<dyn Future<Output = Result<(), RtcError>> + Send + 'static>>;
 
 /// Opens LiveKit connections for a Matrix room's call.
 pub trait LiveKitConnector: Send + Sync {
@@ -134,6 +149,11 @@ pub struct DriverOptions {
     pub retry_delay: Duration,
     /// Longest wait between connect attempts.
     pub max_retry_delay: Duration,
+    /// With [`Presence::Follow`] and [`Presence::Always`]: hand every delayed leave of our
+    /// membership to the authorization service once connected (opt-in; see
+    /// [`LiveKitConnection::delegate_delayed_leave`]). Our own restarts go on as before: the
+    /// service's come on top. Default `false`.
+    pub delegate_delayed_leave: bool,
 }
 
 impl Default for DriverOptions {
@@ -147,6 +167,7 @@ impl Default for DriverOptions {
             join_timeout: Duration::from_secs(30),
             retry_delay: Duration::from_secs(1),
             max_retry_delay: Duration::from_secs(30),
+            delegate_delayed_leave: false,
         }
     }
 }
@@ -287,6 +308,11 @@ impl<C: LiveKitConnector> LiveKitRoomDriver<C> {
         let mut joining: Pending<'_, Result<OwnMembership, RtcError>> = None;
         let mut connecting: Pending<'_, Result<C::Connection, RtcError>> = None;
         let mut leaving: Pending<'_, ()> = None;
+        // Delegation: the membership's delayed leave as it changes, the last one handed over,
+        // and the hand-over under way.
+        let mut delayed_leave: Option<watch::Receiver<Option<DelayedLeave>>> = None;
+        let mut delegated: Option<String> = None;
+        let mut delegating: Pending<'_, Result<(), RtcError>> = None;
         let mut backoff = Backoff::new(self.options.retry_delay, self.options.max_retry_delay);
         let mut attempt = 0u32;
         let mut retry_at: Option<Instant> = None;
@@ -317,6 +343,15 @@ impl<C: LiveKitConnector> LiveKitRoomDriver<C> {
                             .unwrap_or(Err(RtcError::Timeout("joining the call")))
                     }));
                 }
+                if self.options.delegate_delayed_leave
+                    && delegating.is_none()
+                    && let (Some(connection), Some(watch)) = (&connection, &delayed_leave)
+                    && let Some(current) = watch.borrow().clone()
+                    && delegated.as_deref() != Some(current.delay_id())
+                {
+                    delegated = Some(current.delay_id().to_owned());
+                    delegating = Some(connection.delegate_delayed_leave(current));
+                }
                 let due = retry_at.is_none_or(|at| Instant::now() >= at);
                 if connection.is_none() && connecting.is_none() && due {
                     attempt += 1;
@@ -346,6 +381,9 @@ impl<C: LiveKitConnector> LiveKitRoomDriver<C> {
                 attempt = 0;
                 backoff.reset();
                 join_backoff.reset();
+                delayed_leave = None;
+                delegated = None;
+                delegating = None;
                 if membership.is_some() || connection.is_some() {
                     tracing::info!("the call no longer wants us: leaving");
                     self.set_status(DriverStatus::Leaving);
@@ -359,6 +397,8 @@ impl<C: LiveKitConnector> LiveKitRoomDriver<C> {
                 changed = calls.changed() => if changed.is_err() { break Ok(()) },
                 joined = poll(&mut joining) => match joined {
                     Ok(joined) => {
+                        delayed_leave = Some(joined.delayed_leave());
+                        delegated = None;
                         membership = Some(joined);
                         join_backoff.reset();
                     }
@@ -398,6 +438,12 @@ impl<C: LiveKitConnector> LiveKitRoomDriver<C> {
                     tracing::info!("left the call");
                     self.set_status(DriverStatus::Idle);
                 }
+                delegation = poll(&mut delegating) => match delegation {
+                    Ok(()) => tracing::info!("delayed leave handed to the authorization service"),
+                    // Our own restarts keep the membership alive all the same.
+                    Err(error) => tracing::warn!(%error, "the authorization service did not take our delayed leave"),
+                },
+                () = delayed_leave_changed(&mut delayed_leave) => {}
                 () = sleep_until(earliest(retry_at, join_retry_at).filter(|_| wanted)) => {}
                 () = &mut shutdown => break Ok(()),
             }
@@ -453,6 +499,18 @@ async fn closed<L: LiveKitConnection>(connection: &mut Option<L>) -> RtcError {
     match connection.as_mut() {
         Some(connection) => connection.closed().await,
         None => std::future::pending().await,
+    }
+}
+
+/// Resolves when the membership's delayed leave changes; pending while there is no membership
+/// (or its task has ended).
+async fn delayed_leave_changed(watch: &mut Option<watch::Receiver<Option<DelayedLeave>>>) {
+    let changed = match watch.as_mut() {
+        Some(watch) => watch.changed().await.is_ok(),
+        None => false,
+    };
+    if !changed {
+        std::future::pending::<()>().await;
     }
 }
 

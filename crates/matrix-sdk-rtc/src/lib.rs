@@ -28,12 +28,12 @@ pub mod transports;
 
 pub use call_session::{CallMember, CallSession, CallState};
 pub use driver::{
-    ConnectRequest, DriverOptions, DriverStatus, LiveKitConnection, LiveKitConnector,
-    LiveKitRoomDriver, Presence,
+    ConnectRequest, DelegationFuture, DriverOptions, DriverStatus, LiveKitConnection,
+    LiveKitConnector, LiveKitRoomDriver, Presence,
 };
 pub use error::RtcError;
 pub use own_membership::{
-    JoinOptions, MembershipStatus, MembershipTimings, OwnMembership, SendDialect,
+    DelayedLeave, JoinOptions, MembershipStatus, MembershipTimings, OwnMembership, SendDialect,
 };
 pub use room_call::RoomCallObserver;
 pub use transports::{

@@ -109,6 +109,12 @@ pub(crate) struct Args {
     /// text). Default: only to this machine.
     #[arg(long, env = "ALLOW_INSECURE_HTTP", hide_env_values = true, value_parser = clap::builder::FalseyValueParser::new())]
     allow_insecure_http: bool,
+    /// Hand our delayed leave to the authorization service (MSC4195 delegation): it keeps us
+    /// in the call while our media flows, even when we cannot reach the homeserver, and
+    /// removes us soon after our media stops. Needs a service that supports it (not with
+    /// LIVEKIT_TOKEN).
+    #[arg(long, env = "DELEGATE_DELAYED_LEAVE", hide_env_values = true, value_parser = clap::builder::FalseyValueParser::new())]
+    delegate_delayed_leave: bool,
     /// Seconds between the status lines about video sent and received. Default 10.
     #[arg(long, env = "STATUS_INTERVAL_SECS", hide_env_values = true)]
     status_interval: Option<String>,
@@ -191,6 +197,8 @@ pub(crate) struct Config {
     pub(crate) sticky: bool,
     pub(crate) store_dir: PathBuf,
     pub(crate) allow_insecure: bool,
+    /// Hand our delayed leave to the authorization service (`DELEGATE_DELAYED_LEAVE`).
+    pub(crate) delegate_delayed_leave: bool,
     pub(crate) status_interval: std::time::Duration,
     pub(crate) e2ee: E2ee,
     /// Host Element Call instead of publishing our own media (`ELEMENT_CALL_URL`).
@@ -524,6 +532,12 @@ impl Args {
             "STATUS_INTERVAL_SECS",
             10,
         )?));
+        let delegate_delayed_leave = self.delegate_delayed_leave;
+        if delegate_delayed_leave && matches!(credentials, CredentialSource::Static { .. }) {
+            warnings.push(
+                "DELEGATE_DELAYED_LEAVE ignored: with LIVEKIT_TOKEN there is no authorization service to hand the delayed leave to".to_owned(),
+            );
+        }
         if widget.is_some() {
             let mut ignored = Vec::new();
             if !matches!(video, Video::None) {
@@ -560,6 +574,7 @@ impl Args {
             sticky,
             store_dir,
             allow_insecure,
+            delegate_delayed_leave,
             status_interval,
             e2ee,
             widget,

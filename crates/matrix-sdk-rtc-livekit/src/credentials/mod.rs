@@ -16,6 +16,7 @@ mod jwt;
 pub mod service;
 
 use matrix_sdk::Client;
+use matrix_sdk_rtc::DelayedLeave;
 use url::Url;
 
 pub use self::jwt::{Jwt, JwtClaims};
@@ -88,14 +89,48 @@ pub async fn fetch(
     source: &CredentialSource,
     request: TokenRequest<'_>,
 ) -> Result<Credentials, Error> {
-    match source {
-        CredentialSource::Static { livekit_url, token } => {
-            Ok(Credentials { livekit_url: livekit_url.clone(), token: token.clone() })
+    match own_source(source, request)? {
+        OwnSource::Static(credentials) => Ok(credentials),
+        OwnSource::Service(url, kind) => ask(request, &url, &kind, None).await,
+    }
+}
+
+/// Hands `delayed_leave` to the authorization service our own connection's credentials come
+/// from (MSC4195 delegation, as Element Call does it): the token request again, with the delay
+/// fields; the token is not used.
+pub async fn delegate_delayed_leave(
+    source: &CredentialSource,
+    request: TokenRequest<'_>,
+    delayed_leave: &DelayedLeave,
+) -> Result<(), Error> {
+    match own_source(source, request)? {
+        OwnSource::Static(_) => Err(Error::NoService),
+        OwnSource::Service(url, kind) => {
+            ask(request, &url, &kind, Some(delayed_leave)).await.map(drop)
         }
+    }
+}
+
+/// Where our own connection's credentials come from.
+enum OwnSource {
+    /// Minted elsewhere.
+    Static(Credentials),
+    /// This token endpoint of an authorization service.
+    Service(Url, TokenEndpoint),
+}
+
+fn own_source(source: &CredentialSource, request: TokenRequest<'_>) -> Result<OwnSource, Error> {
+    match source {
+        CredentialSource::Static { livekit_url, token } => Ok(OwnSource::Static(Credentials {
+            livekit_url: livekit_url.clone(),
+            token: token.clone(),
+        })),
         CredentialSource::SfuGet(url) => {
             let url = endpoint::http_url(url.as_str(), "an OpenID token", request.allow_insecure)?;
-            let kind = TokenEndpoint::SfuGet { device_id: device_id(request.client)? };
-            ask(request, &url, &kind).await
+            Ok(OwnSource::Service(
+                url,
+                TokenEndpoint::SfuGet { device_id: device_id(request.client)? },
+            ))
         }
         CredentialSource::Transport => {
             let service =
@@ -108,7 +143,7 @@ pub async fn fetch(
                 },
                 None => TokenEndpoint::SfuGet { device_id: device_id(request.client)? },
             };
-            ask(request, &endpoint::join(&service, kind.path()), &kind).await
+            Ok(OwnSource::Service(endpoint::join(&service, kind.path()), kind))
         }
     }
 }
@@ -127,11 +162,11 @@ pub async fn fetch_for_subscribing(request: TokenRequest<'_>) -> Result<Credenti
             .member_id
             .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned),
     };
-    match ask(request, &endpoint::join(&service, get_token.path()), &get_token).await {
+    match ask(request, &endpoint::join(&service, get_token.path()), &get_token, None).await {
         Err(Error::ServiceRefused { status: 404 | 405, .. }) => {
             tracing::debug!(service = %endpoint::display(&service), "no /get_token; asking /sfu/get");
             let sfu_get = TokenEndpoint::SfuGet { device_id: device_id(request.client)? };
-            ask(request, &endpoint::join(&service, sfu_get.path()), &sfu_get).await
+            ask(request, &endpoint::join(&service, sfu_get.path()), &sfu_get, None).await
         }
         other => other,
     }
@@ -141,10 +176,12 @@ async fn ask(
     request: TokenRequest<'_>,
     url: &Url,
     kind: &TokenEndpoint,
+    delayed_leave: Option<&DelayedLeave>,
 ) -> Result<Credentials, Error> {
     let openid = openid_token(request.client).await?;
+    let http = request.client.http_client();
     let (livekit_url, token) =
-        request_token(request.client.http_client(), url, kind, request.room_id, &openid).await?;
+        request_token(http, url, kind, request.room_id, &openid, delayed_leave).await?;
     let credentials =
         Credentials::new(&livekit_url, token, request.allow_insecure).map_err(|error| {
             match error.kind() {

@@ -11,6 +11,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use url::Url;
 
+use matrix_sdk_rtc::DelayedLeave;
+
 use super::jwt::Jwt;
 use crate::endpoint;
 use crate::error::Error;
@@ -82,9 +84,15 @@ impl TokenEndpoint {
     }
 
     /// The request body, with exactly the fields the service accepts (lk-jwt-service refuses
-    /// unknown ones).
-    pub fn body(&self, room_id: &str, openid: &OpenIdToken) -> Value {
-        match self {
+    /// unknown ones); with `delayed_leave`, the service is asked to take it over (MSC4195
+    /// delegation: `delay_id` and `delay_timeout` in milliseconds).
+    pub fn body(
+        &self,
+        room_id: &str,
+        openid: &OpenIdToken,
+        delayed_leave: Option<&DelayedLeave>,
+    ) -> Value {
+        let mut body = match self {
             Self::SfuGet { device_id } => json!({
                 "room": room_id,
                 "openid_token": openid.to_json(),
@@ -100,7 +108,13 @@ impl TokenEndpoint {
                     "claimed_device_id": device_id,
                 },
             }),
+        };
+        if let (Some(delayed_leave), Some(fields)) = (delayed_leave, body.as_object_mut()) {
+            fields.insert("delay_id".into(), delayed_leave.delay_id().into());
+            let delay_ms = u64::try_from(delayed_leave.delay().as_millis()).unwrap_or(u64::MAX);
+            fields.insert("delay_timeout".into(), delay_ms.into());
         }
+        body
     }
 }
 
@@ -166,19 +180,21 @@ fn error_details(body: &[u8], secret: &str) -> (String, String) {
 }
 
 /// Asks the token endpoint at `url` (the service's base URL joined with
-/// [`TokenEndpoint::path`]) for a LiveKit URL and join token for `room_id`.
+/// [`TokenEndpoint::path`]) for a LiveKit URL and join token for `room_id`, handing it
+/// `delayed_leave` when given.
 pub async fn request_token(
     http: &reqwest::Client,
     url: &Url,
     endpoint: &TokenEndpoint,
     room_id: &str,
     openid: &OpenIdToken,
+    delayed_leave: Option<&DelayedLeave>,
 ) -> Result<(String, Jwt), Error> {
     let shown = endpoint::display(url);
     let response = http
         .post(url.clone())
         .timeout(REQUEST_TIMEOUT)
-        .json(&endpoint.body(room_id, openid))
+        .json(&endpoint.body(room_id, openid, delayed_leave))
         .send()
         .await
         .map_err(|error| transport_error(&shown, &error))?;
@@ -261,7 +277,7 @@ mod tests {
         let sfu_get = TokenEndpoint::SfuGet { device_id: "BOT".into() };
         assert_eq!(sfu_get.path(), "sfu/get");
         assert_eq!(
-            sfu_get.body("!r:example.org", &openid()),
+            sfu_get.body("!r:example.org", &openid(), None),
             json!({"room": "!r:example.org", "device_id": "BOT",
                    "openid_token": {"access_token": "openid-secret", "token_type": "Bearer",
                                     "matrix_server_name": "example.org", "expires_in": 3600}})
@@ -272,7 +288,7 @@ mod tests {
             member_id: "m1".into(),
         };
         assert_eq!(get_token.path(), "get_token");
-        let body = get_token.body("!r:example.org", &openid());
+        let body = get_token.body("!r:example.org", &openid(), None);
         assert_eq!(body["slot_id"], "m.call#ROOM");
         assert_eq!(body["room_id"], "!r:example.org");
         assert_eq!(
@@ -281,6 +297,18 @@ mod tests {
         );
         assert_eq!(body.as_object().unwrap().len(), 4);
         assert!(!format!("{:?}", openid()).contains("openid-secret"));
+
+        // Handing the delayed leave over adds its id and delay in milliseconds.
+        let delayed_leave = DelayedLeave::new("syd_abc", Duration::from_secs(10));
+        let body = get_token.body("!r:example.org", &openid(), Some(&delayed_leave));
+        assert_eq!(
+            (&body["delay_id"], &body["delay_timeout"]),
+            (&json!("syd_abc"), &json!(10_000))
+        );
+        assert_eq!(body.as_object().unwrap().len(), 6);
+        let body = sfu_get.body("!r:example.org", &openid(), Some(&delayed_leave));
+        assert_eq!(body.as_object().unwrap().len(), 5);
+        assert!(!format!("{delayed_leave:?}").contains("syd_abc"));
     }
 
     #[test]

@@ -63,6 +63,42 @@ impl JoinOptions {
     }
 }
 
+/// Our scheduled delayed leave (MSC4140): the id that restarts or sends it, and its delay.
+///
+/// The delay id is a capability (whoever has it can send our leave without a token), so
+/// `Debug` does not show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DelayedLeave {
+    delay_id: String,
+    delay: Duration,
+}
+
+impl DelayedLeave {
+    /// A delayed leave `delay_id` of `delay`.
+    pub fn new(delay_id: impl Into<String>, delay: Duration) -> Self {
+        Self { delay_id: delay_id.into(), delay }
+    }
+
+    /// The delay id. Never log it.
+    pub fn delay_id(&self) -> &str {
+        &self.delay_id
+    }
+
+    /// The delay.
+    pub fn delay(&self) -> Duration {
+        self.delay
+    }
+}
+
+impl std::fmt::Debug for DelayedLeave {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DelayedLeave")
+            .field("delay_id", &"[redacted]")
+            .field("delay", &self.delay)
+            .finish()
+    }
+}
+
 /// Where our membership lives and what leaving writes there.
 #[derive(Debug, Clone)]
 struct Target {
@@ -83,6 +119,7 @@ enum Control {
 pub struct OwnMembership {
     control: mpsc::UnboundedSender<Control>,
     status: watch::Receiver<MembershipStatus>,
+    delayed_leave: watch::Receiver<Option<DelayedLeave>>,
     task: Option<tokio::task::JoinHandle<()>>,
     state_key: String,
     member_id: Option<String>,
@@ -135,6 +172,7 @@ impl OwnMembership {
             dialect,
         };
         let leave_timeout = timings.request_timeout * 2 + Duration::from_secs(1);
+        let delay = timings.delayed_leave_delay;
         let member_id = match &me.dialect {
             SendDialect::Sticky { member_id } => Some(member_id.clone()),
             _ => None,
@@ -144,6 +182,7 @@ impl OwnMembership {
         core.join(Instant::now());
         let (control, control_rx) = mpsc::unbounded_channel();
         let (status_tx, status) = watch::channel(core.status());
+        let (delayed_leave_tx, delayed_leave) = watch::channel(None);
 
         // Notice when our membership disappears from the room while we are in the call.
         let vanished = control.clone();
@@ -172,17 +211,33 @@ impl OwnMembership {
         let room = room.clone();
         let task = tokio::spawn(
             async move {
-                run(room.clone(), target, core, control_rx, status_tx).await;
+                let watches = Watches { status: status_tx, delayed_leave: delayed_leave_tx, delay };
+                run(room.clone(), target, core, control_rx, watches).await;
                 room.client().remove_event_handler(handler);
             }
             .instrument(span),
         );
-        Ok(Self { control, status, task: Some(task), state_key, member_id, leave_timeout })
+        Ok(Self {
+            control,
+            status,
+            delayed_leave,
+            task: Some(task),
+            state_key,
+            member_id,
+            leave_timeout,
+        })
     }
 
     /// The status, as a watch channel.
     pub fn status(&self) -> watch::Receiver<MembershipStatus> {
         self.status.clone()
+    }
+
+    /// Our delayed leave as it changes (a new one after the homeserver lost the old, `None`
+    /// before the first and without delayed events), for handing it to the authorization
+    /// service (see [`crate::LiveKitConnection::delegate_delayed_leave`]).
+    pub fn delayed_leave(&self) -> watch::Receiver<Option<DelayedLeave>> {
+        self.delayed_leave.clone()
     }
 
     /// The state key of our membership event.
@@ -224,12 +279,32 @@ impl Drop for OwnMembership {
     }
 }
 
+/// What the task tells the [`OwnMembership`] handle.
+struct Watches {
+    status: watch::Sender<MembershipStatus>,
+    delayed_leave: watch::Sender<Option<DelayedLeave>>,
+    /// The delay of every delayed leave.
+    delay: Duration,
+}
+
+impl Watches {
+    fn update(&self, core: &OwnMembershipCore) {
+        self.status.send_if_modified(|s| std::mem::replace(s, core.status()) != core.status());
+        let current = core.delay_id().map(|id| DelayedLeave::new(id, self.delay));
+        self.delayed_leave.send_if_modified(|d| {
+            let changed = *d != current;
+            *d = current;
+            changed
+        });
+    }
+}
+
 async fn run(
     room: Room,
     target: Target,
     mut core: OwnMembershipCore,
     mut control: mpsc::UnboundedReceiver<Control>,
-    status: watch::Sender<MembershipStatus>,
+    watches: Watches,
 ) {
     let mut control_open = true;
     loop {
@@ -250,7 +325,7 @@ async fn run(
                 "membership request done"
             );
             core.handle_outcome(command.id, outcome, Instant::now(), unix_ms());
-            status.send_if_modified(|s| std::mem::replace(s, core.status()) != core.status());
+            watches.update(&core);
         }
         if core.status() == MembershipStatus::Left {
             tracing::info!("left the call");
@@ -267,7 +342,7 @@ async fn run(
             },
             () = sleep_until(wake) => {}
         }
-        status.send_if_modified(|s| std::mem::replace(s, core.status()) != core.status());
+        watches.update(&core);
     }
 }
 

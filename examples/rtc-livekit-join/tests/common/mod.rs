@@ -45,6 +45,7 @@ const PROGRAM_VARIABLES: &[&str] = &[
     "ELEMENT_CALL_URL",
     "ELEMENT_CALL_WIDGET_ID",
     "ELEMENT_CALL_PARENT_URL",
+    "DELEGATE_DELAYED_LEAVE",
     "RUST_LOG",
 ];
 
@@ -323,63 +324,86 @@ pub fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
 /// moves to the homeserver a login answer names). Returns its base URL; it runs until the
 /// test's runtime ends.
 pub async fn filtering_proxy(upstream: &str, blocked: &[&str], status: u16, body: &str) -> String {
-    use axum::body::Body;
-    use axum::extract::Request;
-    use axum::response::Response;
+    let proxy = FilteringProxy::start(upstream, status, body).await;
+    proxy.block(blocked);
+    proxy.url
+}
 
-    let upstream = upstream.trim_end_matches('/').to_owned();
-    let blocked: Vec<String> = blocked.iter().map(|p| (*p).to_owned()).collect();
-    let answer = body.to_owned();
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
-    let app = axum::Router::new().fallback(move |request: Request| {
-        let (upstream, blocked, answer, http) =
-            (upstream.clone(), blocked.clone(), answer.clone(), http.clone());
-        async move {
-            let path = request.uri().path().to_owned();
-            if blocked.iter().any(|b| path.starts_with(b.as_str())) {
-                return Response::builder()
-                    .status(status)
-                    .header("content-type", "application/json")
-                    .body(Body::from(answer))
-                    .unwrap();
-            }
-            let query = request.uri().query().map(|q| format!("?{q}")).unwrap_or_default();
-            let method = reqwest::Method::from_bytes(request.method().as_str().as_bytes()).unwrap();
-            let mut forwarded = http.request(method, format!("{upstream}{path}{query}"));
-            for (name, value) in request.headers() {
-                if name != "host" {
-                    forwarded = forwarded.header(name.as_str(), value.as_bytes());
+/// [`filtering_proxy`] whose blocked paths change while it runs (`block(&["/"])`: a homeserver
+/// that answers nothing but `status`).
+pub struct FilteringProxy {
+    /// Its base URL.
+    pub url: String,
+    blocked: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl FilteringProxy {
+    pub async fn start(upstream: &str, status: u16, body: &str) -> Self {
+        use axum::body::Body;
+        use axum::extract::Request;
+        use axum::response::Response;
+
+        let upstream = upstream.trim_end_matches('/').to_owned();
+        let blocked = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let answer = body.to_owned();
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
+        let shared = blocked.clone();
+        let app = axum::Router::new().fallback(move |request: Request| {
+            let (upstream, blocked, answer, http) =
+                (upstream.clone(), shared.clone(), answer.clone(), http.clone());
+            async move {
+                let path = request.uri().path().to_owned();
+                if blocked.lock().unwrap().iter().any(|b| path.starts_with(b.as_str())) {
+                    return Response::builder()
+                        .status(status)
+                        .header("content-type", "application/json")
+                        .body(Body::from(answer))
+                        .unwrap();
                 }
-            }
-            let body = axum::body::to_bytes(request.into_body(), 16 * 1024 * 1024)
-                .await
-                .unwrap_or_default();
-            match forwarded.body(body).send().await {
-                Ok(response) => {
-                    let mut answer = Response::builder().status(response.status().as_u16());
-                    for (name, value) in response.headers() {
-                        if name != "transfer-encoding" && name != "content-length" {
-                            answer = answer.header(name.as_str(), value.as_bytes());
+                let query = request.uri().query().map(|q| format!("?{q}")).unwrap_or_default();
+                let method =
+                    reqwest::Method::from_bytes(request.method().as_str().as_bytes()).unwrap();
+                let mut forwarded = http.request(method, format!("{upstream}{path}{query}"));
+                for (name, value) in request.headers() {
+                    if name != "host" {
+                        forwarded = forwarded.header(name.as_str(), value.as_bytes());
+                    }
+                }
+                let body = axum::body::to_bytes(request.into_body(), 16 * 1024 * 1024)
+                    .await
+                    .unwrap_or_default();
+                match forwarded.body(body).send().await {
+                    Ok(response) => {
+                        let mut answer = Response::builder().status(response.status().as_u16());
+                        for (name, value) in response.headers() {
+                            if name != "transfer-encoding" && name != "content-length" {
+                                answer = answer.header(name.as_str(), value.as_bytes());
+                            }
                         }
+                        let mut bytes = response.bytes().await.unwrap_or_default().to_vec();
+                        if path.ends_with("/login")
+                            && let Ok(mut json) = serde_json::from_slice::<Value>(&bytes)
+                            && let Some(object) = json.as_object_mut()
+                        {
+                            object.remove("well_known");
+                            bytes = serde_json::to_vec(&json).unwrap();
+                        }
+                        answer.body(Body::from(bytes)).unwrap()
                     }
-                    let mut bytes = response.bytes().await.unwrap_or_default().to_vec();
-                    if path.ends_with("/login")
-                        && let Ok(mut json) = serde_json::from_slice::<Value>(&bytes)
-                        && let Some(object) = json.as_object_mut()
-                    {
-                        object.remove("well_known");
-                        bytes = serde_json::to_vec(&json).unwrap();
-                    }
-                    answer.body(Body::from(bytes)).unwrap()
+                    Err(_) => Response::builder().status(502).body(Body::empty()).unwrap(),
                 }
-                Err(_) => Response::builder().status(502).body(Body::empty()).unwrap(),
             }
-        }
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    format!("http://{address}")
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self { url: format!("http://{address}"), blocked }
+    }
+
+    /// Answers every path starting with one of `prefixes` with the status (and nothing else).
+    pub fn block(&self, prefixes: &[&str]) {
+        *self.blocked.lock().unwrap() = prefixes.iter().map(|p| (*p).to_owned()).collect();
+    }
 }
 
 /// A port on 127.0.0.1 where nothing listens (a moment ago).
