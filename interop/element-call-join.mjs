@@ -23,6 +23,10 @@
 //     mirrored videos (Element Call's own preview) are not looked at;
 //   WATCH_RUNS: with EXPECT_VIDEO, wait for the video to come and go this many times
 //     (`video-seen` and `video-gone` with `run`), for `cargo xtask bench join`;
+//   WATCH_CHANGES: with EXPECT_VIDEO, `1` to keep looking (about every 100 ms, each look taking
+//     300 ms with `moving`) until STAY_SECONDS are over and report every change as it happens:
+//     `video-on` when a remote video shows the target, `video-off` {since} once two looks in a
+//     row find none (`since`: the time of the first of them); no error when it never shows;
 //   WATCH_FRAMES: with EXPECT_VIDEO, `1` to keep watching that video until STAY_SECONDS are
 //     over and report the longest time its decoded-frame count stood still (`frame-gaps`);
 //     a frozen picture still shows its colour, so this is how a decryption gap shows;
@@ -111,6 +115,8 @@ const expectParticipant = env("EXPECT_PARTICIPANT", "");
 const expectVideo = env("EXPECT_VIDEO", "");
 const hangup = env("HANGUP", "") === "1";
 const watchFrames = env("WATCH_FRAMES", "") === "1";
+const watchChanges = env("WATCH_CHANGES", "") === "1";
+if (watchChanges && (!expectVideo || watchRuns > 0 || watchFrames)) throw new Error("WATCH_CHANGES needs EXPECT_VIDEO, without WATCH_RUNS and WATCH_FRAMES");
 const expectTone = Number(env("EXPECT_TONE", "0"));
 const toneMarginDb = Number(env("TONE_MARGIN_DB", "20"));
 const watchAudio = env("WATCH_AUDIO", "") === "1";
@@ -559,7 +565,22 @@ try {
     await view.getByText(expectParticipant, { exact: false }).first().waitFor({ timeout: staySeconds * 1000 });
     say("participant-visible", { participant: expectParticipant });
   }
-  if (target && watchRuns > 0) {
+  if (target && watchChanges) {
+    let on = false;
+    let missSince = null;
+    while (Date.now() < deadline) {
+      const looked = Date.now();
+      const seen = await findVideo(view);
+      if (seen) {
+        missSince = null;
+        if (!on) { on = true; say("video-on", seen); }
+      } else if (on) {
+        if (missSince === null) missSince = looked;
+        else { on = false; say("video-off", { since: missSince }); missSince = null; }
+      }
+      await page.waitForTimeout(100);
+    }
+  } else if (target && watchRuns > 0) {
     for (let run = 1; run <= watchRuns; run++) {
       let seen = null;
       while (!seen) { seen = await findVideo(view); if (!seen) await page.waitForTimeout(10); }

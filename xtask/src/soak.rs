@@ -201,7 +201,7 @@ fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
     Ok(parse(11)? + parse(12)?)
 }
 
-fn open_fds(pid: u32) -> anyhow::Result<usize> {
+pub(crate) fn open_fds(pid: u32) -> anyhow::Result<usize> {
     Ok(std::fs::read_dir(format!("/proc/{pid}/fd")).context("reading /proc/<pid>/fd")?.count())
 }
 

@@ -1,5 +1,6 @@
 //! `cargo xtask test`: every test of the workspace against the local stack, a 3-minute soak,
-//! then the demo in headless Chromium (`cargo xtask demo --headless`) on the same stack.
+//! the short chaos suite (`cargo xtask chaos --short`), then the demo in headless Chromium
+//! (`cargo xtask demo --headless`) on the same stack.
 
 use std::process::Command;
 
@@ -36,6 +37,16 @@ pub(crate) async fn run(cargo_args: &[String]) -> anyhow::Result<()> {
         Ok(()) => crate::soak::run(&crate::soak::SoakOptions { minutes: 3.0 })
             .await
             .map_err(|e| e.context("the 3-minute soak failed")),
+        Err(error) => Err(error),
+    };
+    // Every fault once, shorter: recovered, nothing left behind.
+    let tests = match tests {
+        Ok(()) => crate::chaos::run(&crate::chaos::ChaosOptions {
+            short: true,
+            ..crate::chaos::ChaosOptions::default()
+        })
+        .await
+        .map_err(|e| e.context("the short chaos suite failed")),
         Err(error) => Err(error),
     };
     // The README's first command, as a person would see it, checked by Chromium.

@@ -116,6 +116,17 @@ impl ElementCall {
         }
     }
 
+    /// The events that came since the last call (or the start) without waiting, also kept for
+    /// [`Self::finish`] and failure reports.
+    pub fn drain(&mut self) -> Vec<Value> {
+        let mut fresh = Vec::new();
+        while let Ok(event) = self.events.try_recv() {
+            self.seen.push(event.clone());
+            fresh.push(event);
+        }
+        fresh
+    }
+
     /// Waits for the run to end; its exit status and every event.
     pub async fn finish(mut self, within: Duration) -> Result<(ExitStatus, Vec<Value>), String> {
         let status = match tokio::time::timeout(within, self.child.wait()).await {

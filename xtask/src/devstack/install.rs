@@ -22,6 +22,24 @@ pub(crate) struct Tools {
     pub(crate) matrixrtc_auth: PathBuf,
 }
 
+impl Tools {
+    /// The programs `ensure_installed` put in place, without installing or building anything
+    /// (for restarting a service of a running stack).
+    pub(crate) fn locate(layout: &Layout) -> anyhow::Result<Self> {
+        let tools = Self {
+            python: layout.root.join("venv/bin/python"),
+            livekit_server: layout.bin().join("livekit-server"),
+            matrixrtc_auth: layout.target().join("debug/matrixrtc-auth"),
+        };
+        for path in [&tools.python, &tools.livekit_server, &tools.matrixrtc_auth] {
+            if !path.exists() {
+                bail!("{} is missing: run `cargo xtask devstack up` first", path.display());
+            }
+        }
+        Ok(tools)
+    }
+}
+
 /// Debian packages the workspace builds against: libvpx (VP8) and libopus (Opus), found with
 /// pkg-config, and nasm, which makes the bundled openh264 (H.264) about twice as fast.
 pub(crate) const BUILD_PACKAGES: &[&str] = &["pkg-config", "libvpx-dev", "libopus-dev", "nasm"];

@@ -8,23 +8,38 @@ use rtc_test_support::StackInfo;
 use super::install::Tools;
 use super::{Layout, process};
 
+/// One LiveKit server of the stack.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Sfu<'a> {
+    /// The service's name (its folder under `.devstack/`).
+    pub(crate) name: &'a str,
+    /// Its HTTP and WebSocket port.
+    pub(crate) port: u16,
+    /// Its media port.
+    pub(crate) udp_port: u16,
+    /// Where it posts its webhooks.
+    pub(crate) webhook_url: &'a str,
+}
+
 /// Writes the configuration and starts a LiveKit server as service `name` (its folder under
 /// `.devstack/`), posting its participant webhooks to `webhook_url` (its authorization service,
-/// which keeps delegated delayed leaves alive with them); returns its process id.
+/// which keeps delegated delayed leaves alive with them); returns its process id. The log starts
+/// anew unless `fresh_log` is false (a restart after a crash keeps both).
 pub(crate) fn start(
     layout: &Layout,
     tools: &Tools,
     stack: &StackInfo,
-    name: &str,
-    port: u16,
-    udp_port: u16,
-    webhook_url: &str,
+    sfu: &Sfu<'_>,
+    fresh_log: bool,
 ) -> anyhow::Result<u32> {
+    let &Sfu { name, port, udp_port, webhook_url } = sfu;
     let dir = layout.service_dir(name);
     std::fs::create_dir_all(&dir)?;
     let config = dir.join("livekit.yaml");
     let log = dir.join("livekit.log");
-    let _ = std::fs::remove_file(&log);
+    if fresh_log {
+        let _ = std::fs::remove_file(&log);
+    }
     let key = &stack.livekit_api_key;
     let secret = &stack.livekit_api_secret;
     // `debug` shows the server's side of signalling and of every keyframe request.

@@ -9,6 +9,7 @@ mod element_call;
 mod install;
 mod livekit;
 mod process;
+mod services;
 mod synapse;
 
 use std::path::{Path, PathBuf};
@@ -16,6 +17,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use rtc_test_support::{SecondSfu, StackInfo};
+
+pub(crate) use self::services::{Service, kill as kill_service, restart as restart_service};
 
 /// The Synapse version installed from PyPI.
 pub(crate) const SYNAPSE_VERSION: &str = "1.163.2";
@@ -162,18 +165,18 @@ pub(crate) async fn up() -> anyhow::Result<StackInfo> {
     let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build()?;
     let result = async {
         // Synapse and LiveKit start in parallel; matrixrtc-auth needs neither to start.
-        let synapse = synapse::start(&layout, &tools, &stack, ports.synapse)?;
+        let synapse =
+            synapse::start(&layout, &tools, &stack, ports.synapse, synapse::Start::Fresh)?;
         stack.pids.insert("synapse".into(), synapse);
         write_stack(&layout, &stack)?;
-        let livekit = livekit::start(
-            &layout,
-            &tools,
-            &stack,
-            "livekit",
-            ports.livekit,
-            ports.livekit_udp,
-            &format!("{auth_url}/sfu_webhook"),
-        )?;
+        let webhook = format!("{auth_url}/sfu_webhook");
+        let sfu = livekit::Sfu {
+            name: "livekit",
+            port: ports.livekit,
+            udp_port: ports.livekit_udp,
+            webhook_url: &webhook,
+        };
+        let livekit = livekit::start(&layout, &tools, &stack, &sfu, true)?;
         stack.pids.insert("livekit".into(), livekit);
         write_stack(&layout, &stack)?;
         let auth =
@@ -182,15 +185,14 @@ pub(crate) async fn up() -> anyhow::Result<StackInfo> {
         write_stack(&layout, &stack)?;
         // A second SFU with its own authorization service: members who publish there are
         // reached through subscribe-only connections (Element Call's multi-SFU calls).
-        let livekit2 = livekit::start(
-            &layout,
-            &tools,
-            &stack,
-            "livekit2",
-            ports.livekit2,
-            ports.livekit2_udp,
-            &format!("{}/sfu_webhook", second.auth_service_url),
-        )?;
+        let webhook2 = format!("{}/sfu_webhook", second.auth_service_url);
+        let sfu2 = livekit::Sfu {
+            name: "livekit2",
+            port: ports.livekit2,
+            udp_port: ports.livekit2_udp,
+            webhook_url: &webhook2,
+        };
+        let livekit2 = livekit::start(&layout, &tools, &stack, &sfu2, true)?;
         stack.pids.insert("livekit2".into(), livekit2);
         write_stack(&layout, &stack)?;
         let auth2 = start_auth(

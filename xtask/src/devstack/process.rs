@@ -313,10 +313,18 @@ pub(crate) fn is_alive(pid: u32) -> bool {
 /// the group, then SIGKILL after `grace`. Anything it cannot prove is its own is left alone,
 /// with a message. Returns whether it signalled anything.
 pub(crate) fn stop(pid: u32, grace: Duration) -> anyhow::Result<bool> {
-    stop_recorded(pid, grace, &records_dir())
+    stop_recorded(pid, Some(grace), &records_dir())
 }
 
-fn stop_recorded(pid: u32, grace: Duration, records: &Path) -> anyhow::Result<bool> {
+/// Kills the process group that `pid` leads at once (SIGKILL, no SIGTERM first: a crash), if
+/// `pid` is provably the process the stack started, and waits until it is gone. Returns
+/// whether it signalled anything.
+pub(crate) fn kill_now(pid: u32) -> anyhow::Result<bool> {
+    stop_recorded(pid, None, &records_dir())
+}
+
+/// [`stop`] with a grace period, or [`kill_now`] without.
+fn stop_recorded(pid: u32, grace: Option<Duration>, records: &Path) -> anyhow::Result<bool> {
     reap(pid);
     let Some(identity) = Identity::load(records, pid) else {
         eprintln!(
@@ -361,8 +369,9 @@ fn stop_recorded(pid: u32, grace: Duration, records: &Path) -> anyhow::Result<bo
     Ok(true)
 }
 
-/// SIGTERM to group `pgid`, SIGKILL once `grace` has passed, until no member is alive.
-fn stop_group(leader: u32, pgid: u32, grace: Duration) -> anyhow::Result<()> {
+/// SIGTERM to group `pgid`, SIGKILL once `grace` has passed (at once without one), until no
+/// member is alive.
+fn stop_group(leader: u32, pgid: u32, grace: Option<Duration>) -> anyhow::Result<()> {
     let group = Pid::from_raw(-(pgid as i32));
     let gone = || {
         reap(leader);
@@ -380,15 +389,17 @@ fn stop_group(leader: u32, pgid: u32, grace: Duration) -> anyhow::Result<()> {
             std::thread::sleep(Duration::from_millis(50));
         }
     };
-    match kill(group, Signal::SIGTERM) {
-        Ok(()) => {}
-        Err(nix::errno::Errno::ESRCH) => return Ok(()),
-        Err(error) => return Err(error).with_context(|| format!("SIGTERM to group {pgid}")),
+    if let Some(grace) = grace {
+        match kill(group, Signal::SIGTERM) {
+            Ok(()) => {}
+            Err(nix::errno::Errno::ESRCH) => return Ok(()),
+            Err(error) => return Err(error).with_context(|| format!("SIGTERM to group {pgid}")),
+        }
+        if wait(grace) {
+            return Ok(());
+        }
+        eprintln!("process group {pgid} is still there {grace:?} after SIGTERM; sending SIGKILL");
     }
-    if wait(grace) {
-        return Ok(());
-    }
-    eprintln!("process group {pgid} is still there {grace:?} after SIGTERM; sending SIGKILL");
     match kill(group, Signal::SIGKILL) {
         Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
         Err(error) => return Err(error).with_context(|| format!("SIGKILL to group {pgid}")),
@@ -531,9 +542,24 @@ mod tests {
         // A leader and a child of it, which ignores SIGTERM (so SIGKILL has to follow).
         let pid = start_sh("sh -c 'trap \"\" TERM; sleep 30' & sleep 30; wait", &dir);
         assert!(eventually(|| group_members(pid).len() >= 3), "{:?}", group_members(pid));
-        assert!(stop_recorded(pid, Duration::from_millis(300), &dir).expect("stops"));
+        assert!(stop_recorded(pid, Some(Duration::from_millis(300)), &dir).expect("stops"));
         assert!(group_members(pid).is_empty(), "{:?}", group_members(pid));
         assert!(Identity::load(&dir, pid).is_none(), "the record is removed");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn kill_now_sends_no_sigterm_first() {
+        let dir = scratch();
+        // A shell that would leave a mark on SIGTERM; it gets SIGKILL only.
+        let mark = dir.join("got-sigterm");
+        let pid = start_sh(&format!("trap 'touch {}' TERM; sleep 30 & wait", mark.display()), &dir);
+        assert!(eventually(|| group_members(pid).len() >= 2), "{:?}", group_members(pid));
+        let started = Instant::now();
+        assert!(stop_recorded(pid, None, &dir).expect("kills"));
+        assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+        assert!(group_members(pid).is_empty(), "{:?}", group_members(pid));
+        assert!(!mark.exists(), "no SIGTERM came before the SIGKILL");
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -561,13 +587,13 @@ mod tests {
         Identity { start_ticks: identity.start_ticks.saturating_sub(1), ..identity }
             .save(&dir)
             .expect("saves");
-        assert!(!stop_recorded(pid, Duration::from_secs(1), &dir).expect("no error"));
+        assert!(!stop_recorded(pid, Some(Duration::from_secs(1)), &dir).expect("no error"));
         reap(pid);
         assert_eq!(Stat::read(pid).map(|s| s.is_live()), Some(true), "not signalled");
         assert!(Identity::load(&dir, pid).is_none(), "the stale record is dropped");
 
         // And a pid with no record at all.
-        assert!(!stop_recorded(pid, Duration::from_secs(1), &dir).expect("no error"));
+        assert!(!stop_recorded(pid, Some(Duration::from_secs(1)), &dir).expect("no error"));
         reap(pid);
         assert_eq!(Stat::read(pid).map(|s| s.is_live()), Some(true), "not signalled");
         kill_group(pid);
@@ -584,7 +610,7 @@ mod tests {
             Identity::load(&dir, pid).is_some_and(|i| i.check() == Proof::Gone)
                 && group_members(pid).len() == 1
         }));
-        assert!(stop_recorded(pid, Duration::from_secs(2), &dir).expect("stops"));
+        assert!(stop_recorded(pid, Some(Duration::from_secs(2)), &dir).expect("stops"));
         assert!(group_members(pid).is_empty());
 
         // The same, but the child has an environment of its own: not provably ours.
@@ -594,7 +620,7 @@ mod tests {
             Identity::load(&dir, pid).is_some_and(|i| i.check() == Proof::Gone)
                 && group_members(pid).len() == 1
         }));
-        assert!(!stop_recorded(pid, Duration::from_secs(1), &dir).expect("no error"));
+        assert!(!stop_recorded(pid, Some(Duration::from_secs(1)), &dir).expect("no error"));
         assert_eq!(group_members(pid).len(), 1, "left alone");
         kill_group(pid);
         let _ = std::fs::remove_dir_all(&dir);

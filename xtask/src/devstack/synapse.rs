@@ -8,24 +8,35 @@ use rtc_test_support::StackInfo;
 use super::install::Tools;
 use super::{Layout, process};
 
+/// How Synapse starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Start {
+    /// A fresh database and log: tests and the demo begin from an empty homeserver.
+    Fresh,
+    /// The same database (after a crash), its log continued.
+    Again,
+}
+
 /// Writes the configuration and starts Synapse on `port`; returns its process id.
 pub(crate) fn start(
     layout: &Layout,
     tools: &Tools,
     stack: &StackInfo,
     port: u16,
+    how: Start,
 ) -> anyhow::Result<u32> {
     let dir = layout.service_dir("synapse");
     let data = dir.join("data");
-    // A fresh database every start: tests and the demo begin from an empty homeserver.
-    if data.exists() {
-        std::fs::remove_dir_all(&data).context("removing the old Synapse database")?;
+    let log = dir.join("homeserver.log");
+    if how == Start::Fresh {
+        if data.exists() {
+            std::fs::remove_dir_all(&data).context("removing the old Synapse database")?;
+        }
+        let _ = std::fs::remove_file(&log);
     }
     std::fs::create_dir_all(&data)?;
     let config = dir.join("homeserver.yaml");
     let log_config = dir.join("log.config");
-    let log = dir.join("homeserver.log");
-    let _ = std::fs::remove_file(&log);
     std::fs::write(&log_config, log_config_yaml(&log.display().to_string()))?;
     std::fs::write(&config, homeserver_yaml(stack, port, &dir.display().to_string()))?;
 
