@@ -28,6 +28,7 @@ use crate::capabilities::{Grant, PolicyProvider, RTC_TRANSPORTS};
 use crate::host::{HostEvent, SessionEnd, Shared, report};
 use crate::relay::{Output, Relay, WidgetAction};
 use matrix_sdk_rtc::discover_transports;
+use matrix_sdk_rtc::membership::Transport;
 
 /// How long the driver may take to answer Element Call's last requests once it closed.
 const CLOSE_GRACE: Duration = Duration::from_secs(3);
@@ -252,17 +253,8 @@ async fn rtc_transports(client: &matrix_sdk::Client) -> serde_json::Value {
         tokio::time::timeout(Duration::from_secs(10), discover_transports(client, None)).await;
     match discovered {
         Ok(Ok(found)) => {
-            let transports: Vec<serde_json::Value> = found
-                .transports
-                .iter()
-                .map(|t| {
-                    let mut transport = serde_json::json!({ "type": t.kind });
-                    if let Some(url) = &t.livekit_service_url {
-                        transport["livekit_service_url"] = url.as_str().into();
-                    }
-                    transport
-                })
-                .collect();
+            let transports: Vec<serde_json::Value> =
+                found.transports.iter().map(Transport::to_json).collect();
             tracing::debug!(count = transports.len(), "RTC transports for Element Call");
             serde_json::json!({ "rtc_transports": transports })
         }

@@ -112,6 +112,33 @@ impl Transport {
         })
     }
 
+    /// The same transport with `livekit_alias` (what a session membership's `foci_preferred`
+    /// carries: Element Call puts the room id).
+    pub fn with_alias(mut self, alias: impl Into<String>) -> Self {
+        self.livekit_alias = Some(alias.into());
+        self
+    }
+
+    /// The transport as memberships and the widget API write it: `type`, then
+    /// `livekit_service_url` and `livekit_alias` when set.
+    ///
+    /// ```
+    /// use matrix_sdk_rtc::membership::Transport;
+    ///
+    /// let json = Transport::livekit("https://sfu.example.org").to_json();
+    /// assert_eq!(json, serde_json::json!({"type": "livekit", "livekit_service_url": "https://sfu.example.org"}));
+    /// ```
+    pub fn to_json(&self) -> Value {
+        let mut json = serde_json::json!({ "type": self.kind });
+        if let Some(url) = &self.livekit_service_url {
+            json["livekit_service_url"] = url.as_str().into();
+        }
+        if let Some(alias) = &self.livekit_alias {
+            json["livekit_alias"] = alias.as_str().into();
+        }
+        json
+    }
+
     /// The service URL, if this is a LiveKit transport.
     pub fn livekit_service_url(&self) -> Option<&str> {
         (self.kind == "livekit").then_some(self.livekit_service_url.as_deref()).flatten()

@@ -115,11 +115,7 @@ impl SessionMembershipContent {
             expires: DEFAULT_EXPIRES_MS,
             call_intent: None,
             focus_active: serde_json::json!({"type": "livekit", "focus_selection": FocusSelection::MultiSfu.as_str()}),
-            foci_preferred: vec![serde_json::json!({
-                "type": "livekit",
-                "livekit_service_url": service_url,
-                "livekit_alias": room_id,
-            })],
+            foci_preferred: vec![Transport::livekit(service_url).with_alias(room_id).to_json()],
             created_ts: None,
         }
     }

@@ -134,7 +134,7 @@ impl StickyMembershipContent {
             "application": application,
             "member": {"user_id": self.user_id, "device_id": self.device_id, "id": self.member_id},
             "transports": {
-                "published": [{"type": "livekit", "livekit_service_url": self.service_url}],
+                "published": [Transport::livekit(self.service_url.as_str()).to_json()],
                 "can_subscribe": ["livekit"],
             },
             "versions": [],
