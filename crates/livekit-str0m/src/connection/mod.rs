@@ -464,9 +464,16 @@ impl Connection {
         rejoin.attempts += 1;
         let elapsed = self.now.saturating_duration_since(rejoin.since);
         let left = self.options.reconnect_timeout.checked_sub(elapsed).filter(|l| !l.is_zero());
-        match (&error, left) {
-            (ConnectError::Refused { status: 401 | 403, .. } | ConnectError::Left(_), _)
-            | (_, None) => self.finish(DisconnectCause::ReconnectFailed(error), None),
+        // A refused token, or a room the server no longer has (it restarted, or the room was
+        // deleted), will not change by trying again with this token: the application gets the
+        // error at once and can connect anew with fresh credentials (which create the room).
+        let hopeless = match &error {
+            ConnectError::Refused { status: 401 | 403, .. } | ConnectError::Left(_) => true,
+            ConnectError::Refused { status: 404, message } => message.contains(NO_SUCH_ROOM),
+            _ => false,
+        };
+        match (hopeless, left) {
+            (true, _) | (_, None) => self.finish(DisconnectCause::ReconnectFailed(error), None),
             (_, Some(left)) => {
                 let delay = rejoin.backoff.next_delay().min(left);
                 debug!(attempt = rejoin.attempts, %error, ?delay, "rejoin failed");

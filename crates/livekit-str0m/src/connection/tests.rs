@@ -401,6 +401,32 @@ fn a_refused_token_ends_the_rejoin_at_once() {
 }
 
 #[test]
+fn a_room_the_server_no_longer_has_ends_the_rejoin_at_once() {
+    // The server restarted: the resume and the rejoin with the same token find no room.
+    let mut h = Harness::connected(RoomOptions::default());
+    h.signal_closed();
+    let resume = h.expect_open(Some("PA_me"));
+    let missing = || ConnectError::Refused { status: 404, message: NO_SUCH_ROOM.to_string() };
+    assert!(!h.core.handle_opened(resume, Err(missing()), h.now));
+    let rejoin = h.expect_open(None);
+    assert!(!h.core.handle_opened(rejoin, Err(missing()), h.now));
+    h.pump();
+    assert!(h.finished());
+    assert!(h.open_tokens().is_empty(), "no attempt after the room is gone");
+    let events = h.events();
+    assert!(
+        matches!(
+            events.last(),
+            Some(RoomEvent::Disconnected(DisconnectCause::ReconnectFailed(ConnectError::Refused {
+                status: 404,
+                ..
+            })))
+        ),
+        "{events:?}"
+    );
+}
+
+#[test]
 fn a_refreshed_token_opens_the_next_connection() {
     let mut h = Harness::connected(RoomOptions::default());
     let refresh = signal_response::Message::RefreshToken("token-2".into());
