@@ -4,6 +4,22 @@ use url::Url;
 
 use crate::server_name::ServerName;
 
+/// The HTTP client of outbound requests to homeservers: every request times out after
+/// `timeout`, follows no redirect, and says who it is; with `accept_invalid_certs` TLS
+/// certificates are not checked (tests only).
+pub(crate) fn client(
+    timeout: std::time::Duration,
+    accept_invalid_certs: bool,
+) -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .tls_danger_accept_invalid_certs(accept_invalid_certs)
+        .user_agent(concat!("matrixrtc-auth/", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
 /// Reads at most `limit` bytes of `response`'s body: `Ok(None)` when it is longer.
 pub(crate) async fn read_limited(
     mut response: reqwest::Response,

@@ -91,13 +91,7 @@ impl OpenIdVerifier {
         overrides: HashMap<String, Url>,
         accept_invalid_certs: bool,
     ) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .tls_danger_accept_invalid_certs(accept_invalid_certs)
-            .user_agent(concat!("matrixrtc-auth/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+        let http = crate::http::client(timeout, accept_invalid_certs)?;
         Ok(Self { http, overrides, timeout })
     }
 

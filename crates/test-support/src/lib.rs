@@ -28,11 +28,13 @@
 pub mod element_call;
 mod homeserver;
 mod lossy_path;
+mod random;
 mod stack;
 
 pub use element_call::{ElementCall, Login};
 pub use homeserver::{Homeserver, User, encode_path_segment, unique_name};
 pub use lossy_path::{CandidateStats, LossyLiveKit, LossyStats, PathStats};
+pub use random::XorShift64;
 pub use stack::{STACK_FILE_ENV, SecondSfu, StackInfo, default_stack_file};
 
 /// Errors of the test-support helpers.

@@ -33,7 +33,7 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message};
 
-use crate::{Error, StackInfo};
+use crate::{Error, StackInfo, XorShift64};
 
 /// The largest HTTP request head the proxy reads.
 const MAX_HEAD: usize = 16 * 1024;
@@ -352,7 +352,7 @@ impl Shared {
                 &self.counters.to_server_dropped,
             ),
         };
-        let drop = p > 0.0 && lock(rng).next_unit() < p;
+        let drop = p > 0.0 && lock(rng).unit() < p;
         bump(if drop { dropped } else { forwarded }, 1);
         drop
     }
@@ -386,32 +386,6 @@ impl Shared {
         drop(nat);
         self.spawn(server_side(self.clone(), socket.clone(), client));
         Some((socket, addr))
-    }
-}
-
-/// xorshift64* (Marsaglia's shifts 13/7/17, Vigna's multiplier): fast, seeded, good enough to
-/// decide which datagrams to drop.
-#[derive(Debug, Clone)]
-struct XorShift64(u64);
-
-impl XorShift64 {
-    fn new(seed: u64) -> Self {
-        // Zero is the one state xorshift never leaves.
-        Self(if seed == 0 { 0x9e37_79b9_7f4a_7c15 } else { seed })
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    /// Uniform in [0, 1).
-    fn next_unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 }
 
@@ -1103,16 +1077,6 @@ mod tests {
         for bad in [&b""[..], b"\xff\xfe", b"GET", b"GET http://x/ HTTP/1.1"] {
             assert!(parse_head(bad).is_err());
         }
-    }
-
-    #[test]
-    fn the_generator_drops_about_the_asked_fraction() {
-        let mut rng = XorShift64::new(DEFAULT_SEED);
-        let dropped = (0..100_000).filter(|_| rng.next_unit() < 0.1).count();
-        assert!((9_500..10_500).contains(&dropped), "{dropped}");
-        let mut zero = XorShift64::new(0);
-        assert_ne!(zero.next_u64(), 0);
-        assert!((0..1000).all(|_| (0.0..1.0).contains(&zero.next_unit())));
     }
 
     #[test]

@@ -8,7 +8,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Bot, FilteringProxy, Setup, field};
+use common::{Bot, FilteringProxy, Setup};
 use nix::sys::signal::Signal;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -25,14 +25,7 @@ async fn in_the_call(setup: &Setup, delegate: bool) -> (Bot, FilteringProxy, Str
     if delegate {
         env.push(("DELEGATE_DELAYED_LEAVE", "1".into()));
     }
-    let bot = Bot::start(&env);
-    bot.wait_line(WAIT, |l| l.contains("milestone=\"membership\"")).await;
-    bot.wait_line(WAIT, |l| l.contains("milestone=\"first_frame\"")).await;
-    let device = field(&bot.wait_line(WAIT, |l| l.contains("logged in user=")).await, "device")
-        .unwrap()
-        .to_owned();
-    let identity = format!("{}:{device}", setup.bot.user_id);
-    setup.wait_participants(WAIT, |p| p.iter().any(|p| p.identity == identity)).await;
+    let (bot, device) = setup.start_in_the_call(&env).await;
     (bot, proxy, device)
 }
 

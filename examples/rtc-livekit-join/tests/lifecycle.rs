@@ -6,23 +6,13 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Bot, Setup, field};
+use common::{Bot, Setup};
 use nix::sys::signal::Signal;
-
-const WAIT: Duration = Duration::from_secs(60);
 
 /// Starts the program (always in the call, red) and waits until it is in the call and on
 /// LiveKit; its device.
 async fn in_the_call(setup: &Setup) -> (Bot, String) {
-    let bot = Bot::start(&setup.env());
-    bot.wait_line(WAIT, |l| l.contains("milestone=\"membership\"")).await;
-    bot.wait_line(WAIT, |l| l.contains("milestone=\"first_frame\"")).await;
-    let device = field(&bot.wait_line(WAIT, |l| l.contains("logged in user=")).await, "device")
-        .unwrap()
-        .to_owned();
-    let identity = format!("{}:{device}", setup.bot.user_id);
-    setup.wait_participants(WAIT, |p| p.iter().any(|p| p.identity == identity)).await;
-    (bot, device)
+    setup.start_in_the_call(&setup.env()).await
 }
 
 #[tokio::test]

@@ -127,37 +127,8 @@ pub(crate) fn chunk_due(faults: &Faults) -> Due {
     if faults.cut { Due::Hold } else { Due::Send }
 }
 
-/// xorshift64* (Marsaglia's shifts 13/7/17, Vigna's multiplier): fast, seeded, good enough to
-/// decide which datagrams to drop.
-#[derive(Debug, Clone)]
-pub(crate) struct Random(u64);
-
-impl Random {
-    /// A generator for stream number `stream` of `seed`: streams of one seed are independent
-    /// (their states are spread by SplitMix64), and the same seed and stream repeat.
-    pub(crate) fn new(seed: u64, stream: u64) -> Self {
-        let mut z = seed ^ stream.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^= z >> 31;
-        // Zero is the one state xorshift never leaves.
-        Self(if z == 0 { 0x9e37_79b9_7f4a_7c15 } else { z })
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    /// Uniform in [0, 1).
-    pub(crate) fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
+/// The seeded generator of the relay's random loss.
+pub(crate) type Random = rtc_test_support::XorShift64;
 
 #[cfg(test)]
 mod tests {
@@ -235,19 +206,5 @@ mod tests {
         assert_eq!(Faults { loss: -1.0, ..Faults::NONE }.sanitized().loss, 0.0);
         assert_eq!(Faults { loss: 7.0, ..Faults::NONE }.sanitized().loss, 1.0);
         assert_eq!(Faults { loss: f64::NAN, ..Faults::NONE }.sanitized().loss, 0.0);
-    }
-
-    #[test]
-    fn random_numbers_are_uniform_and_streams_differ() {
-        let mut random = Random::new(42, 0);
-        let n = 100_000;
-        let values: Vec<f64> = (0..n).map(|_| random.unit()).collect();
-        assert!(values.iter().all(|v| (0.0..1.0).contains(v)));
-        let below = values.iter().filter(|v| **v < 0.05).count() as f64 / n as f64;
-        assert!((below - 0.05).abs() < 0.005, "{below}");
-        let mean = values.iter().sum::<f64>() / n as f64;
-        assert!((mean - 0.5).abs() < 0.01, "{mean}");
-        assert_ne!(Random::new(42, 0).unit(), Random::new(42, 1).unit());
-        assert_eq!(Random::new(42, 3).unit(), Random::new(42, 3).unit());
     }
 }

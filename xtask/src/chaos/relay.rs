@@ -231,7 +231,7 @@ impl Shared {
     }
 
     fn random(&self) -> Random {
-        Random::new(self.seed, self.streams.fetch_add(1, Ordering::Relaxed))
+        Random::stream(self.seed, self.streams.fetch_add(1, Ordering::Relaxed))
     }
 
     fn faults(&self) -> Faults {

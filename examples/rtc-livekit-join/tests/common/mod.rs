@@ -160,6 +160,21 @@ impl Setup {
         }
     }
 
+    /// Starts the program with `env` and waits until it is in the call (membership, first frame)
+    /// and on LiveKit; the program and its device.
+    pub async fn start_in_the_call(&self, env: &[(&str, String)]) -> (Bot, String) {
+        const WAIT: Duration = Duration::from_secs(60);
+        let bot = Bot::start(env);
+        bot.wait_line(WAIT, |l| l.contains("milestone=\"membership\"")).await;
+        bot.wait_line(WAIT, |l| l.contains("milestone=\"first_frame\"")).await;
+        let device = field(&bot.wait_line(WAIT, |l| l.contains("logged in user=")).await, "device")
+            .unwrap()
+            .to_owned();
+        let identity = format!("{}:{device}", self.bot.user_id);
+        self.wait_participants(WAIT, |p| p.iter().any(|p| p.identity == identity)).await;
+        (bot, device)
+    }
+
     /// Waits until the bot's membership of `device` is gone from the room state.
     pub async fn wait_membership_gone(&self, device: &str, within: Duration) -> Duration {
         let started = Instant::now();
