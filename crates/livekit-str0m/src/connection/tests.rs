@@ -417,10 +417,9 @@ fn a_room_the_server_no_longer_has_ends_the_rejoin_at_once() {
     assert!(
         matches!(
             events.last(),
-            Some(RoomEvent::Disconnected(DisconnectCause::ReconnectFailed(ConnectError::Refused {
-                status: 404,
-                ..
-            })))
+            Some(RoomEvent::Disconnected(DisconnectCause::ReconnectFailed(
+                ConnectError::Refused { status: 404, .. }
+            )))
         ),
         "{events:?}"
     );
