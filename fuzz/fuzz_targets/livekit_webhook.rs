@@ -1,6 +1,7 @@
 //! What arrives at `/sfu_webhook`: any `Authorization` value and body are verified and read
-//! without a panic; a body signed with the key verifies, and is then refused once changed; a
-//! participant event always names its room and participant.
+//! without a panic; a participant event always names its room and participant. On one input in
+//! sixteen (the round trip costs four hashes of the body), the body signed with the key
+//! verifies, and is refused once changed or once the token has expired.
 //!
 //! Layout: the header's value, a newline, the body.
 #![no_main]
@@ -23,6 +24,12 @@ fuzz_target!(|data: &[u8]| {
     let header = String::from_utf8_lossy(header);
     let _ = webhook::verify(Some(&header), body, KEY, &secret, now);
 
+    if data.iter().fold(0u8, |acc, b| acc.wrapping_add(*b)) % 16 != 0 {
+        if let Ok(Some(event)) = webhook::parse(body) {
+            assert!(!event.room.is_empty() && !event.identity.is_empty());
+        }
+        return;
+    }
     // What LiveKit signs verifies, for this body only.
     let token = webhook::sign(body, KEY, &secret, now);
     assert_eq!(webhook::verify(Some(&token), body, KEY, &secret, now), Ok(()));
