@@ -7,6 +7,7 @@
 //! [`publisher`] (local tracks), [`subscriber`] (remote media), [`keepalive`] (pings) and
 //! [`stun_queries`] (server-reflexive candidates).
 
+mod dtls;
 mod keepalive;
 mod participants;
 pub(crate) mod peer;
@@ -29,6 +30,7 @@ use tracing::{debug, info, trace, warn};
 use crate::e2ee::{FrameCodec, FrameCryptor};
 use crate::signal::candidate_init::{candidate_init_json, parse_candidate_init};
 use crate::track::{RemoteAudioFrame, RemoteTrackInfo, RemoteVideoFrame, VideoCodec};
+use dtls::process_dtls_cert;
 use keepalive::{KeepAlive, KeepAliveDue};
 pub(crate) use participants::{ParticipantChange, Participants};
 pub use participants::{ParticipantSummary, Speaker};
@@ -623,6 +625,7 @@ fn new_rtc(now: Instant, addrs: &[SocketAddr], estimate_bandwidth: bool) -> Rtc 
     if estimate_bandwidth {
         builder = builder.enable_bwe(Some(Bitrate::bps(INITIAL_BANDWIDTH_ESTIMATE)));
     }
+    builder = builder.set_crypto_provider(dtls::crypto_provider());
     if let Some(cert) = process_dtls_cert() {
         builder = builder.set_dtls_cert(cert.clone());
     }
@@ -640,16 +643,6 @@ fn new_rtc(now: Instant, addrs: &[SocketAddr], estimate_bandwidth: bool) -> Rtc 
 
 /// Video packets each peer connection keeps for retransmission (str0m's default is 1,000).
 const VIDEO_SEND_HISTORY: usize = 300;
-
-/// The DTLS certificate of every peer connection of this process, made once: generating a key
-/// pair per connection costs time and memory for no gain (browsers keep one per origin too; the
-/// fingerprint travels in the SDP, which the signalling connection protects). `None` when the
-/// crypto provider cannot make one; each connection then makes its own.
-fn process_dtls_cert() -> Option<&'static str0m::config::DtlsCert> {
-    static CERT: std::sync::OnceLock<Option<str0m::config::DtlsCert>> = std::sync::OnceLock::new();
-    CERT.get_or_init(|| str0m::crypto::from_feature_flags().dtls_provider.generate_certificate())
-        .as_ref()
-}
 
 /// A parse error of `sdp` fit for logs: parser messages may quote the input, and the ICE
 /// password (`a=ice-pwd`) is a credential of the session.
