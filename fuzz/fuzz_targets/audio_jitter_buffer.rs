@@ -2,7 +2,7 @@
 //! (RTP timestamps that step, go back, wrap and jump, arrival times from a fake clock, payloads
 //! that are garbage for libopus) and frames popped on its clock or the caller's, and the same
 //! packets recorded into an Ogg Opus file (jumps of over a second shortened to one on the
-//! recording's timeline, at most 5000 packets). Never a panic or a crash in libopus; every frame
+//! recording's timeline, at most 1000 packets). Never a panic or a crash in libopus; every frame
 //! is 20 ms on the configured channels; the recording reads back with every packet and filler.
 //!
 //! Layout: four bytes of configuration (channels, minimum delay in ms, maximum delay in 4 ms,
@@ -16,6 +16,7 @@
 //! * 7: the buffer's figures read, the recording flushed.
 #![no_main]
 
+use std::cell::RefCell;
 use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
@@ -27,14 +28,37 @@ use rtc_media::sink::{OggOpusReader, OggOpusWriter};
 const MAX_OPS: usize = 128;
 /// Frames taken from one `pop_due`.
 const MAX_DUE: usize = 16;
-/// Packets (fillers included) recorded at most.
-const MAX_RECORDED: u64 = 5_000;
+/// Packets (fillers included) recorded at most: several Ogg pages and filled gaps, while the
+/// recording (written, then read back) stays a small part of each input's cost.
+const MAX_RECORDED: u64 = 1_000;
 /// The longest gap the recording fills (1 s); the writer fills a gap with up to 400 packets a
 /// second, so that longer jumps, up to the 10 minutes it would fill, are shortened to this on
 /// its timeline (throughput matters more than the hundredth long gap).
 const MAX_RECORDED_GAP: u64 = 48_000;
 /// The jump the writer does not fill (10 minutes).
 const WRITER_MAX_FILL: u64 = 10 * 60 * 48_000;
+
+thread_local! {
+    /// A buffer per channel count, restarted for each input: as new, without making a libopus
+    /// decoder each time (libopus probes the CPU for each, which is slow in a virtual machine).
+    static BUFFERS: RefCell<[Option<JitterBuffer>; 2]> = const { RefCell::new([None, None]) };
+}
+
+/// A buffer with `config`, as new.
+fn buffer(config: JitterBufferConfig) -> JitterBuffer {
+    let slot = usize::from(config.channels == 2);
+    let kept = BUFFERS.with_borrow_mut(|buffers| buffers[slot].take());
+    match kept {
+        Some(buffer) => buffer.restarted(config),
+        None => JitterBuffer::new(config),
+    }
+    .expect("a jitter buffer")
+}
+
+/// Keeps `buffer` for the next input.
+fn keep(buffer: JitterBuffer, channels: u16) {
+    BUFFERS.with_borrow_mut(|buffers| buffers[usize::from(channels == 2)] = Some(buffer));
+}
 
 struct Input<'a>(&'a [u8]);
 
@@ -71,7 +95,7 @@ fuzz_target!(|data: &[u8]| {
     config.min_delay = input.millis();
     config.max_delay = input.millis() * 4;
     config.max_concealment = input.millis();
-    let mut buffer = JitterBuffer::new(config).expect("a jitter buffer");
+    let mut buffer = buffer(config);
     let mut writer = OggOpusWriter::new(Vec::new(), channels as u8, &[]).expect("a writer");
     let frame_len = FRAME_SAMPLES * usize::from(channels);
 
@@ -134,6 +158,8 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     }
+
+    keep(buffer, channels);
 
     let written = writer.packets() + writer.filled();
     let duration = writer.duration();

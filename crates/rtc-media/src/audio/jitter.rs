@@ -157,9 +157,27 @@ impl JitterBuffer {
     /// A buffer with `config`.
     pub fn new(config: JitterBufferConfig) -> Result<Self, AudioError> {
         let decoder = OpusDecoder::new(config.channels)?;
+        Ok(Self::with_decoder(config, decoder))
+    }
+
+    /// This buffer as a new one with `config`: no packets, timeline, estimates or statistics,
+    /// and its decoder reset rather than made again when the channels stay the same (for a
+    /// stream that starts over, or a receiver that reuses its buffers).
+    pub fn restarted(self, config: JitterBufferConfig) -> Result<Self, AudioError> {
+        let mut decoder = self.decoder;
+        if decoder.channels() == config.channels {
+            decoder.reset()?;
+        } else {
+            decoder = OpusDecoder::new(config.channels)?;
+        }
+        Ok(Self::with_decoder(config, decoder))
+    }
+
+    /// A new buffer around `decoder` (new or reset, of `config.channels`).
+    fn with_decoder(config: JitterBufferConfig, decoder: OpusDecoder) -> Self {
         let mut config = config;
         config.max_delay = config.max_delay.max(config.min_delay);
-        Ok(Self {
+        Self {
             target: config.min_delay,
             config,
             decoder,
@@ -178,7 +196,7 @@ impl JitterBuffer {
             scratch: Vec::with_capacity(JITTER_WINDOW),
             waits: VecDeque::with_capacity(WAIT_WINDOW),
             stats: JitterStats::default(),
-        })
+        }
     }
 
     /// What the buffer did so far.
@@ -684,6 +702,28 @@ mod tests {
 
     fn new_buffer() -> JitterBuffer {
         JitterBuffer::new(JitterBufferConfig::default()).unwrap()
+    }
+
+    #[test]
+    fn a_restarted_buffer_plays_as_a_new_one() {
+        let packets = packets(60);
+        let arrivals: Vec<(f64, u64, Vec<u8>)> = packets
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % 7 != 3)
+            .map(|(i, p)| (i as f64 * 20.0 + (i % 3) as f64 * 6.0, i as u64, p.clone()))
+            .collect();
+        let mut fresh = new_buffer();
+        let expected = pcm(&run(&mut fresh, &arrivals, 50));
+        // Used with other settings and channels, then restarted with the defaults.
+        let mut used = JitterBuffer::new(JitterBufferConfig::new(2)).unwrap();
+        run(&mut used, &arrivals[..20], 10);
+        let mut used = used.restarted(JitterBufferConfig::default()).unwrap();
+        run(&mut used, &arrivals, 30);
+        let mut restarted = used.restarted(JitterBufferConfig::default()).unwrap();
+        assert_eq!(restarted.stats(), JitterStats::default());
+        assert_eq!(pcm(&run(&mut restarted, &arrivals, 50)), expected);
+        assert_eq!(restarted.stats(), fresh.stats());
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Opus encode and decode on libopus (Debian's `libopus-dev`), 48 kHz, 20 ms frames, with the
 //! settings and the DTX rule of libwebrtc.
 
-use audiopus::coder::{Decoder, Encoder};
+use audiopus::coder::{Decoder, Encoder, GenericCtl as _};
 use audiopus::packet::Packet;
 use audiopus::{Application, Bitrate, Channels, MutSignals, SampleRate};
 
@@ -234,6 +234,13 @@ impl OpusDecoder {
     /// Channels of the output.
     pub fn channels(&self) -> u16 {
         self.channels
+    }
+
+    /// Forgets the stream decoded so far: the decoder is then as a new one, without the cost of
+    /// making one (libopus probes the CPU for each new decoder, which is slow in a virtual
+    /// machine).
+    pub fn reset(&mut self) -> Result<(), AudioError> {
+        self.inner.reset_state().map_err(opus_error)
     }
 
     /// Decodes one packet into interleaved samples (as long as the packet lasts); `None`
