@@ -12,6 +12,10 @@
 //! * `cargo xtask bench join`: from starting the program to its first frame in Element Call.
 //! * `cargo xtask soak --minutes N`: the program in a call for N minutes; fails when its
 //!   memory, file descriptors or threads grow, or its media stops.
+//! * `cargo xtask fuzz [--runs N] [--jobs-nice] [TARGET...]`: every fuzz target for N inputs
+//!   (10,000,000 by default), a table of the runs in `test-artifacts/fuzz.md`.
+//! * `cargo xtask chaos [--short] [--only …]`: the program and Element Call in a call under
+//!   faults, recovery measured, nothing left behind; a table in `test-artifacts/chaos.md`.
 //! * `cargo xtask bench connect`: from `connect` to the first video sent, and memory and threads
 //!   per connected room (1, 10, 50 rooms in one process), our Rust client against the official
 //!   LiveKit Python SDK.
@@ -20,6 +24,7 @@ mod bench;
 mod chaos;
 mod demo;
 mod devstack;
+mod fuzz;
 mod serve_static;
 mod soak;
 mod test;
@@ -64,9 +69,13 @@ enum Command {
     /// The program in a call with another for N minutes, its memory, file descriptors, threads
     /// and CPU sampled; fails on growth or when media stops (starts the stack if needed).
     Soak(soak::SoakOptions),
-    /// The program's network path under faults (loss, delay, a cut), through a relay into a
-    /// network namespace; `--check-relay` checks the relay alone (needs root).
+    /// The program and Element Call in a call while faults come one after another (services
+    /// of the stack killed, loss, delay, a cut, the program stopped), its network path through
+    /// a relay into a network namespace (needs root); `--check-relay` checks the relay alone.
     Chaos(chaos::ChaosOptions),
+    /// Every fuzz target (or those named) for N inputs each, one after the other; a table of
+    /// the runs in `test-artifacts/fuzz.md` (needs nightly and cargo-fuzz).
+    Fuzz(fuzz::FuzzOptions),
     /// Benchmarks against the local stack (starts it if needed, stops what it started).
     Bench {
         #[command(subcommand)]
@@ -136,6 +145,7 @@ fn main() -> anyhow::Result<()> {
             Command::Test { cargo_args } => test::run(&cargo_args).await,
             Command::Soak(options) => soak::run(&options).await,
             Command::Chaos(options) => chaos::run(&options).await,
+            Command::Fuzz(options) => fuzz::run(&options),
             Command::ServeStatic { root, port } => serve_static::run(root, port).await,
             Command::Bench { action: BenchAction::Publish(options) } => {
                 bench::publish(&options).await
