@@ -197,7 +197,8 @@ pub(crate) struct Config {
     pub(crate) sticky: bool,
     pub(crate) store_dir: PathBuf,
     pub(crate) allow_insecure: bool,
-    /// Hand our delayed leave to the authorization service (`DELEGATE_DELAYED_LEAVE`).
+    /// Hand our delayed leave to the authorization service (`DELEGATE_DELAYED_LEAVE`; never
+    /// with static credentials, which have no service).
     pub(crate) delegate_delayed_leave: bool,
     pub(crate) status_interval: std::time::Duration,
     pub(crate) e2ee: E2ee,
@@ -532,8 +533,9 @@ impl Args {
             "STATUS_INTERVAL_SECS",
             10,
         )?));
-        let delegate_delayed_leave = self.delegate_delayed_leave;
-        if delegate_delayed_leave && matches!(credentials, CredentialSource::Static { .. }) {
+        let static_credentials = matches!(credentials, CredentialSource::Static { .. });
+        let delegate_delayed_leave = self.delegate_delayed_leave && !static_credentials;
+        if self.delegate_delayed_leave && static_credentials {
             warnings.push(
                 "DELEGATE_DELAYED_LEAVE ignored: with LIVEKIT_TOKEN there is no authorization service to hand the delayed leave to".to_owned(),
             );

@@ -262,8 +262,7 @@ async fn run(config: Config, clock: Clock) -> Result<(), Failure> {
     };
     driver_options.sticky = config.sticky;
     driver_options.service_url = Some(service_url);
-    driver_options.delegate_delayed_leave = config.delegate_delayed_leave
-        && !matches!(config.credentials, CredentialSource::Static { .. });
+    driver_options.delegate_delayed_leave = config.delegate_delayed_leave;
     if config.presence == config::Presence::Follow && !observer.state().is_active() {
         tracing::info!("waiting for a call in the room");
     }
