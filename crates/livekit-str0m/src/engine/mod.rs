@@ -103,6 +103,18 @@ pub(crate) enum EngineEvent {
     Left(proto::DisconnectReason),
 }
 
+/// Where a datagram went ([`Engine::handle_datagram`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DatagramRoute {
+    /// The answer to one of the session's STUN binding requests.
+    StunAnswer,
+    /// Into a peer connection.
+    PeerConnection(PeerKind),
+    /// Dropped without a trace in the engine's state: no session, not one of the session's
+    /// addresses, not a datagram str0m can classify, or not for that peer connection.
+    Dropped,
+}
+
 /// Settings that outlive sessions.
 #[derive(Clone, Default)]
 pub(crate) struct EngineConfig {
@@ -380,41 +392,42 @@ impl Engine {
         }
     }
 
-    /// A datagram arrived on one of the session's sockets.
+    /// A datagram arrived on one of the session's sockets; where it went.
     pub(crate) fn handle_datagram(
         &mut self,
         source: SocketAddr,
         destination: SocketAddr,
         contents: &[u8],
         now: Instant,
-    ) {
+    ) -> DatagramRoute {
         if self.handle_stun_answer(source, contents, now) {
-            return;
+            return DatagramRoute::StunAnswer;
         }
-        let Some(session) = self.session.as_mut() else { return };
+        let Some(session) = self.session.as_mut() else { return DatagramRoute::Dropped };
         let kind = if session.publisher.owns(destination) {
             PeerKind::Publisher
         } else if session.subscriber.owns(destination) {
             PeerKind::Subscriber
         } else {
-            return;
+            return DatagramRoute::Dropped;
         };
         let Ok(contents) = contents.try_into() else {
             trace!("datagram str0m cannot classify; ignored");
-            return;
+            return DatagramRoute::Dropped;
         };
         let input =
             Input::Receive(now, Receive { proto: Protocol::Udp, source, destination, contents });
         let peer = session.peer(kind);
         if !peer.rtc.accepts(&input) {
             trace!(?kind, %source, "datagram not for this peer connection");
-            return;
+            return DatagramRoute::Dropped;
         }
         if let Err(error) = peer.rtc.handle_input(input) {
             self.lost(format!("{kind:?} peer connection failed: {error}"));
-            return;
+            return DatagramRoute::PeerConnection(kind);
         }
         self.drain(kind, now);
+        DatagramRoute::PeerConnection(kind)
     }
 
     /// Trickles local candidates of a peer once its description went out.
@@ -432,8 +445,6 @@ impl Engine {
             )));
         }
     }
-
-    // ---------------------------------------------------------------- time
 
     // ---------------------------------------------------------------- time
 

@@ -436,7 +436,9 @@ fn stun_answers_become_trickled_server_reflexive_candidates() {
     let id: crate::stun::TransactionId = request[8..20].try_into().unwrap();
     let mapped = addr("203.0.113.5:61000");
     let response = crate::stun::binding_success(&id, mapped, true);
-    engine.handle_datagram(stun_server, *source, &response, now + Duration::from_millis(700));
+    let route =
+        engine.handle_datagram(stun_server, *source, &response, now + Duration::from_millis(700));
+    assert_eq!(route, DatagramRoute::StunAnswer);
     let (signals, _, _) = drain(&mut engine);
     let [signal_request::Message::Trickle(trickle)] = &signals[..] else { panic!("{signals:?}") };
     assert_eq!(trickle.target, proto::SignalTarget::Publisher as i32);
@@ -446,13 +448,11 @@ fn stun_answers_become_trickled_server_reflexive_candidates() {
     assert!(init["sdpMid"].is_string());
 
     // A forged answer (unknown transaction) or one from elsewhere changes nothing.
-    engine.handle_datagram(
-        stun_server,
-        *source,
-        &crate::stun::binding_success(&[7; 12], mapped, true),
-        now,
-    );
-    engine.handle_datagram(addr("192.0.2.66:3478"), *source, &response, now);
+    let forged = crate::stun::binding_success(&[7; 12], mapped, true);
+    let route = engine.handle_datagram(stun_server, *source, &forged, now);
+    assert_eq!(route, DatagramRoute::Dropped);
+    let route = engine.handle_datagram(addr("192.0.2.66:3478"), *source, &response, now);
+    assert_eq!(route, DatagramRoute::Dropped);
     let (signals, _, _) = drain(&mut engine);
     assert!(signals.is_empty(), "{signals:?}");
 
