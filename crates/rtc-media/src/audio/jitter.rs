@@ -145,8 +145,9 @@ pub struct JitterBuffer {
     stretched_at: Option<u64>,
     /// Arrival delay relative to the first packet (µs), for the jitter estimate.
     reference: Option<(Instant, u64)>,
+    /// The last [`JITTER_WINDOW`] of them in arrival order, and the same sorted.
     relative_delays: VecDeque<i64>,
-    scratch: Vec<i64>,
+    sorted_delays: Vec<i64>,
     target: Duration,
     /// How long recently played packets waited (µs).
     waits: VecDeque<u64>,
@@ -193,7 +194,7 @@ impl JitterBuffer {
             stretched_at: None,
             reference: None,
             relative_delays: VecDeque::with_capacity(JITTER_WINDOW),
-            scratch: Vec::with_capacity(JITTER_WINDOW),
+            sorted_delays: Vec::with_capacity(JITTER_WINDOW),
             waits: VecDeque::with_capacity(WAIT_WINDOW),
             stats: JitterStats::default(),
         }
@@ -293,6 +294,7 @@ impl JitterBuffer {
         self.newest_end = 0;
         self.reference = None;
         self.relative_delays.clear();
+        self.sorted_delays.clear();
         self.waits.clear();
         self.stretched_at = None;
     }
@@ -307,16 +309,18 @@ impl JitterBuffer {
         let media = (i128::from(timestamp) - i128::from(first_timestamp)) * 1_000_000
             / i128::from(SAMPLE_RATE);
         let relative = i128::from(since) - media;
-        if self.relative_delays.len() == JITTER_WINDOW {
-            self.relative_delays.pop_front();
+        let relative = relative.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64;
+        if self.relative_delays.len() == JITTER_WINDOW
+            && let Some(oldest) = self.relative_delays.pop_front()
+            && let Ok(index) = self.sorted_delays.binary_search(&oldest)
+        {
+            self.sorted_delays.remove(index);
         }
-        self.relative_delays
-            .push_back(relative.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64);
-        self.scratch.clear();
-        self.scratch.extend(self.relative_delays.iter().copied());
-        self.scratch.sort_unstable();
-        let fastest = self.scratch[0];
-        let late = self.scratch[(self.scratch.len() - 1) * 95 / 100];
+        self.relative_delays.push_back(relative);
+        let index = self.sorted_delays.partition_point(|&d| d < relative);
+        self.sorted_delays.insert(index, relative);
+        let fastest = self.sorted_delays[0];
+        let late = self.sorted_delays[(self.sorted_delays.len() - 1) * 95 / 100];
         let jitter = Duration::from_micros(late.saturating_sub(fastest).max(0) as u64);
         self.target = (jitter + FRAME_DURATION).clamp(self.config.min_delay, self.config.max_delay);
     }

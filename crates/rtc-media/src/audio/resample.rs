@@ -1,5 +1,7 @@
 //! Sample-rate conversion: [`Resampler`].
 
+use std::sync::{Arc, Mutex, PoisonError};
+
 use super::{AudioError, SAMPLE_RATE};
 
 /// Zero crossings of the sinc on each side, at the lower rate.
@@ -16,6 +18,11 @@ const RATES: std::ops::RangeInclusive<u32> = 1_000..=384_000;
 const MAX_DECIMATION: u32 = 16;
 /// The most channels taken.
 const MAX_CHANNELS: u16 = 8;
+/// Bytes of filter tables kept for the next resamplers of the same rates.
+const TABLE_CACHE_BYTES: usize = 4 << 20;
+
+/// Filter tables of recent resamplers, the least recently used first.
+static TABLES: Mutex<TableCache> = Mutex::new(TableCache::new(TABLE_CACHE_BYTES));
 
 /// Converts interleaved audio from one rate to another, in streaming chunks.
 ///
@@ -42,8 +49,8 @@ pub struct Resampler {
     /// Taps on each side of the position.
     half: usize,
     /// `phases + 1` rows of `2 · half` coefficients; row `p` is for the fractional position
-    /// `p / phases`.
-    table: Vec<f32>,
+    /// `p / phases`. Shared by the resamplers of the same rates.
+    table: Arc<[f32]>,
     phases: u64,
     /// Whether `phases` divides `out_rate`'s positions exactly (no interpolation).
     exact: bool,
@@ -75,6 +82,66 @@ impl std::fmt::Debug for Resampler {
             .field("phases", &self.phases)
             .finish_non_exhaustive()
     }
+}
+
+/// What a filter table is computed from (the cut-off as the bits of an `f64`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct TableKey {
+    half: usize,
+    phases: u64,
+    cutoff: u64,
+}
+
+/// Filter tables kept after use, up to a number of bytes, so that a program playing clip after
+/// clip (a source each) builds the table of their rates once.
+struct TableCache {
+    /// The least recently used first.
+    tables: Vec<(TableKey, Arc<[f32]>)>,
+    max_bytes: usize,
+}
+
+impl TableCache {
+    const fn new(max_bytes: usize) -> Self {
+        Self { tables: Vec::new(), max_bytes }
+    }
+
+    /// The table of `key`, now the most recently used.
+    fn get(&mut self, key: TableKey) -> Option<Arc<[f32]>> {
+        let index = self.tables.iter().position(|(k, _)| *k == key)?;
+        let entry = self.tables.remove(index);
+        let table = entry.1.clone();
+        self.tables.push(entry);
+        Some(table)
+    }
+
+    /// Keeps `table` as the most recently used, dropping the least recently used tables beyond
+    /// the budget (a table larger than the whole budget is not kept).
+    fn insert(&mut self, key: TableKey, table: Arc<[f32]>) {
+        if std::mem::size_of_val::<[f32]>(&table) > self.max_bytes {
+            return;
+        }
+        self.tables.retain(|(k, _)| *k != key);
+        self.tables.push((key, table));
+        while self.bytes() > self.max_bytes {
+            self.tables.remove(0);
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        self.tables.iter().map(|(_, t)| std::mem::size_of_val::<[f32]>(t)).sum()
+    }
+}
+
+/// The table of `key`: a kept one, or one built now (outside the lock) and kept.
+fn shared_table(key: TableKey) -> Arc<[f32]> {
+    let cached = TABLES.lock().unwrap_or_else(PoisonError::into_inner).get(key);
+    if let Some(table) = cached {
+        return table;
+    }
+    let table: Arc<[f32]> =
+        Resampler::build_table(key.half, key.phases, f64::from_bits(key.cutoff)).into();
+    TABLES.lock().unwrap_or_else(PoisonError::into_inner).insert(key, table.clone());
+    table
 }
 
 fn gcd(mut a: u64, mut b: u64) -> u64 {
@@ -128,7 +195,7 @@ impl Resampler {
             step_whole: (in_rate / out_rate) as usize,
             step_rem: u64::from(in_rate % out_rate),
             half,
-            table: Vec::new(),
+            table: Arc::new([]),
             phases,
             exact,
             gcd: g,
@@ -143,7 +210,8 @@ impl Resampler {
             scratch_out: Vec::new(),
         };
         if half > 0 {
-            resampler.table = Self::build_table(half, phases, CUTOFF * scale);
+            let key = TableKey { half, phases, cutoff: (CUTOFF * scale).to_bits() };
+            resampler.table = shared_table(key);
         }
         resampler.reset();
         tracing::debug!(?resampler, "resampler");
@@ -318,9 +386,7 @@ impl Resampler {
                 let w = (position - p as f64) as f32;
                 let a = &self.table[p * taps..(p + 1) * taps];
                 let b = &self.table[(p + 1) * taps..(p + 2) * taps];
-                for ((out, &x), &y) in self.coefficients.iter_mut().zip(a).zip(b) {
-                    *out = x + (y - x) * w;
-                }
+                lerp(&mut self.coefficients, a, b, w);
                 &self.coefficients[..]
             };
             let first = self.pos + 1 - self.half;
@@ -346,19 +412,51 @@ impl Resampler {
     }
 }
 
+/// `out[i] = a[i] + (b[i] - a[i]) · w`, for equally long slices, eight at a time (as [`dot`]).
+fn lerp(out: &mut [f32], a: &[f32], b: &[f32], w: f32) {
+    let (out_chunks, out_rest) = out.as_chunks_mut::<8>();
+    let (a_chunks, a_rest) = a.as_chunks::<8>();
+    let (b_chunks, b_rest) = b.as_chunks::<8>();
+    for ((o, x), y) in out_chunks.iter_mut().zip(a_chunks).zip(b_chunks) {
+        *o = [
+            x[0] + (y[0] - x[0]) * w,
+            x[1] + (y[1] - x[1]) * w,
+            x[2] + (y[2] - x[2]) * w,
+            x[3] + (y[3] - x[3]) * w,
+            x[4] + (y[4] - x[4]) * w,
+            x[5] + (y[5] - x[5]) * w,
+            x[6] + (y[6] - x[6]) * w,
+            x[7] + (y[7] - x[7]) * w,
+        ];
+    }
+    for ((o, &x), &y) in out_rest.iter_mut().zip(a_rest).zip(b_rest) {
+        *o = x + (y - x) * w;
+    }
+}
+
 /// The dot product of two equally long slices, in eight lanes (so that it vectorises; the
 /// order of the additions is fixed, so results do not depend on how the input was chunked).
+///
+/// The eight sums are written out rather than looped over: the same code once optimised, and an
+/// instrumented build (coverage-guided fuzzing) pays one loop test per eight taps, not nine.
 fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut lanes = [0f32; 8];
+    let mut l = [0f32; 8];
     let (a_chunks, a_rest) = a.as_chunks::<8>();
     let (b_chunks, b_rest) = b.as_chunks::<8>();
     for (x, y) in a_chunks.iter().zip(b_chunks) {
-        for lane in 0..8 {
-            lanes[lane] += x[lane] * y[lane];
-        }
+        l = [
+            l[0] + x[0] * y[0],
+            l[1] + x[1] * y[1],
+            l[2] + x[2] * y[2],
+            l[3] + x[3] * y[3],
+            l[4] + x[4] * y[4],
+            l[5] + x[5] * y[5],
+            l[6] + x[6] * y[6],
+            l[7] + x[7] * y[7],
+        ];
     }
     let tail: f32 = a_rest.iter().zip(b_rest).map(|(x, y)| x * y).sum();
-    lanes.iter().sum::<f32>() + tail
+    l.iter().sum::<f32>() + tail
 }
 
 /// A sample around ±1.0 as 16 bits, rounded and saturated.
@@ -412,6 +510,46 @@ mod tests {
         resampler.process(input, &mut out);
         resampler.flush(&mut out);
         out
+    }
+
+    #[test]
+    fn resamplers_of_the_same_rates_share_one_table() {
+        let first = Resampler::to_48k(44_100, 1).unwrap();
+        let second = Resampler::to_48k(44_100, 2).unwrap();
+        assert!(Arc::ptr_eq(&first.table, &second.table));
+        let other = Resampler::to_48k(22_050, 1).unwrap();
+        assert!(!Arc::ptr_eq(&first.table, &other.table));
+        // The same table as one built anew.
+        let key = TableKey { half: first.half, phases: first.phases, cutoff: CUTOFF.to_bits() };
+        let built = Resampler::build_table(key.half, key.phases, CUTOFF);
+        assert_eq!(&first.table[..], &built[..]);
+    }
+
+    #[test]
+    fn the_table_cache_keeps_recent_tables_within_its_budget() {
+        let key = |half| TableKey { half, phases: 1, cutoff: 0 };
+        let table = |len: usize| -> Arc<[f32]> { vec![0.0; len].into() };
+        // Room for 100 floats.
+        let mut cache = TableCache::new(400);
+        cache.insert(key(1), table(40));
+        cache.insert(key(2), table(40));
+        assert!(cache.get(key(1)).is_some(), "now the most recently used");
+        cache.insert(key(3), table(40));
+        assert!(cache.get(key(2)).is_none(), "the least recently used went");
+        assert!(cache.get(key(1)).is_some() && cache.get(key(3)).is_some());
+        assert!(cache.bytes() <= 400);
+        // Inserting a key again replaces its table.
+        cache.insert(key(3), table(10));
+        assert_eq!(cache.get(key(3)).unwrap().len(), 10);
+        assert_eq!(cache.tables.len(), 2);
+        // A table over the whole budget is not kept, and takes nothing with it.
+        cache.insert(key(4), table(101));
+        assert!(cache.get(key(4)).is_none());
+        assert_eq!(cache.tables.len(), 2);
+        // One that needs room drops the least recently used until it fits.
+        cache.insert(key(5), table(95));
+        assert_eq!(cache.tables.len(), 1);
+        assert!(cache.get(key(5)).is_some());
     }
 
     #[test]
