@@ -1,4 +1,4 @@
-//! Any text as the SDP of the server's subscriber offer and publisher answer.
+//! Any text as the SDP of the server's subscriber offer or publisher answer (the length picks).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

@@ -9,11 +9,13 @@ use std::io::Cursor;
 use libfuzzer_sys::fuzz_target;
 use rtc_media::audio::{AudioSource, FRAME_SAMPLES, WavSource, parse_wav};
 
-/// Frames pulled at most from one input (160 ms, past the resampler's delay: every path of the
-/// source, its end included for shorter inputs, is met; more frames only cost resampling time).
-const MAX_FRAMES: usize = 8;
-/// Frames pulled at most from the same input played in a loop.
-const MAX_LOOPED_FRAMES: usize = 5;
+/// Frames pulled at most from one input (60 ms, past the resampler's delay of at most 32 samples
+/// at the lower rate: every path of the source, its end included for shorter inputs, is met;
+/// more frames only cost resampling time, most of an input's cost).
+const MAX_FRAMES: usize = 3;
+/// Frames pulled at most from the same input played in a loop (a file shorter than 20 ms wraps
+/// in the first).
+const MAX_LOOPED_FRAMES: usize = 2;
 
 fuzz_target!(|data: &[u8]| {
     let parsed = parse_wav(data);
