@@ -65,14 +65,14 @@ pub fn server_sdp(sdp: &str) {
     let as_offer = sdp.len() % 4 < 2;
     let mut engine = engine(now, single_pc);
     drain(&mut engine);
+    let description = |kind: &str| proto::SessionDescription {
+        r#type: kind.into(),
+        sdp: sdp.into(),
+        id: 1,
+        ..Default::default()
+    };
     if as_offer {
-        let offer = proto::SessionDescription {
-            r#type: "offer".into(),
-            sdp: sdp.into(),
-            id: 1,
-            ..Default::default()
-        };
-        engine.handle_signal(proto::signal_response::Message::Offer(offer), now);
+        engine.handle_signal(proto::signal_response::Message::Offer(description("offer")), now);
         drain(&mut engine);
         return;
     }
@@ -90,13 +90,7 @@ pub fn server_sdp(sdp: &str) {
     };
     engine.handle_signal(proto::signal_response::Message::TrackPublished(published), now);
     drain(&mut engine);
-    let answer = proto::SessionDescription {
-        r#type: "answer".into(),
-        sdp: sdp.into(),
-        id: 1,
-        ..Default::default()
-    };
-    engine.handle_signal(proto::signal_response::Message::Answer(answer), now);
+    engine.handle_signal(proto::signal_response::Message::Answer(description("answer")), now);
     drain(&mut engine);
 }
 
