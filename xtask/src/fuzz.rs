@@ -28,6 +28,9 @@ use anyhow::{Context as _, bail};
 /// made these targets 5 to 15 times slower. Panics and aborts are still findings.
 const WITHOUT_SANITIZER: &[&str] = &["audio_jitter_buffer", "livekit_server_sdp", "wav_file"];
 
+/// Where the builds without a sanitizer go, under `fuzz/`.
+const NO_SANITIZER_TARGET_DIR: &str = "target-nosan";
+
 /// How a target is built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Build {
@@ -45,7 +48,7 @@ impl Build {
     fn target_dir(self) -> &'static str {
         match self {
             Self::AddressSanitizer => "target",
-            Self::NoSanitizer => "target-nosan",
+            Self::NoSanitizer => NO_SANITIZER_TARGET_DIR,
         }
     }
 
@@ -53,7 +56,7 @@ impl Build {
     fn args(self) -> &'static [&'static str] {
         match self {
             Self::AddressSanitizer => &[],
-            Self::NoSanitizer => &["-s", "none", "--target-dir", "target-nosan"],
+            Self::NoSanitizer => &["-s", "none", "--target-dir", NO_SANITIZER_TARGET_DIR],
         }
     }
 
