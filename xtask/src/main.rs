@@ -16,12 +16,15 @@
 //!   (10,000,000 by default), a table of the runs in `test-artifacts/fuzz.md`.
 //! * `cargo xtask chaos [--short] [--only …]`: the program and Element Call in a call under
 //!   faults, recovery measured, nothing left behind; a table in `test-artifacts/chaos.md`.
+//! * `cargo xtask cross <aarch64|armv7> [--release] [--unit-tests] [--call] [--bench F]`: the
+//!   program built for ARM with Debian's cross compilers, tested under qemu-user.
 //! * `cargo xtask bench connect`: from `connect` to the first video sent, and memory and threads
 //!   per connected room (1, 10, 50 rooms in one process), our Rust client against the official
 //!   LiveKit Python SDK.
 
 mod bench;
 mod chaos;
+mod cross;
 mod demo;
 mod devstack;
 mod fuzz;
@@ -76,6 +79,9 @@ enum Command {
     /// Every fuzz target (or those named) for N inputs each, one after the other; a table of
     /// the runs in `test-artifacts/fuzz.md` (needs nightly and cargo-fuzz).
     Fuzz(fuzz::FuzzOptions),
+    /// Build the program for 64-bit or 32-bit ARM Linux (Debian's cross compilers and the
+    /// target's libraries), and run its unit tests, the call test or the benches under qemu.
+    Cross(cross::CrossOptions),
     /// Benchmarks against the local stack (starts it if needed, stops what it started).
     Bench {
         #[command(subcommand)]
@@ -146,6 +152,7 @@ fn main() -> anyhow::Result<()> {
             Command::Soak(options) => soak::run(&options).await,
             Command::Chaos(options) => chaos::run(&options).await,
             Command::Fuzz(options) => fuzz::run(&options),
+            Command::Cross(options) => cross::run(&options).await,
             Command::ServeStatic { root, port } => serve_static::run(root, port).await,
             Command::Bench { action: BenchAction::Publish(options) } => {
                 bench::publish(&options).await

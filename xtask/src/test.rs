@@ -1,4 +1,5 @@
-//! `cargo xtask test`: every test of the workspace against the local stack, a 3-minute soak,
+//! `cargo xtask test`: every test of the workspace against the local stack, the ARM builds
+//! (aarch64 unit tests and call under qemu, the armv7 build), a 3-minute soak,
 //! the short chaos suite (`cargo xtask chaos --short`), then the demo in headless Chromium
 //! (`cargo xtask demo --headless`) on the same stack.
 
@@ -32,6 +33,11 @@ pub(crate) async fn run(cargo_args: &[String]) -> anyhow::Result<()> {
     let tests = cargo_test(&layout, &["--workspace"], cargo_args, None)
         .and_then(|()| cargo_test(&layout, &encrypted_call, cargo_args, Some(1)))
         .and_then(|()| feature_builds(&layout));
+    // ARM: the aarch64 build, its unit tests and its call under qemu; the armv7 build.
+    let tests = match tests {
+        Ok(()) => arm().await,
+        Err(error) => Err(error),
+    };
     // Three minutes of the soak: no leak of memory, descriptors or threads, media flowing.
     let tests = match tests {
         Ok(()) => crate::soak::run(&crate::soak::SoakOptions { minutes: 3.0 })
@@ -60,6 +66,17 @@ pub(crate) async fn run(cargo_args: &[String]) -> anyhow::Result<()> {
     }
     tests?;
     demo.map_err(|e| e.context("the headless demo failed"))
+}
+
+/// `cargo xtask cross aarch64 --unit-tests --call`, then `cargo xtask cross armv7`.
+async fn arm() -> anyhow::Result<()> {
+    use crate::cross::{Arch, CrossOptions};
+    for (arch, tested) in [(Arch::Aarch64, true), (Arch::Armv7, false)] {
+        let options =
+            CrossOptions { arch, release: false, unit_tests: tested, call: tested, bench: None };
+        crate::cross::run(&options).await.map_err(|e| e.context(format!("cross {arch:?}")))?;
+    }
+    Ok(())
 }
 
 /// `cargo test` with `which` and the caller's arguments, against the stack; `test_threads`

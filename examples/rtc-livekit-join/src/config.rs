@@ -27,6 +27,12 @@ use rtc_media::pattern::TestPattern;
                   Logs: RUST_LOG (default info)."
 )]
 pub(crate) struct Args {
+    /// Check the configuration and exit: the homeserver answers, the login works, the room can
+    /// be joined, the authorization service gives LiveKit credentials and LiveKit answers, the
+    /// camera gives a frame, the audio source opens. One line per step; exit code 0 when all
+    /// passed, else the code of the first failure. For use before enabling the service.
+    #[arg(long)]
+    check: bool,
     /// The homeserver's client API URL, e.g. https://matrix.example.org.
     #[arg(long, env = "HOMESERVER_URL", hide_env_values = true)]
     homeserver_url: Option<String>,
@@ -89,7 +95,7 @@ pub(crate) struct Args {
     /// and audio as Ogg Opus (as received, not re-encoded), plus PNG snapshots. Files are
     /// finished when the participant leaves and when the program stops.
     #[arg(long = "record", env = "RECORD_DIR", hide_env_values = true)]
-    record_dir: Option<PathBuf>,
+    record_dir: Option<String>,
     /// With --record: seconds between PNG snapshots of each video (0: none). Default 10.
     #[arg(long = "snapshot-secs", env = "RECORD_SNAPSHOT_SECS", hide_env_values = true)]
     snapshot_secs: Option<String>,
@@ -104,7 +110,7 @@ pub(crate) struct Args {
     /// Where the Matrix session and the device's keys are kept (sqlite feature). Default:
     /// $XDG_STATE_HOME/example-rtc-livekit-join, else ~/.local/state/example-rtc-livekit-join.
     #[arg(long, env = "MATRIX_STORE_DIR", hide_env_values = true)]
-    store_dir: Option<PathBuf>,
+    store_dir: Option<String>,
     /// Allow http:// and ws:// to other machines (passwords and tokens then travel in clear
     /// text). Default: only to this machine.
     #[arg(long, env = "ALLOW_INSECURE_HTTP", hide_env_values = true, value_parser = clap::builder::FalseyValueParser::new())]
@@ -204,6 +210,8 @@ pub(crate) struct Config {
     pub(crate) e2ee: E2ee,
     /// Host Element Call instead of publishing our own media (`ELEMENT_CALL_URL`).
     pub(crate) widget: Option<WidgetHosting>,
+    /// `--check`: try every step once and exit.
+    pub(crate) check_only: bool,
     pub(crate) warnings: Vec<String>,
 }
 
@@ -467,12 +475,11 @@ impl Args {
         }
         let audio = audio_source(self.audio_source)?;
         let snapshot_secs = whole_number(self.snapshot_secs, "RECORD_SNAPSHOT_SECS", 10)?;
-        let recording =
-            self.record_dir.filter(|d| !d.as_os_str().is_empty()).map(|dir| Recording {
-                dir,
-                snapshot_interval: (snapshot_secs > 0)
-                    .then(|| std::time::Duration::from_secs(u64::from(snapshot_secs))),
-            });
+        let recording = set(self.record_dir).map(|dir| Recording {
+            dir: PathBuf::from(dir),
+            snapshot_interval: (snapshot_secs > 0)
+                .then(|| std::time::Duration::from_secs(u64::from(snapshot_secs))),
+        });
         if recording.is_none() && snapshot_secs != 10 {
             warnings.push("RECORD_SNAPSHOT_SECS only matters with RECORD_DIR; ignored".to_owned());
         }
@@ -526,8 +533,7 @@ impl Args {
                 .then(|| std::time::Duration::from_secs(u64::from(key_resend))),
             key_grace: std::time::Duration::from_millis(u64::from(key_grace)),
         };
-        let store_dir =
-            self.store_dir.filter(|d| !d.as_os_str().is_empty()).unwrap_or_else(default_store_dir);
+        let store_dir = set(self.store_dir).map(PathBuf::from).unwrap_or_else(default_store_dir);
         let status_interval = std::time::Duration::from_secs(u64::from(number(
             self.status_interval,
             "STATUS_INTERVAL_SECS",
@@ -580,6 +586,7 @@ impl Args {
             status_interval,
             e2ee,
             widget,
+            check_only: self.check,
             warnings,
         })
     }
@@ -746,6 +753,10 @@ mod tests {
     #[test]
     fn recording_has_a_directory_and_a_snapshot_interval() {
         assert_eq!(with(&[]).unwrap().recording, None);
+        // Empty counts as unset, as an environment file's `RECORD_DIR=` line gives it.
+        let empty = with(&[("record", ""), ("store-dir", " ")]).unwrap();
+        assert_eq!(empty.recording, None);
+        assert_eq!(empty.store_dir, default_store_dir());
         let recording = with(&[("record", "/tmp/rec")]).unwrap().recording.unwrap();
         assert_eq!(recording.dir, PathBuf::from("/tmp/rec"));
         assert_eq!(recording.snapshot_interval, Some(std::time::Duration::from_secs(10)));

@@ -9,6 +9,7 @@
 //! leave by itself. `--help` lists every setting.
 #![recursion_limit = "256"]
 
+mod check;
 mod config;
 mod failure;
 mod media;
@@ -71,7 +72,11 @@ fn main() -> ExitCode {
             return ExitCode::from(Kind::Internal as u8);
         }
     };
-    let result = runtime.block_on(run(config, clock));
+    let result = if config.check_only {
+        runtime.block_on(check::run(&config))
+    } else {
+        runtime.block_on(run(config, clock))
+    };
     // Tasks still running (a sync request in flight) do not hold the exit up.
     runtime.shutdown_timeout(Duration::from_millis(200));
     match result {
@@ -139,6 +144,34 @@ async fn media_encryption(
     Ok(())
 }
 
+/// The authorization service our membership advertises and our credentials come from (unless
+/// LIVEKIT_SFU_GET_URL or LIVEKIT_TOKEN say otherwise): the configured one, else the first
+/// LiveKit transport the homeserver advertises.
+pub(crate) async fn transport_service(
+    config: &Config,
+    client: &matrix_sdk::Client,
+) -> Result<String, Failure> {
+    Ok(match &config.service_url {
+        Some(url) => url.clone(),
+        None => match discover_transports(client, None).await {
+            Ok(found) => select_livekit_service_url(&found.transports)
+                .ok_or_else(|| Failure::from_rtc(&RtcError::MissingLiveKitTransport))?,
+            Err(error @ RtcError::MissingLiveKitTransport) => {
+                let mut failure = Failure::from_rtc(&error);
+                if matches!(config.credentials, CredentialSource::Static { .. }) {
+                    failure.message = format!(
+                        "with LIVEKIT_SERVICE_URL and LIVEKIT_TOKEN the call membership still advertises the \
+                         homeserver's authorization service, so that others can subscribe: {}",
+                        failure.message
+                    );
+                }
+                return Err(failure);
+            }
+            Err(error) => return Err(Failure::from_rtc(&error)),
+        },
+    })
+}
+
 async fn run(config: Config, clock: Clock) -> Result<(), Failure> {
     let (fatal_tx, mut fatal) = mpsc::channel::<Failure>(4);
     let mut signals = Signals::new()?;
@@ -200,25 +233,7 @@ async fn run(config: Config, clock: Clock) -> Result<(), Failure> {
         return outcome;
     }
 
-    let service_url = match &config.service_url {
-        Some(url) => url.clone(),
-        None => match discover_transports(&client, None).await {
-            Ok(found) => select_livekit_service_url(&found.transports)
-                .ok_or_else(|| Failure::from_rtc(&RtcError::MissingLiveKitTransport))?,
-            Err(error @ RtcError::MissingLiveKitTransport) => {
-                let mut failure = Failure::from_rtc(&error);
-                if matches!(config.credentials, CredentialSource::Static { .. }) {
-                    failure.message = format!(
-                        "with LIVEKIT_SERVICE_URL and LIVEKIT_TOKEN the call membership still advertises the \
-                         homeserver's authorization service, so that others can subscribe: {}",
-                        failure.message
-                    );
-                }
-                return Err(failure);
-            }
-            Err(error) => return Err(Failure::from_rtc(&error)),
-        },
-    };
+    let service_url = transport_service(&config, &client).await?;
     tracing::info!(service = %service_url, "MatrixRTC transport");
 
     let observer = RoomCallObserver::new(&room)

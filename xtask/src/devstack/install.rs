@@ -44,26 +44,32 @@ impl Tools {
 /// pkg-config, and nasm, which makes the bundled openh264 (H.264) about twice as fast.
 pub(crate) const BUILD_PACKAGES: &[&str] = &["pkg-config", "libvpx-dev", "libopus-dev", "nasm"];
 
-/// Tools the tests use besides the stack: Chromium (driven by playwright-core) and ffmpeg, an
-/// independent decoder of the program's recordings.
-pub(crate) const TEST_TOOL_PACKAGES: &[&str] = &["chromium", "ffmpeg"];
+/// Tools the tests use besides the stack: Chromium (driven by playwright-core), ffmpeg, an
+/// independent decoder of the program's recordings, and systemd's `systemd-analyze`, which
+/// checks the program's unit file.
+pub(crate) const TEST_TOOL_PACKAGES: &[&str] = &["chromium", "ffmpeg", "systemd"];
 
 /// What the optional features need to build: libclang for the `v4l` crate's bindings (`v4l2`),
 /// OpenSSL's headers for `native-tls`, ALSA's headers for microphone capture (`alsa`).
 pub(crate) const FEATURE_PACKAGES: &[&str] = &["libclang-dev", "libssl-dev", "libasound2-dev"];
 
-/// Installs the Debian packages in `packages` that are missing (as root; otherwise names the
-/// command to run).
-pub(crate) fn ensure_debian_packages(packages: &[&str]) -> anyhow::Result<()> {
-    let missing: Vec<&str> = packages
+/// The packages of `packages` that are not installed (`name` or `name:arch`).
+pub(crate) fn missing_debian_packages(packages: &[&str]) -> Vec<String> {
+    packages
         .iter()
-        .copied()
         .filter(|p| {
             Command::new("dpkg-query").args(["-W", "-f=${Status}", p]).output().map_or(true, |o| {
                 !String::from_utf8_lossy(&o.stdout).contains("install ok installed")
             })
         })
-        .collect();
+        .map(|p| (*p).to_owned())
+        .collect()
+}
+
+/// Installs the Debian packages in `packages` that are missing (as root; otherwise names the
+/// command to run).
+pub(crate) fn ensure_debian_packages(packages: &[&str]) -> anyhow::Result<()> {
+    let missing = missing_debian_packages(packages);
     if missing.is_empty() {
         return Ok(());
     }
@@ -73,12 +79,27 @@ pub(crate) fn ensure_debian_packages(packages: &[&str]) -> anyhow::Result<()> {
             missing.join(" ")
         );
     }
-    eprintln!("installing Debian packages: {}", missing.join(" "));
-    run(Command::new("apt-get").args(["update", "-qq"]), "apt-get update")?;
+    apt_install(&missing)
+}
+
+/// `apt-get update` and `apt-get install` of `packages` (as root). The index of one
+/// architecture or suite may fail to update (a mirror in the middle of a sync); the install
+/// then goes on with the indexes apt has, and fails only when a package cannot be had.
+pub(crate) fn apt_install(packages: &[String]) -> anyhow::Result<()> {
+    eprintln!("installing Debian packages: {}", packages.join(" "));
+    let update = Command::new("apt-get")
+        .args(["update", "-qq"])
+        .status()
+        .context("apt-get update: cannot start apt-get")?;
+    if !update.success() {
+        eprintln!(
+            "apt-get update reported a failure ({update}); installing from the indexes it has"
+        );
+    }
     run(
         Command::new("apt-get")
             .args(["install", "-y", "-qq", "--no-install-recommends"])
-            .args(&missing)
+            .args(packages)
             .env("DEBIAN_FRONTEND", "noninteractive"),
         "apt-get install",
     )?;

@@ -78,6 +78,8 @@ pub(crate) fn ensure_build_packages() -> anyhow::Result<()> {
     install::ensure_debian_packages(install::BUILD_PACKAGES)
 }
 
+pub(crate) use install::{apt_install, missing_debian_packages};
+
 /// Installs the Debian packages the optional features need to build (libclang, OpenSSL).
 pub(crate) fn ensure_feature_packages() -> anyhow::Result<()> {
     install::ensure_debian_packages(install::FEATURE_PACKAGES)

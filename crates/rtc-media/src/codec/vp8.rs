@@ -308,7 +308,7 @@ impl VideoEncoder for Vp8Encoder {
             .unwrap_or(i64::MAX);
         let duration = (TIMEBASE as u32 / self.config.fps).max(1);
         let flags = if std::mem::take(&mut self.force_keyframe) {
-            vpx::VPX_EFLAG_FORCE_KF as i64
+            vpx::VPX_EFLAG_FORCE_KF as vpx::vpx_enc_frame_flags_t
         } else {
             0
         };

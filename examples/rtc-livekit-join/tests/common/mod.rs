@@ -197,6 +197,26 @@ pub fn localpart(user_id: &str) -> String {
 }
 
 /// The program, running, with its log (stderr) collected line by line.
+/// A command line that runs the program instead of this package's build: a runner and a
+/// binary, such as `qemu-aarch64 -L / target/aarch64-unknown-linux-gnu/debug/
+/// example-rtc-livekit-join` (`cargo xtask cross aarch64 --call` runs the call tests so).
+pub const PROGRAM_COMMAND_ENV: &str = "RTC_JOIN_PROGRAM_COMMAND";
+
+/// The program's command: [`PROGRAM_COMMAND_ENV`] when set, else this package's binary.
+fn program_command() -> tokio::process::Command {
+    let line = std::env::var(PROGRAM_COMMAND_ENV).unwrap_or_default();
+    let mut words = line.split_whitespace();
+    match words.next() {
+        Some(program) => {
+            eprintln!("running the program as `{line}`");
+            let mut command = tokio::process::Command::new(program);
+            command.args(words);
+            command
+        }
+        None => tokio::process::Command::new(env!("CARGO_BIN_EXE_example-rtc-livekit-join")),
+    }
+}
+
 /// Lines the program printed on stdout start with this in [`Bot::log`].
 pub const STDOUT_MARK: &str = "[stdout] ";
 
@@ -211,8 +231,13 @@ pub struct Bot {
 impl Bot {
     /// Starts the program with exactly `env` (and `RUST_LOG` unless given).
     pub fn start(env: &[(&str, String)]) -> Self {
-        let mut command =
-            tokio::process::Command::new(env!("CARGO_BIN_EXE_example-rtc-livekit-join"));
+        Self::start_with_args(env, &[])
+    }
+
+    /// Starts the program with exactly `env` (and `RUST_LOG` unless given) and `args`.
+    pub fn start_with_args(env: &[(&str, String)], args: &[&str]) -> Self {
+        let mut command = program_command();
+        command.args(args);
         for name in PROGRAM_VARIABLES {
             command.env_remove(name);
         }

@@ -1,0 +1,271 @@
+//! `cargo xtask cross <aarch64|armv7>`: the program built for 64-bit and 32-bit ARM Linux with
+//! Debian's cross compilers and the target architecture's libraries (multiarch), and tested
+//! under `qemu-user`.
+//!
+//! * the build: `example-rtc-livekit-join` with its default features and `v4l2`
+//!   (`--release`: the shipped profile, its size printed);
+//! * `--unit-tests`: the unit tests of `rtc-media`, `livekit-str0m` and `matrix-sdk-rtc`, run
+//!   under qemu;
+//! * `--call`: the call test (`tests/element_call.rs`) with the foreign binary, run under qemu,
+//!   on the local (x86-64) stack: it publishes red and Element Call in Chromium sees red;
+//! * `--bench FILTER`: `rtc-media`'s criterion benches matching FILTER, under qemu (ratios
+//!   only: every instruction is emulated).
+//!
+//! The environment a cross build needs (linker, C and C++ compilers, pkg-config's search path,
+//! bindgen's sysroot, the qemu runner) is set here for the one cargo command; nothing is
+//! written to the user's cargo configuration.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{Context as _, bail};
+
+use crate::devstack;
+
+/// An ARM target we build for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Arch {
+    /// 64-bit ARM: Raspberry Pi 3/4/5 and Jetson with a 64-bit OS.
+    Aarch64,
+    /// 32-bit ARM with hardware floating point: Raspberry Pi 2/3/4 with a 32-bit OS.
+    Armv7,
+}
+
+impl Arch {
+    pub(crate) fn triple(self) -> &'static str {
+        match self {
+            Self::Aarch64 => "aarch64-unknown-linux-gnu",
+            Self::Armv7 => "armv7-unknown-linux-gnueabihf",
+        }
+    }
+
+    /// Debian's name of the architecture (`dpkg --add-architecture`).
+    fn debian(self) -> &'static str {
+        match self {
+            Self::Aarch64 => "arm64",
+            Self::Armv7 => "armhf",
+        }
+    }
+
+    /// The GNU triple of Debian's cross toolchain and multiarch directories.
+    fn gnu(self) -> &'static str {
+        match self {
+            Self::Aarch64 => "aarch64-linux-gnu",
+            Self::Armv7 => "arm-linux-gnueabihf",
+        }
+    }
+
+    fn qemu(self) -> &'static str {
+        match self {
+            Self::Aarch64 => "qemu-aarch64",
+            Self::Armv7 => "qemu-arm",
+        }
+    }
+
+    /// How to run one of its programs here: qemu, with the target's own loader and libraries
+    /// from the multiarch packages (`/lib/ld-linux-….so`, `/lib/<gnu>/`). Not the cross
+    /// toolchain's copy of libc under `/usr/<gnu>`: its loader is another build of glibc than
+    /// the multiarch libc it would load, and the first thread a program starts hangs.
+    pub(crate) fn runner(self) -> String {
+        format!("{} -L /", self.qemu())
+    }
+
+    /// The Debian packages a cross build needs: the cross compilers, qemu, and the target
+    /// architecture's libc, libstdc++ (openh264), libvpx and libopus, which the build links and
+    /// qemu loads (the host's libclang serves bindgen for every target).
+    fn packages(self) -> Vec<String> {
+        let gnu = self.gnu();
+        let arch = self.debian();
+        vec![
+            format!("gcc-{gnu}"),
+            format!("g++-{gnu}"),
+            "qemu-user".to_owned(),
+            "libclang-dev".to_owned(),
+            "pkg-config".to_owned(),
+            format!("libc6:{arch}"),
+            format!("libstdc++6:{arch}"),
+            format!("libvpx-dev:{arch}"),
+            format!("libopus-dev:{arch}"),
+        ]
+    }
+}
+
+/// What `cargo xtask cross` does.
+#[derive(Debug, clap::Args)]
+pub(crate) struct CrossOptions {
+    /// The target.
+    #[arg(value_enum)]
+    pub(crate) arch: Arch,
+    /// Build the shipped profile (`release`) and print the binary's size.
+    #[arg(long)]
+    pub(crate) release: bool,
+    /// Run the unit tests of rtc-media, livekit-str0m and matrix-sdk-rtc under qemu.
+    #[arg(long)]
+    pub(crate) unit_tests: bool,
+    /// Run the call test with the foreign binary under qemu, on the local stack (starts it if
+    /// needed, stops what it started).
+    #[arg(long)]
+    pub(crate) call: bool,
+    /// Run rtc-media's criterion benches matching this filter under qemu.
+    #[arg(long, value_name = "FILTER")]
+    pub(crate) bench: Option<String>,
+}
+
+/// The program's features on every target: the defaults and the camera.
+const FEATURES: &str = "v4l2";
+/// The crates whose unit tests run under qemu.
+const UNIT_TESTED: &[&str] = &["rtc-media", "livekit-str0m", "matrix-sdk-rtc"];
+
+pub(crate) async fn run(options: &CrossOptions) -> anyhow::Result<()> {
+    let arch = options.arch;
+    ensure_packages(arch)?;
+    let layout = devstack::Layout::new();
+    let profile = if options.release { "release" } else { "debug" };
+    let mut build = cargo(arch, &layout.workspace);
+    build.args(["build", "-p", "example-rtc-livekit-join", "--features", FEATURES]);
+    if options.release {
+        build.arg("--release");
+    }
+    let started = std::time::Instant::now();
+    status(&mut build, &format!("the {} build", arch.triple()))?;
+    let binary = binary(arch, &layout.workspace, profile);
+    let size = std::fs::metadata(&binary).with_context(|| binary.display().to_string())?.len();
+    eprintln!(
+        "built {} ({:.1} MB, {profile}) in {:.0} s",
+        binary.display(),
+        size as f64 / 1e6,
+        started.elapsed().as_secs_f64()
+    );
+    // The binary starts on the emulated CPU (its libraries load, clap answers).
+    let version = Command::new(arch.qemu())
+        .args(["-L", "/"])
+        .arg(&binary)
+        .arg("--version")
+        .output()
+        .with_context(|| format!("cannot run {}", arch.qemu()))?;
+    if !version.status.success() {
+        bail!(
+            "the {} binary does not start under {}:\n{}",
+            arch.triple(),
+            arch.qemu(),
+            String::from_utf8_lossy(&version.stderr)
+        );
+    }
+    eprintln!("under {}: {}", arch.qemu(), String::from_utf8_lossy(&version.stdout).trim());
+
+    if options.unit_tests {
+        let mut tests = cargo(arch, &layout.workspace);
+        tests.arg("test").arg("--lib");
+        for package in UNIT_TESTED {
+            tests.args(["-p", package]);
+        }
+        status(&mut tests, &format!("the unit tests under {}", arch.qemu()))?;
+    }
+    if let Some(filter) = &options.bench {
+        let mut bench = cargo(arch, &layout.workspace);
+        bench.args(["bench", "-p", "rtc-media", "--bench", "media", "--", filter]);
+        status(&mut bench, &format!("the benches under {}", arch.qemu()))?;
+    }
+    if options.call {
+        call_test(arch, &layout, &binary).await?;
+    }
+    Ok(())
+}
+
+/// The call test, with the program run as `qemu … binary`.
+async fn call_test(
+    arch: Arch,
+    layout: &devstack::Layout,
+    binary: &std::path::Path,
+) -> anyhow::Result<()> {
+    let was_running = devstack::is_running(layout).await;
+    let stack = devstack::up().await?;
+    devstack::print_status(&stack);
+    let cargo_bin = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let outcome = status(
+        Command::new(cargo_bin)
+            .current_dir(&layout.workspace)
+            .args(["test", "-p", "example-rtc-livekit-join", "--test", "element_call"])
+            // What the foreign program did, in CI's output too.
+            .args(["--", "--nocapture"])
+            .env(rtc_test_support::STACK_FILE_ENV, layout.stack_file())
+            .env(PROGRAM_COMMAND_ENV, format!("{} {}", arch.runner(), binary.display())),
+        &format!("the call test with the {} binary under {}", arch.triple(), arch.qemu()),
+    );
+    if !was_running {
+        devstack::down()?;
+    }
+    outcome
+}
+
+/// The variable the program's tests read to run another build of it (`tests/common`).
+const PROGRAM_COMMAND_ENV: &str = "RTC_JOIN_PROGRAM_COMMAND";
+
+/// Where cargo puts the program for `arch`.
+pub(crate) fn binary(arch: Arch, workspace: &std::path::Path, profile: &str) -> PathBuf {
+    workspace.join("target").join(arch.triple()).join(profile).join("example-rtc-livekit-join")
+}
+
+/// `cargo … --target <triple>` with the cross environment.
+pub(crate) fn cargo(arch: Arch, workspace: &std::path::Path) -> Command {
+    let triple = arch.triple();
+    let under = triple.replace('-', "_");
+    let upper = under.to_ascii_uppercase();
+    let gnu = arch.gnu();
+    let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    command
+        .current_dir(workspace)
+        .env(format!("CARGO_TARGET_{upper}_LINKER"), format!("{gnu}-gcc"))
+        .env(format!("CARGO_TARGET_{upper}_RUNNER"), arch.runner())
+        .env(format!("CC_{under}"), format!("{gnu}-gcc"))
+        .env(format!("CXX_{under}"), format!("{gnu}-g++"))
+        .env(format!("AR_{under}"), format!("{gnu}-ar"))
+        // pkg-config finds the target's libvpx and libopus, never the host's.
+        .env("PKG_CONFIG_ALLOW_CROSS", "1")
+        .env(
+            format!("PKG_CONFIG_LIBDIR_{under}"),
+            format!("/usr/lib/{gnu}/pkgconfig:/usr/share/pkgconfig"),
+        )
+        // bindgen (the v4l crate's V4L2 headers) parses the target's headers.
+        .env(
+            format!("BINDGEN_EXTRA_CLANG_ARGS_{under}"),
+            format!("--sysroot=/usr/{gnu} -I/usr/include/{gnu}"),
+        )
+        .env("CARGO_BUILD_TARGET", triple);
+    command
+}
+
+fn status(command: &mut Command, what: &str) -> anyhow::Result<()> {
+    eprintln!("{what}: {command:?}");
+    let status = command.status().with_context(|| format!("{what}: cannot start cargo"))?;
+    if !status.success() {
+        bail!("{what} failed ({status})");
+    }
+    Ok(())
+}
+
+/// Adds the target's Debian architecture and installs what is missing.
+fn ensure_packages(arch: Arch) -> anyhow::Result<()> {
+    let packages = arch.packages();
+    let wanted: Vec<&str> = packages.iter().map(String::as_str).collect();
+    let missing = devstack::missing_debian_packages(&wanted);
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !nix::unistd::Uid::effective().is_root() {
+        bail!(
+            "missing Debian packages; install them with: sudo dpkg --add-architecture {} && sudo apt-get update && \
+             sudo apt-get install -y --no-install-recommends {}",
+            arch.debian(),
+            missing.join(" ")
+        );
+    }
+    let foreign = Command::new("dpkg").arg("--print-foreign-architectures").output()?;
+    if !String::from_utf8_lossy(&foreign.stdout).lines().any(|a| a.trim() == arch.debian()) {
+        status(
+            Command::new("dpkg").args(["--add-architecture", arch.debian()]),
+            "dpkg --add-architecture",
+        )?;
+    }
+    devstack::apt_install(&missing)
+}
