@@ -9,7 +9,9 @@
 //! * `--call`: the call test (`tests/element_call.rs`) with the foreign binary, run under qemu,
 //!   on the local (x86-64) stack: it publishes red and Element Call in Chromium sees red;
 //! * `--bench FILTER`: `rtc-media`'s criterion benches matching FILTER, under qemu (ratios
-//!   only: every instruction is emulated).
+//!   only: every instruction is emulated);
+//! * `--publish-cpu SECONDS`: the binary under qemu publishing 640x480 at 30 fps on the local
+//!   stack, its CPU (a sanity figure, not a benchmark).
 //!
 //! The environment a cross build needs (linker, C and C++ compilers, pkg-config's search path,
 //! bindgen's sysroot, the qemu runner) is set here for the one cargo command; nothing is
@@ -109,6 +111,10 @@ pub(crate) struct CrossOptions {
     /// Run rtc-media's criterion benches matching this filter under qemu.
     #[arg(long, value_name = "FILTER")]
     pub(crate) bench: Option<String>,
+    /// The program under qemu publishing a 640x480 pattern at 30 fps on the local stack: its
+    /// CPU over this many seconds (a sanity figure: every instruction is emulated).
+    #[arg(long, value_name = "SECONDS")]
+    pub(crate) publish_cpu: Option<u64>,
 }
 
 /// The program's features on every target: the defaults and the camera.
@@ -164,25 +170,119 @@ pub(crate) async fn run(options: &CrossOptions) -> anyhow::Result<()> {
     if let Some(filter) = &options.bench {
         let mut bench = cargo(arch, &layout.workspace);
         bench.args(["bench", "-p", "rtc-media", "--bench", "media", "--", filter]);
+        // Criterion's history per architecture: an emulated run is not a change of the native one.
+        bench.env(
+            "CRITERION_HOME",
+            layout.workspace.join("target").join(arch.triple()).join("criterion"),
+        );
         status(&mut bench, &format!("the benches under {}", arch.qemu()))?;
     }
     if options.call {
-        call_test(arch, &layout, &binary).await?;
+        with_stack(&layout, async { call_test(arch, &layout, &binary) }).await?;
+    }
+    if let Some(seconds) = options.publish_cpu {
+        with_stack(&layout, publish_cpu(arch, &layout, &binary, seconds)).await?;
     }
     Ok(())
 }
 
-/// The call test, with the program run as `qemu … binary`.
-async fn call_test(
-    arch: Arch,
+/// Runs `work` with the stack up; stops the stack again if it started it.
+async fn with_stack(
     layout: &devstack::Layout,
-    binary: &std::path::Path,
+    work: impl Future<Output = anyhow::Result<()>>,
 ) -> anyhow::Result<()> {
     let was_running = devstack::is_running(layout).await;
     let stack = devstack::up().await?;
     devstack::print_status(&stack);
+    let outcome = work.await;
+    if !was_running {
+        devstack::down()?;
+    }
+    outcome
+}
+
+/// The program under qemu, alone in a call, publishing a 640x480 test pattern at 30 fps (VP8):
+/// the CPU of the qemu process over `seconds`, after the first frame and a short warm-up.
+async fn publish_cpu(
+    arch: Arch,
+    layout: &devstack::Layout,
+    binary: &std::path::Path,
+    seconds: u64,
+) -> anyhow::Result<()> {
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    let stack = devstack::up().await?;
+    let hs = rtc_test_support::Homeserver::new(&stack);
+    let user = hs.register_unique("armcpu").await?;
+    let room_id = hs.create_call_room(&user, &[]).await?;
+    let localpart = user.user_id.trim_start_matches('@').split(':').next().unwrap_or_default();
+    let dir = layout.root.join("cross-cpu");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let mut program = Command::new(arch.qemu())
+        .args(["-L", "/"])
+        .arg(binary)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOMESERVER_URL", &stack.homeserver_url)
+        .env("MATRIX_USERNAME", localpart)
+        .env("MATRIX_PASSWORD", localpart)
+        .env("ROOM_ID", &room_id)
+        .env("V4L2_VIDEO_SOURCE", "pattern")
+        .env("V4L2_WIDTH", "640")
+        .env("V4L2_HEIGHT", "480")
+        .env("VIDEO_FPS", "30")
+        .env("CALL_PRESENCE", "always")
+        .env("STATUS_INTERVAL_SECS", "5")
+        .env("MATRIX_STORE_DIR", dir.join("store"))
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {} under {}", binary.display(), arch.qemu()))?;
+    let result = async {
+        let log = crate::demo::forward_log(&mut program, &dir.join("program.log"), false)?;
+        crate::demo::wait_for_line(&log, "milestone=\"first_frame\"", Duration::from_secs(120))
+            .await
+            .context("the program never published; its log is in .devstack/cross-cpu/")?;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let (start, ticks) = (Instant::now(), crate::soak::cpu_ticks(program.id())?);
+        tokio::time::sleep(Duration::from_secs(seconds)).await;
+        let used = crate::soak::cpu_ticks(program.id())?.saturating_sub(ticks);
+        let share =
+            used as f64 / crate::soak::TICKS_PER_SECOND / start.elapsed().as_secs_f64() * 100.0;
+        let sent = log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .rev()
+            .find(|l| l.contains("video sent"))
+            .cloned()
+            .unwrap_or_default();
+        println!(
+            "{} binary under {}, publishing 640x480 at 30 fps for {seconds} s: {share:.0} % of one \
+             core; its last status: {}",
+            arch.triple(),
+            arch.qemu(),
+            sent.split("video sent").nth(1).unwrap_or("none").trim()
+        );
+        anyhow::Ok(())
+    }
+    .await;
+    crate::demo::stop(&mut program);
+    result
+}
+
+/// The call test, with the program run as `qemu … binary`.
+fn call_test(
+    arch: Arch,
+    layout: &devstack::Layout,
+    binary: &std::path::Path,
+) -> anyhow::Result<()> {
     let cargo_bin = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let outcome = status(
+    status(
         Command::new(cargo_bin)
             .current_dir(&layout.workspace)
             .args(["test", "-p", "example-rtc-livekit-join", "--test", "element_call"])
@@ -191,11 +291,7 @@ async fn call_test(
             .env(rtc_test_support::STACK_FILE_ENV, layout.stack_file())
             .env(PROGRAM_COMMAND_ENV, format!("{} {}", arch.runner(), binary.display())),
         &format!("the call test with the {} binary under {}", arch.triple(), arch.qemu()),
-    );
-    if !was_running {
-        devstack::down()?;
-    }
-    outcome
+    )
 }
 
 /// The variable the program's tests read to run another build of it (`tests/common`).

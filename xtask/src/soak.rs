@@ -22,7 +22,7 @@ const INTERVAL: Duration = Duration::from_secs(10);
 /// Left out of the samples: connecting, the encoder's and decoders' first allocations.
 const WARM_UP: Duration = Duration::from_secs(60);
 /// `/proc/<pid>/stat` counts CPU time in USER_HZ ticks: 100 a second on Linux (x86-64, ARM).
-const TICKS_PER_SECOND: f64 = 100.0;
+pub(crate) const TICKS_PER_SECOND: f64 = 100.0;
 
 /// `cargo xtask soak` options.
 #[derive(Debug, Clone, clap::Args)]
@@ -188,7 +188,7 @@ fn proc_status(pid: u32) -> anyhow::Result<(f64, f64)> {
 }
 
 /// User and system CPU ticks of `/proc/<pid>/stat`.
-fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
+pub(crate) fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
     let stat =
         std::fs::read_to_string(format!("/proc/{pid}/stat")).context("reading /proc/<pid>/stat")?;
     // The command name (field 2) may hold spaces: count from the closing parenthesis.

@@ -72,8 +72,14 @@ pub(crate) async fn run(cargo_args: &[String]) -> anyhow::Result<()> {
 async fn arm() -> anyhow::Result<()> {
     use crate::cross::{Arch, CrossOptions};
     for (arch, tested) in [(Arch::Aarch64, true), (Arch::Armv7, false)] {
-        let options =
-            CrossOptions { arch, release: false, unit_tests: tested, call: tested, bench: None };
+        let options = CrossOptions {
+            arch,
+            release: false,
+            unit_tests: tested,
+            call: tested,
+            bench: None,
+            publish_cpu: None,
+        };
         crate::cross::run(&options).await.map_err(|e| e.context(format!("cross {arch:?}")))?;
     }
     Ok(())

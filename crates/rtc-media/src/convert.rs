@@ -2,7 +2,8 @@
 //! plane (a camera's `bytesperline` is often larger than the visible width).
 //!
 //! YUYV and RGB(A) go through the SIMD kernels of the `yuv` crate (which has no NV12 to I420);
-//! NV12 is a copy of the Y rows and a vectorised split of the interleaved chroma.
+//! NV12 is a copy of the Y rows and a vectorised split of the interleaved chroma (SSE2 through
+//! `wide` on x86, the compiler's own `ld2` on aarch64).
 
 use yuv::{
     BufferStoreMut, YuvConversionMode, YuvPackedImage, YuvPlanarImageMut, YuvRange,
@@ -240,38 +241,51 @@ fn planar_target<'a>(
     }
 }
 
-/// Splits `u0 v0 u1 v1 …` into `u` and `v`, sixteen pairs at a time in 128-bit vectors (SSE2 on
-/// x86-64, NEON on aarch64 and armv7 with NEON, plain arrays elsewhere, through `wide`): each
-/// pair is read as one little-endian 16-bit lane, so `u` is the low byte and `v` the high byte,
-/// and two saturating narrowings pack sixteen lanes into sixteen bytes.
+/// Splits `u0 v0 u1 v1 …` into `u` and `v`.
+///
+/// The plain loop at the end is what the compiler vectorises best on ARM: on aarch64 it becomes
+/// `ld2` (sixteen pairs split as they load) and two 16-byte stores. On x86-64 it stays a byte
+/// loop, so there the body goes through [`deinterleave_sse2`] first.
 fn deinterleave(src: &[u8], u: &mut [u8], v: &mut [u8]) {
+    let n = u.len().min(v.len()).min(src.len() / 2);
+    #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+    let done = deinterleave_sse2(&src[..2 * n], &mut u[..n], &mut v[..n]);
+    #[cfg(not(any(target_arch = "x86", target_arch = "x86_64")))]
+    let done = 0;
+    for ((pair, u), v) in
+        src[2 * done..2 * n].chunks_exact(2).zip(&mut u[done..n]).zip(&mut v[done..n])
+    {
+        *u = pair[0];
+        *v = pair[1];
+    }
+}
+
+/// The x86 body of [`deinterleave`], sixteen pairs at a time in 128-bit vectors through `wide`
+/// (SSE2, the x86-64 baseline): each pair is read as one little-endian 16-bit lane, so `u` is
+/// its low byte and `v` its high byte, and two saturating narrowings pack sixteen lanes into
+/// sixteen bytes. Returns how many pairs it split (a multiple of sixteen).
+#[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+fn deinterleave_sse2(src: &[u8], u: &mut [u8], v: &mut [u8]) -> usize {
     use wide::{i16x8, u8x16};
     const PAIRS: usize = 16;
-    let n = u.len().min(v.len()).min(src.len() / 2);
-    let body = n / PAIRS * PAIRS;
+    let body = u.len() / PAIRS * PAIRS;
     let (halves, _) = src[..2 * body].as_chunks::<16>();
     let (u_chunks, _) = u[..body].as_chunks_mut::<PAIRS>();
     let (v_chunks, _) = v[..body].as_chunks_mut::<PAIRS>();
     let low_byte = i16x8::splat(0xff);
+    let lanes = |bytes: [u8; 16]| {
+        let mut lanes = [0i16; 8];
+        for (lane, pair) in lanes.iter_mut().zip(bytes.as_chunks::<2>().0) {
+            *lane = i16::from_le_bytes(*pair);
+        }
+        i16x8::new(lanes)
+    };
     for ((pairs, u16), v16) in halves.chunks_exact(2).zip(u_chunks).zip(v_chunks) {
-        let first = lanes(pairs[0]);
-        let second = lanes(pairs[1]);
+        let (first, second) = (lanes(pairs[0]), lanes(pairs[1]));
         *u16 = u8x16::narrow_i16x8(first & low_byte, second & low_byte).to_array();
         *v16 = u8x16::narrow_i16x8((first >> 8) & low_byte, (second >> 8) & low_byte).to_array();
     }
-    for i in body..n {
-        u[i] = src[2 * i];
-        v[i] = src[2 * i + 1];
-    }
-}
-
-/// Sixteen bytes as eight little-endian 16-bit lanes, whatever the machine's byte order.
-fn lanes(bytes: [u8; 16]) -> wide::i16x8 {
-    let mut lanes = [0i16; 8];
-    for (lane, pair) in lanes.iter_mut().zip(bytes.as_chunks::<2>().0) {
-        *lane = i16::from_le_bytes(*pair);
-    }
-    wide::i16x8::new(lanes)
+    body
 }
 
 fn copy_rows(src: Plane<'_>, dst: &mut [u8], row_bytes: usize, rows: usize) {
