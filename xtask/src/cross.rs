@@ -134,7 +134,7 @@ pub(crate) async fn run(options: &CrossOptions) -> anyhow::Result<()> {
     }
     let started = std::time::Instant::now();
     status(&mut build, &format!("the {} build", arch.triple()))?;
-    let binary = binary(arch, &layout.workspace, profile);
+    let binary = binary(arch, &layout, profile);
     let size = std::fs::metadata(&binary).with_context(|| binary.display().to_string())?.len();
     eprintln!(
         "built {} ({:.1} MB, {profile}) in {:.0} s",
@@ -171,10 +171,7 @@ pub(crate) async fn run(options: &CrossOptions) -> anyhow::Result<()> {
         let mut bench = cargo(arch, &layout.workspace);
         bench.args(["bench", "-p", "rtc-media", "--bench", "media", "--", filter]);
         // Criterion's history per architecture: an emulated run is not a change of the native one.
-        bench.env(
-            "CRITERION_HOME",
-            layout.workspace.join("target").join(arch.triple()).join("criterion"),
-        );
+        bench.env("CRITERION_HOME", layout.target().join(arch.triple()).join("criterion"));
         status(&mut bench, &format!("the benches under {}", arch.qemu()))?;
     }
     if options.call {
@@ -209,26 +206,18 @@ async fn publish_cpu(
     binary: &std::path::Path,
     seconds: u64,
 ) -> anyhow::Result<()> {
-    use std::process::Stdio;
     use std::time::{Duration, Instant};
 
     let stack = devstack::up().await?;
     let hs = rtc_test_support::Homeserver::new(&stack);
     let user = hs.register_unique("armcpu").await?;
     let room_id = hs.create_call_room(&user, &[]).await?;
-    let localpart = user.user_id.trim_start_matches('@').split(':').next().unwrap_or_default();
     let dir = layout.root.join("cross-cpu");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
-    let mut program = Command::new(arch.qemu())
-        .args(["-L", "/"])
-        .arg(binary)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOMESERVER_URL", &stack.homeserver_url)
-        .env("MATRIX_USERNAME", localpart)
-        .env("MATRIX_PASSWORD", localpart)
-        .env("ROOM_ID", &room_id)
+    let mut qemu = Command::new(arch.qemu());
+    qemu.args(["-L", "/"]).arg(binary);
+    let mut program = crate::demo::program_in_room(&mut qemu, &stack, &user, &room_id)
         .env("V4L2_VIDEO_SOURCE", "pattern")
         .env("V4L2_WIDTH", "640")
         .env("V4L2_HEIGHT", "480")
@@ -236,10 +225,6 @@ async fn publish_cpu(
         .env("CALL_PRESENCE", "always")
         .env("STATUS_INTERVAL_SECS", "5")
         .env("MATRIX_STORE_DIR", dir.join("store"))
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
         .spawn()
         .with_context(|| format!("starting {} under {}", binary.display(), arch.qemu()))?;
     let result = async {
@@ -298,8 +283,8 @@ fn call_test(
 const PROGRAM_COMMAND_ENV: &str = "RTC_JOIN_PROGRAM_COMMAND";
 
 /// Where cargo puts the program for `arch`.
-pub(crate) fn binary(arch: Arch, workspace: &std::path::Path, profile: &str) -> PathBuf {
-    workspace.join("target").join(arch.triple()).join(profile).join("example-rtc-livekit-join")
+pub(crate) fn binary(arch: Arch, layout: &devstack::Layout, profile: &str) -> PathBuf {
+    layout.target().join(arch.triple()).join(profile).join("example-rtc-livekit-join")
 }
 
 /// `cargo … --target <triple>` with the cross environment.

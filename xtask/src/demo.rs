@@ -52,29 +52,18 @@ pub(crate) async fn run(options: &DemoOptions) -> anyhow::Result<()> {
     let bot = hs.register_unique("bot").await?;
     let spare = hs.register_unique("yourbot").await?;
     let room_id = hs.create_call_room(&you, &[&bot, &spare]).await?;
-    let bot_name = bot.user_id.trim_start_matches('@').split(':').next().unwrap_or_default();
     println!("registered {} (you) and {} (the bot); call room {room_id}", you.user_id, bot.user_id);
 
     let demo_dir = layout.root.join("demo");
     std::fs::create_dir_all(&demo_dir)?;
     let bot_log = demo_dir.join("bot.log");
-    let mut child = Command::new(&program)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOMESERVER_URL", &stack.homeserver_url)
-        .env("MATRIX_USERNAME", bot_name)
-        .env("MATRIX_PASSWORD", bot_name)
-        .env("ROOM_ID", &room_id)
+    let mut child = program_in_room(&mut Command::new(&program), &stack, &bot, &room_id)
         .env("V4L2_VIDEO_SOURCE", "pattern")
         .env("V4L2_WIDTH", "1280")
         .env("V4L2_HEIGHT", "720")
         .env("AUDIO_SOURCE", "tone")
         .env("CALL_PRESENCE", "always")
         .env("MATRIX_STORE_DIR", demo_dir.join("store"))
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
         .spawn()
         .with_context(|| format!("starting {}", program.display()))?;
     let result = async {
@@ -171,6 +160,29 @@ fn login_page(stack: &StackInfo, session: &Value, room_id: &str) -> anyhow::Resu
     );
     std::fs::write(site.join(&name), page).context("writing the demo's login page")?;
     Ok(format!("{}/{name}", stack.element_call_url))
+}
+
+/// `command` made the program in `room_id` as the stack's user `user` (whose password is its
+/// local part): nothing of our environment but `PATH`, `RUST_LOG=info`, no stdin or stdout, its
+/// log (stderr) piped for [`forward_log`]. Callers add what it publishes.
+pub(crate) fn program_in_room<'a>(
+    command: &'a mut Command,
+    stack: &StackInfo,
+    user: &rtc_test_support::User,
+    room_id: &str,
+) -> &'a mut Command {
+    let localpart = user.user_id.trim_start_matches('@').split(':').next().unwrap_or_default();
+    command
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOMESERVER_URL", &stack.homeserver_url)
+        .env("MATRIX_USERNAME", localpart)
+        .env("MATRIX_PASSWORD", localpart)
+        .env("ROOM_ID", room_id)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
 }
 
 /// Copies the bot's log to `path` (and to the terminal when `echo`), line by line, and returns

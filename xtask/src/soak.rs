@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use rtc_test_support::{Homeserver, StackInfo};
 
-use crate::demo::{build_program, forward_log, stop, wait_for_line};
+use crate::demo::{build_program, forward_log, program_in_room, stop, wait_for_line};
 use crate::devstack::{self, Layout};
 
 /// Seconds between samples.
@@ -81,25 +81,13 @@ async fn soak(layout: &Layout, stack: &StackInfo, minutes: f64) -> anyhow::Resul
 
     let start =
         |user: &rtc_test_support::User, name: &str, source: &str| -> anyhow::Result<Child> {
-            let localpart =
-                user.user_id.trim_start_matches('@').split(':').next().unwrap_or_default();
-            Command::new(&program)
-                .env_clear()
-                .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-                .env("HOMESERVER_URL", &stack.homeserver_url)
-                .env("MATRIX_USERNAME", localpart)
-                .env("MATRIX_PASSWORD", localpart)
-                .env("ROOM_ID", &room_id)
+            program_in_room(&mut Command::new(&program), stack, user, &room_id)
                 .env("V4L2_VIDEO_SOURCE", source)
                 .env("VIDEO_FPS", "15")
                 .env("AUDIO_SOURCE", "tone")
                 .env("CALL_PRESENCE", "always")
                 .env("STATUS_INTERVAL_SECS", "5")
                 .env("MATRIX_STORE_DIR", dir.join(name))
-                .env("RUST_LOG", "info")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
                 .spawn()
                 .with_context(|| format!("starting {}", program.display()))
         };

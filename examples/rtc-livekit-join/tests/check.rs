@@ -11,14 +11,7 @@ use common::{Bot, STDOUT_MARK, Setup, closed_port};
 /// Runs `--check` with the setup's environment changed by `overrides` (an empty value removes
 /// the variable); its exit code and what it printed on stdout.
 async fn check(setup: &Setup, overrides: &[(&'static str, String)]) -> (Option<i32>, Vec<String>) {
-    let mut env = setup.env();
-    for (name, value) in overrides {
-        env.retain(|(n, _)| n != name);
-        if !value.is_empty() {
-            env.push((name, value.clone()));
-        }
-    }
-    let mut bot = Bot::start_with_args(&env, &["--check"]);
+    let mut bot = Bot::start_with_args(&setup.env_with(overrides), &["--check"]);
     let status = bot.wait_exit(Duration::from_secs(90)).await;
     let log = bot.log();
     eprintln!("exit {:?}; the log:\n{log}", status.code());

@@ -12,14 +12,7 @@ use common::{Bot, Setup, closed_port, filtering_proxy};
 /// Runs the program with `env` changed by `overrides` (an empty value removes the variable);
 /// returns its exit code and last line.
 async fn run(setup: &Setup, overrides: &[(&'static str, String)]) -> (Option<i32>, String) {
-    let mut env = setup.env();
-    for (name, value) in overrides {
-        env.retain(|(n, _)| n != name);
-        if !value.is_empty() {
-            env.push((name, value.clone()));
-        }
-    }
-    let mut bot = Bot::start(&env);
+    let mut bot = Bot::start(&setup.env_with(overrides));
     let status = bot.wait_exit(Duration::from_secs(60)).await;
     let line = bot.last_line();
     if !line.contains("ERROR") {

@@ -103,6 +103,18 @@ impl Setup {
         ]
     }
 
+    /// [`Setup::env`] changed by `overrides`; an empty value removes the variable.
+    pub fn env_with(&self, overrides: &[(&'static str, String)]) -> Vec<(&'static str, String)> {
+        let mut env = self.env();
+        for (name, value) in overrides {
+            env.retain(|(n, _)| n != name);
+            if !value.is_empty() {
+                env.push((name, value.clone()));
+            }
+        }
+        env
+    }
+
     /// The content of the bot's state membership for `device` (`{}` or absent after a leave).
     pub async fn membership(&self, device: &str) -> Value {
         let key = format!("_{}_{device}_m.call", self.bot.user_id);
