@@ -64,12 +64,17 @@ impl Arch {
         }
     }
 
-    /// How to run one of its programs here: qemu, with the target's own loader and libraries
-    /// from the multiarch packages (`/lib/ld-linux-….so`, `/lib/<gnu>/`). Not the cross
-    /// toolchain's copy of libc under `/usr/<gnu>`: its loader is another build of glibc than
-    /// the multiarch libc it would load, and the first thread a program starts hangs.
+    /// How to run one of its programs here, as a command line (cargo's runner, the tests'
+    /// program command): qemu and [`QEMU_ARGS`].
     pub(crate) fn runner(self) -> String {
-        format!("{} -L /", self.qemu())
+        format!("{} {}", self.qemu(), QEMU_ARGS.join(" "))
+    }
+
+    /// `binary` run under qemu with [`QEMU_ARGS`].
+    fn command(self, binary: &std::path::Path) -> Command {
+        let mut command = Command::new(self.qemu());
+        command.args(QEMU_ARGS).arg(binary);
+        command
     }
 
     /// The Debian packages a cross build needs: the cross compilers, qemu, and the target
@@ -91,6 +96,12 @@ impl Arch {
         ]
     }
 }
+
+/// qemu's arguments before the program: the target's own loader and libraries from the
+/// multiarch packages (`/lib/ld-linux-….so`, `/lib/<gnu>/`). Not the cross toolchain's copy of
+/// libc under `/usr/<gnu>`: its loader is another build of glibc than the multiarch libc it would
+/// load, and the first thread a program starts hangs.
+const QEMU_ARGS: [&str; 2] = ["-L", "/"];
 
 /// What `cargo xtask cross` does.
 #[derive(Debug, clap::Args)]
@@ -143,9 +154,8 @@ pub(crate) async fn run(options: &CrossOptions) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
     // The binary starts on the emulated CPU (its libraries load, clap answers).
-    let version = Command::new(arch.qemu())
-        .args(["-L", "/"])
-        .arg(&binary)
+    let version = arch
+        .command(&binary)
         .arg("--version")
         .output()
         .with_context(|| format!("cannot run {}", arch.qemu()))?;
@@ -215,8 +225,7 @@ async fn publish_cpu(
     let dir = layout.root.join("cross-cpu");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
-    let mut qemu = Command::new(arch.qemu());
-    qemu.args(["-L", "/"]).arg(binary);
+    let mut qemu = arch.command(binary);
     let mut program = crate::demo::program_in_room(&mut qemu, &stack, &user, &room_id)
         .env("V4L2_VIDEO_SOURCE", "pattern")
         .env("V4L2_WIDTH", "640")

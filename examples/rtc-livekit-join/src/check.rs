@@ -28,7 +28,9 @@ const CAMERA_DEADLINE: Duration = Duration::from_secs(10);
 /// Runs every check; `Ok` when all passed.
 pub(crate) async fn run(config: &Config) -> Result<(), Failure> {
     report("configuration", Ok(describe(config)))?;
-    report("homeserver", deadline(homeserver(config)).await)?;
+    let http = matrix_sdk_rtc_livekit::tls::http_client()
+        .map_err(|e| Failure::internal(format!("cannot build the HTTP client: {e}")))?;
+    report("homeserver", deadline(homeserver(config, &http)).await)?;
     let client = report_value("login", deadline(crate::session::login(config)).await, |client| {
         format!(
             "{} (device {})",
@@ -46,7 +48,10 @@ pub(crate) async fn run(config: &Config) -> Result<(), Failure> {
             Ok("skipped: with ELEMENT_CALL_URL, Element Call connects itself".into()),
         )?;
     } else {
-        report("transport", deadline(transport(config, &client, room.room_id().as_str())).await)?;
+        report(
+            "transport",
+            deadline(transport(config, &http, &client, room.room_id().as_str())).await,
+        )?;
     }
     report("camera", camera(config).await)?;
     report("audio", audio(config))?;
@@ -96,9 +101,7 @@ fn describe(config: &Config) -> String {
 }
 
 /// The homeserver answers `/_matrix/client/versions` as a Matrix homeserver.
-async fn homeserver(config: &Config) -> Result<String, Failure> {
-    let http = matrix_sdk_rtc_livekit::tls::http_client()
-        .map_err(|e| Failure::internal(format!("cannot build the HTTP client: {e}")))?;
+async fn homeserver(config: &Config, http: &reqwest::Client) -> Result<String, Failure> {
     let url = endpoint::join(&config.homeserver_url, "_matrix/client/versions");
     let unreachable = |e: reqwest::Error| {
         Failure::from_http(
@@ -123,7 +126,12 @@ async fn homeserver(config: &Config) -> Result<String, Failure> {
 
 /// LiveKit credentials as the program would get them for its first connection, and the
 /// LiveKit server's answer at the URL they name.
-async fn transport(config: &Config, client: &Client, room_id: &str) -> Result<String, Failure> {
+async fn transport(
+    config: &Config,
+    http: &reqwest::Client,
+    client: &Client,
+    room_id: &str,
+) -> Result<String, Failure> {
     let service_url = crate::transport_service(config, client).await?;
     let member_id = config.sticky.then(|| format!("check-{}", fastrand::u64(..)));
     let request = TokenRequest {
@@ -144,8 +152,6 @@ async fn transport(config: &Config, client: &Client, room_id: &str) -> Result<St
         .set_scheme(scheme)
         .map_err(|()| Failure::internal(format!("cannot make an HTTP URL of {livekit}")))?;
     probe.set_path("/");
-    let http = matrix_sdk_rtc_livekit::tls::http_client()
-        .map_err(|e| Failure::internal(format!("cannot build the HTTP client: {e}")))?;
     let answer = http.get(probe).send().await.map_err(|e| Failure {
         kind: Kind::Network,
         message: format!(
