@@ -81,8 +81,28 @@ async fn arm() -> anyhow::Result<()> {
             publish_cpu: None,
         };
         crate::cross::run(&options).await.map_err(|e| e.context(format!("cross {arch:?}")))?;
+        // A foreign target's build is not used again by anything after it; CI machines have
+        // little disk, and the next target's build needs the room.
+        let dir = devstack::Layout::new().target().join(arch.triple());
+        let size = dir_size(&dir);
+        std::fs::remove_dir_all(&dir)
+            .map_err(|e| anyhow::anyhow!("cannot remove {}: {e}", dir.display()))?;
+        eprintln!("removed {} ({:.1} GB)", dir.display(), size as f64 / 1e9);
     }
     Ok(())
+}
+
+/// The bytes of the files under `dir` (0 for what cannot be read).
+fn dir_size(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .flatten()
+        .map(|entry| match entry.file_type() {
+            Ok(kind) if kind.is_dir() => dir_size(&entry.path()),
+            Ok(_) => entry.metadata().map_or(0, |m| m.len()),
+            Err(_) => 0,
+        })
+        .sum()
 }
 
 /// `cargo test` with `which` and the caller's arguments, against the stack; `test_threads`
