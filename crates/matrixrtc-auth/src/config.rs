@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use url::Url;
 
+use crate::limits::{LimitsConfig, Rate};
+use crate::outbound::{ALLOW_SETTING, Outbound, OutboundPolicy};
 use crate::secret::Secret;
 
 /// The value `LIVEKIT_INSECURE_SKIP_VERIFY_TLS` must have to turn certificate checks off.
@@ -78,6 +80,36 @@ pub struct RawConfig {
     /// The largest request body accepted, in bytes.
     #[arg(long, env = "MATRIXRTC_AUTH_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
     pub max_body_bytes: usize,
+    /// Networks homeservers may be reached at besides public unicast addresses, comma-separated
+    /// (`10.0.0.0/8`, `127.0.0.1`, `fd00::/8`). Loopback, private, link-local, CGNAT, multicast
+    /// and other special addresses are refused otherwise.
+    #[arg(long = "outbound-allow", env = "MATRIXRTC_AUTH_OUTBOUND_ALLOW", value_delimiter = ',')]
+    pub outbound_allow: Vec<String>,
+    /// Reverse proxies in front of the service, comma-separated networks: for requests from
+    /// them, the client is taken from `X-Forwarded-For`.
+    #[arg(long = "trusted-proxy", env = "MATRIXRTC_AUTH_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<String>,
+    /// Token requests a minute per client address (IPv6: per /64); 0 turns the limit off.
+    /// Default 60.
+    #[arg(long, env = "MATRIXRTC_AUTH_CLIENT_RATE_PER_MINUTE")]
+    pub client_rate_per_minute: Option<u32>,
+    /// Token requests a client address may make at once. Default 30.
+    #[arg(long, env = "MATRIXRTC_AUTH_CLIENT_BURST")]
+    pub client_burst: Option<u32>,
+    /// OpenID verifications a minute per homeserver (answers from the verification cache do not
+    /// count); 0 turns the limit off. Default 600.
+    #[arg(long, env = "MATRIXRTC_AUTH_HOMESERVER_RATE_PER_MINUTE")]
+    pub homeserver_rate_per_minute: Option<u32>,
+    /// OpenID verifications a homeserver may get at once. Default 100.
+    #[arg(long, env = "MATRIXRTC_AUTH_HOMESERVER_BURST")]
+    pub homeserver_burst: Option<u32>,
+    /// OpenID verifications running at once, over all homeservers. Default 32.
+    #[arg(long, env = "MATRIXRTC_AUTH_MAX_CONCURRENT_VERIFICATIONS")]
+    pub max_concurrent_verifications: Option<usize>,
+    /// How long a successful OpenID verification is remembered, in seconds; 0 turns the cache
+    /// off. Default 60.
+    #[arg(long, env = "MATRIXRTC_AUTH_VERIFICATION_CACHE_SECONDS")]
+    pub verification_cache_seconds: Option<u64>,
     /// Set to `YES_I_KNOW_WHAT_I_AM_DOING` to skip TLS certificate checks (tests only).
     #[arg(long, env = "LIVEKIT_INSECURE_SKIP_VERIFY_TLS")]
     pub insecure_skip_verify_tls: Option<String>,
@@ -130,6 +162,10 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Skip TLS certificate checks on outbound requests.
     pub accept_invalid_certs: bool,
+    /// Where requests to homeservers may go, and how names are resolved.
+    pub outbound: Outbound,
+    /// Rate limits, the cap on concurrent verifications and the verification cache.
+    pub limits: LimitsConfig,
 }
 
 /// An invalid configuration; the message names the variable or flag to fix.
@@ -242,6 +278,43 @@ impl Config {
         let cs_api_url_overrides =
             parse_overrides("LIVEKIT_CS_API_URL_OVERRIDES", &raw.cs_api_url_overrides)?;
 
+        let policy = OutboundPolicy::allowing(parse_networks(ALLOW_SETTING, &raw.outbound_allow)?);
+        check_override_hosts(
+            &policy,
+            "MATRIXRTC_AUTH_FEDERATION_OVERRIDES",
+            &federation_overrides,
+        )?;
+        check_override_hosts(&policy, "LIVEKIT_CS_API_URL_OVERRIDES", &cs_api_url_overrides)?;
+        let defaults = LimitsConfig::default();
+        let limits = LimitsConfig {
+            per_client: Rate {
+                burst: raw.client_burst.unwrap_or(defaults.per_client.burst),
+                per_minute: raw.client_rate_per_minute.unwrap_or(defaults.per_client.per_minute),
+            },
+            per_homeserver: Rate {
+                burst: raw.homeserver_burst.unwrap_or(defaults.per_homeserver.burst),
+                per_minute: raw
+                    .homeserver_rate_per_minute
+                    .unwrap_or(defaults.per_homeserver.per_minute),
+            },
+            max_concurrent_verifications: raw
+                .max_concurrent_verifications
+                .unwrap_or(defaults.max_concurrent_verifications),
+            verification_cache_ttl: raw
+                .verification_cache_seconds
+                .map_or(defaults.verification_cache_ttl, Duration::from_secs),
+            trusted_proxies: parse_networks(
+                "MATRIXRTC_AUTH_TRUSTED_PROXIES",
+                &raw.trusted_proxies,
+            )?,
+        };
+        if limits.max_concurrent_verifications == 0 {
+            return Err(invalid(
+                "MATRIXRTC_AUTH_MAX_CONCURRENT_VERIFICATIONS",
+                "must be greater than zero",
+            ));
+        }
+
         if raw.max_body_bytes == 0 {
             return Err(invalid("MATRIXRTC_AUTH_MAX_BODY_BYTES", "must be greater than zero"));
         }
@@ -266,6 +339,8 @@ impl Config {
             max_body_bytes: raw.max_body_bytes,
             accept_invalid_certs: raw.insecure_skip_verify_tls.as_deref()
                 == Some(SKIP_VERIFY_TLS_CONSENT),
+            outbound: Outbound::new(policy),
+            limits,
         })
     }
 }
@@ -289,6 +364,46 @@ fn parse_overrides(
         overrides.insert(server.to_owned(), url);
     }
     Ok(overrides)
+}
+
+/// Parses networks (`10.0.0.0/8`) and addresses (`127.0.0.1`, a network of one) of the setting
+/// `name`.
+fn parse_networks(
+    name: &'static str,
+    entries: &[String],
+) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+    entries
+        .iter()
+        .map(|e| e.trim())
+        .filter(|e| !e.is_empty())
+        .map(|entry| {
+            entry
+                .parse::<ipnet::IpNet>()
+                .map(|network| network.trunc())
+                .or_else(|_| entry.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| invalid(name, format!("{entry:?} is not an address or a network")))
+        })
+        .collect()
+}
+
+/// An override whose host is an IP literal the outbound policy refuses would fail every
+/// request: say so at start.
+fn check_override_hosts(
+    policy: &OutboundPolicy,
+    name: &'static str,
+    overrides: &HashMap<String, Url>,
+) -> Result<(), ConfigError> {
+    for (server, url) in overrides {
+        let address = match url.host() {
+            Some(url::Host::Ipv4(ip)) => std::net::IpAddr::V4(ip),
+            Some(url::Host::Ipv6(ip)) => std::net::IpAddr::V6(ip),
+            _ => continue,
+        };
+        if let Err(refused) = policy.check(address) {
+            return Err(invalid(name, format!("the entry of {server}: {refused}")));
+        }
+    }
+    Ok(())
 }
 
 /// Parses `host:port`, `[v6]:port` or Go's `:port` (all interfaces).
@@ -324,6 +439,49 @@ mod tests {
         assert!(config.delegation);
         assert_eq!(config.sanity_check_interval, Some(Duration::from_secs(30)));
         assert!(config.cs_api_url_overrides.is_empty());
+        assert_eq!(config.outbound.policy, OutboundPolicy::public_only());
+        assert_eq!(config.limits, LimitsConfig::default());
+    }
+
+    #[test]
+    fn outbound_networks_limits_and_override_hosts() {
+        let config = Config::from_raw(RawConfig {
+            outbound_allow: vec!["127.0.0.1".into(), " 10.1.2.3/8".into(), "fd00::/8".into()],
+            trusted_proxies: vec!["192.168.0.1".into()],
+            client_rate_per_minute: Some(0),
+            homeserver_burst: Some(7),
+            verification_cache_seconds: Some(0),
+            federation_overrides: vec!["a.test=http://10.9.9.9:8008".into()],
+            ..raw()
+        })
+        .unwrap();
+        let allowed: Vec<String> =
+            config.outbound.policy.allowed().iter().map(ToString::to_string).collect();
+        assert_eq!(allowed, ["127.0.0.1/32", "10.0.0.0/8", "fd00::/8"]);
+        assert_eq!(config.limits.trusted_proxies, ["192.168.0.1/32".parse().unwrap()]);
+        assert!(config.limits.per_client.is_off());
+        assert_eq!(config.limits.per_homeserver, Rate { burst: 7, per_minute: 600 });
+        assert_eq!(config.limits.verification_cache_ttl, Duration::ZERO);
+
+        let refused = Config::from_raw(RawConfig {
+            federation_overrides: vec!["localhost=http://127.0.0.1:8008".into()],
+            ..raw()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            refused.starts_with(
+                "MATRIXRTC_AUTH_FEDERATION_OVERRIDES is invalid: the entry of localhost: \
+                 127.0.0.1, a loopback address, which the outbound policy refuses (allow it with \
+                 MATRIXRTC_AUTH_OUTBOUND_ALLOW)"
+            ),
+            "{refused}"
+        );
+        let bad =
+            Config::from_raw(RawConfig { outbound_allow: vec!["10.0.0.0/33".into()], ..raw() });
+        assert!(
+            bad.unwrap_err().to_string().starts_with("MATRIXRTC_AUTH_OUTBOUND_ALLOW is invalid")
+        );
     }
 
     #[test]
@@ -332,6 +490,7 @@ mod tests {
             full_access_homeservers: Some("*".into()),
             bind: Some("127.0.0.1:9".into()),
             federation_overrides: vec!["localhost=http://127.0.0.1:8008".into()],
+            outbound_allow: vec!["127.0.0.1".into()],
             insecure_skip_verify_tls: Some(SKIP_VERIFY_TLS_CONSENT.into()),
             ..raw()
         })

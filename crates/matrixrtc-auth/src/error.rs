@@ -1,6 +1,7 @@
 //! Matrix-style error responses (`{"errcode": "...", "error": "..."}`) as lk-jwt-service sends them.
 
 use std::borrow::Cow;
+use std::time::Duration;
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -19,6 +20,8 @@ pub struct ApiError {
     pub errcode: &'static str,
     /// A human-readable message.
     pub message: Cow<'static, str>,
+    /// When to try again (`Retry-After`, and `retry_after_ms` in the body).
+    pub retry_after: Option<Duration>,
 }
 
 impl ApiError {
@@ -28,7 +31,20 @@ impl ApiError {
         errcode: &'static str,
         message: impl Into<Cow<'static, str>>,
     ) -> Self {
-        Self { status, errcode, message: message.into() }
+        Self { status, errcode, message: message.into(), retry_after: None }
+    }
+
+    /// `429 M_LIMIT_EXCEEDED`: too many requests from this client or for this homeserver.
+    pub fn limit_exceeded(retry_after: Duration) -> Self {
+        Self {
+            retry_after: Some(retry_after),
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, "M_LIMIT_EXCEEDED", "Too many requests")
+        }
+    }
+
+    /// `503 M_UNKNOWN` with `Retry-After`: the service is too busy to start the work now.
+    pub fn busy(retry_after: Duration) -> Self {
+        Self { retry_after: Some(retry_after), ..Self::unavailable("The service is busy") }
     }
 
     /// `400 M_NOT_JSON`: the body is not JSON of the expected shape (malformed, unknown field,
@@ -88,11 +104,19 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({ "errcode": self.errcode, "error": self.message });
+        let mut body = serde_json::json!({ "errcode": self.errcode, "error": self.message });
+        if let Some(retry_after) = self.retry_after {
+            body["retry_after_ms"] =
+                u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX).into();
+        }
         let mut response = (self.status, body.to_string()).into_response();
-        response
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(retry_after) = self.retry_after {
+            // Whole seconds, rounded up: a client that waits that long finds a token.
+            let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+        }
         response
     }
 }

@@ -4,20 +4,19 @@ use url::Url;
 
 use crate::server_name::ServerName;
 
-/// The HTTP client of outbound requests to homeservers: every request times out after
-/// `timeout`, follows no redirect, and says who it is; with `accept_invalid_certs` TLS
+/// The builder of the HTTP clients of outbound requests to homeservers: every request times out
+/// after `timeout`, follows no redirect, and says who it is; with `accept_invalid_certs` TLS
 /// certificates are not checked (tests only).
-pub(crate) fn client(
+pub(crate) fn client_builder(
     timeout: std::time::Duration,
     accept_invalid_certs: bool,
-) -> Result<reqwest::Client, reqwest::Error> {
+) -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(timeout)
         .redirect(reqwest::redirect::Policy::none())
         .tls_danger_accept_invalid_certs(accept_invalid_certs)
         .user_agent(concat!("matrixrtc-auth/", env!("CARGO_PKG_VERSION")))
-        .build()
 }
 
 /// Reads at most `limit` bytes of `response`'s body: `Ok(None)` when it is longer.

@@ -31,6 +31,8 @@
 //! raw.full_access_homeservers = Some("localhost".into());
 //! raw.bind = Some("127.0.0.1:8090".into());
 //! raw.federation_overrides = vec!["localhost=http://127.0.0.1:8008".into()];
+//! // The homeserver is on loopback, which the outbound policy refuses unless allowed.
+//! raw.outbound_allow = vec!["127.0.0.1".into()];
 //! raw.outbound_timeout_ms = 10_000;
 //! raw.max_body_bytes = 65_536;
 //! let config = Config::from_raw(raw)?;
@@ -44,7 +46,9 @@ pub mod config;
 pub mod delegation;
 pub mod error;
 mod http;
+pub mod limits;
 pub mod openid;
+pub mod outbound;
 pub mod request;
 pub mod room_service;
 pub mod secret;
@@ -69,5 +73,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = router(config).map_err(std::io::Error::other)?;
+    // The peer address feeds the per-client rate limit.
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await
 }

@@ -21,6 +21,8 @@ use crate::delegation::homeserver::DelayedEvents;
 use crate::delegation::{Delegation, Delegations};
 use crate::error::ApiError;
 use crate::identity::{ROOM_CALL_SLOT, hashed_identity, legacy_identity, livekit_room_alias};
+use crate::limits::{ClientKey, Limits, client_address};
+use crate::openid::cache::{CacheKey, Source, VerificationCache};
 use crate::openid::{OpenIdError, OpenIdVerifier};
 use crate::request::{
     DelayedLeave, DelegateDelayedLeaveRequest, LegacySfuRequest, OpenIdToken, SfuRequest,
@@ -46,6 +48,8 @@ struct AppState {
     rooms: RoomServiceClient,
     /// `None` when delegation is turned off.
     delegations: Option<Delegations>,
+    limits: Limits,
+    verified: VerificationCache,
 }
 
 /// Could not build the HTTP clients of the service.
@@ -60,6 +64,7 @@ pub fn router(config: Config) -> Result<Router, ServiceInitError> {
         config.outbound_timeout,
         config.federation_overrides.clone(),
         config.accept_invalid_certs,
+        &config.outbound,
     )
     .map_err(|e| ServiceInitError(e.to_string()))?;
     let livekit_url =
@@ -76,6 +81,7 @@ pub fn router(config: Config) -> Result<Router, ServiceInitError> {
             config.outbound_timeout,
             config.cs_api_url_overrides.clone(),
             config.accept_invalid_certs,
+            &config.outbound,
         )
         .map_err(|e| ServiceInitError(e.to_string()))?;
         Some(Delegations::new(homeserver, rooms.clone(), config.sanity_check_interval))
@@ -84,20 +90,29 @@ pub fn router(config: Config) -> Result<Router, ServiceInitError> {
     };
     let max_body = config.max_body_bytes;
     let delegation = delegations.is_some();
-    let state = Arc::new(AppState { config, openid, rooms, delegations });
+    let limits = Limits::new(&config.limits);
+    let verified = VerificationCache::new(
+        config.limits.verification_cache_ttl,
+        crate::openid::cache::DEFAULT_CAPACITY,
+    );
+    let state = Arc::new(AppState { config, openid, rooms, delegations, limits, verified });
 
-    let mut router = Router::new()
+    // The routes that verify OpenID tokens, behind the per-client limit.
+    let mut verifying = Router::new()
         .route("/sfu/get", post(sfu_get).fallback(method_not_allowed))
-        .route("/get_token", post(get_token).fallback(method_not_allowed))
-        .route("/sfu_webhook", post(sfu_webhook).fallback(method_not_allowed))
-        .route("/healthz", get(healthz).head(healthz).fallback(method_not_allowed));
+        .route("/get_token", post(get_token).fallback(method_not_allowed));
     if delegation {
-        router = router.route(
+        verifying = verifying.route(
             "/delegate_delayed_leave",
             post(delegate_delayed_leave).fallback(method_not_allowed),
         );
     }
-    Ok(router
+    let verifying =
+        verifying.route_layer(middleware::from_fn_with_state(Arc::clone(&state), limit_clients));
+    Ok(Router::new()
+        .merge(verifying)
+        .route("/sfu_webhook", post(sfu_webhook).fallback(method_not_allowed))
+        .route("/healthz", get(healthz).head(healthz).fallback(method_not_allowed))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn(cors))
@@ -122,6 +137,28 @@ async fn cors(request: Request, next: Next) -> Response {
         ),
     );
     response
+}
+
+/// The per-client limit, before the request is read. Without the peer's address (a router served
+/// without `ConnectInfo`) requests are not limited per client.
+async fn limit_clients(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let peer = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0.ip());
+    if let Some(peer) = peer {
+        let trusted = &state.config.limits.trusted_proxies;
+        let client = ClientKey::new(client_address(peer, request.headers(), trusted));
+        if let Err(retry_after) = state.limits.client(client) {
+            tracing::info!(%client, ?retry_after, path = request.uri().path(), "client over its rate limit");
+            return ApiError::limit_exceeded(retry_after).into_response();
+        }
+    }
+    next.run(request).await
 }
 
 async fn healthz() -> StatusCode {
@@ -303,14 +340,43 @@ impl AppState {
         })
     }
 
-    /// Verifies the OpenID token and, when given, that it belongs to `claimed_user_id`.
+    /// Verifies the OpenID token and, when given, that it belongs to `claimed_user_id`: from the
+    /// verification cache, else at the homeserver (under the per-homeserver limit and the cap on
+    /// concurrent verifications).
     async fn verify(
         &self,
         token: &OpenIdToken,
         claimed_user_id: Option<&str>,
     ) -> Result<String, ApiError> {
-        let user_id = self.openid.verify(token).await.map_err(|error| {
-            tracing::warn!(server_name = %token.matrix_server_name, %error, "OpenID verification failed");
+        let (user_id, source) = self
+            .verified
+            .get_or_verify(CacheKey::new(token), || self.verify_at_homeserver(token))
+            .await?;
+        if source == Source::Cache {
+            tracing::debug!(%user_id, "OpenID token verified before");
+        }
+        if let Some(claimed) = claimed_user_id.filter(|claimed| *claimed != user_id) {
+            tracing::warn!(%user_id, claimed_user_id = %claimed, "claimed user id does not match the OpenID token");
+            return Err(ApiError::unauthorized());
+        }
+        Ok(user_id)
+    }
+
+    async fn verify_at_homeserver(&self, token: &OpenIdToken) -> Result<String, ApiError> {
+        let server_name = &token.matrix_server_name;
+        if let Err(retry_after) = self.limits.homeserver(server_name) {
+            tracing::info!(%server_name, ?retry_after, "homeserver over its verification rate limit");
+            return Err(ApiError::limit_exceeded(retry_after));
+        }
+        let Ok(_slot) = self.limits.verification_slot().await else {
+            tracing::warn!(%server_name, "too many OpenID verifications at once");
+            return Err(ApiError::busy(Duration::from_secs(1)));
+        };
+        self.openid.verify(token).await.map_err(|error| {
+            match &error {
+                OpenIdError::Refused(_) => tracing::warn!(%server_name, %error, "OpenID verification refused by the outbound policy"),
+                _ => tracing::warn!(%server_name, %error, "OpenID verification failed"),
+            }
             match error {
                 OpenIdError::Unreachable(_) | OpenIdError::HomeserverError(_) => ApiError::new(
                     StatusCode::BAD_GATEWAY,
@@ -322,14 +388,11 @@ impl AppState {
                     "M_UNKNOWN",
                     "The homeserver did not answer in time",
                 ),
+                // A refusal answers as any other failed verification: the client learns
+                // nothing about the service's network.
                 _ => ApiError::unauthorized(),
             }
-        })?;
-        if let Some(claimed) = claimed_user_id.filter(|claimed| *claimed != user_id) {
-            tracing::warn!(%user_id, claimed_user_id = %claimed, "claimed user id does not match the OpenID token");
-            return Err(ApiError::unauthorized());
-        }
-        Ok(user_id)
+        })
     }
 
     /// Creates the LiveKit room for full-access users and mints the join token.

@@ -37,6 +37,7 @@ async fn trace_logs_hold_no_secret() {
             "LIVEKIT_CS_API_URL_OVERRIDES",
             format!("{}={}", stack.server_name, stack.homeserver_url),
         )
+        .env("MATRIXRTC_AUTH_OUTBOUND_ALLOW", "127.0.0.1")
         .env("LIVEKIT_SANITY_CHECK_INTERVAL_SECONDS", "1")
         .env("RUST_LOG", "trace")
         .stdout(Stdio::from(log_file.try_clone().unwrap()))
@@ -94,6 +95,17 @@ async fn trace_logs_hold_no_secret() {
     )
     .await;
     assert_eq!((unreachable.status.as_u16(), unreachable.errcode()), (502, "M_UNKNOWN"));
+    let internal_token = "internal-token-that-must-not-be-logged";
+    let internal = post(
+        &format!("{base}/sfu/get"),
+        json!({
+            "room": call.room_id, "device_id": "D",
+            "openid_token": {"access_token": internal_token, "token_type": "Bearer", "matrix_server_name": "169.254.169.254", "expires_in": 3600},
+        })
+        .to_string(),
+    )
+    .await;
+    assert_eq!((internal.status.as_u16(), internal.errcode()), (401, "M_UNAUTHORIZED"));
 
     tokio::time::sleep(Duration::from_secs(3)).await;
 
@@ -106,12 +118,20 @@ async fn trace_logs_hold_no_secret() {
 
     assert!(logs.contains("issued LiveKit token"), "the logs are there at all:\n{logs}");
     assert!(logs.contains("OpenID verification failed"), "{logs}");
+    // The operator learns why a verification was refused.
+    assert!(
+        logs.lines().any(|l| l.contains("refused by the outbound policy")
+            && l.contains("169.254.169.254, a link-local address")
+            && l.contains("MATRIXRTC_AUTH_OUTBOUND_ALLOW")),
+        "{logs}"
+    );
     assert!(logs.contains("the leave was already sent or cancelled"), "{logs}");
     for (what, value) in [
         ("API secret", secret),
         ("OpenID token", access_token.as_str()),
         ("refused OpenID token", refused_token),
         ("unreachable OpenID token", unreachable_token),
+        ("internal OpenID token", internal_token),
         ("JWT signature", jwt.rsplit('.').next().unwrap()),
         ("delay id", delay_id),
     ] {

@@ -294,3 +294,38 @@ async fn cors_methods_and_routes_answer_like_lk_jwt_service() {
     let health = http.head(auth("/healthz")).send().await.unwrap();
     assert_eq!((health.status().as_u16(), health.content_length()), (200, Some(0)));
 }
+
+/// The stack's service (the `matrixrtc-auth` binary, which allows only `127.0.0.1` besides public
+/// addresses) refuses tokens naming internal addresses as their homeserver: a cloud metadata
+/// address, a private one, loopback other than the allowed address. Each is a 401 like any
+/// failed verification, at once (nothing is tried), while the stack's own homeserver works.
+#[tokio::test]
+async fn the_stack_service_refuses_internal_homeservers() {
+    let stack = StackInfo::require();
+    let url = format!("{}/sfu/get", stack.auth_service_url);
+    for server_name in [
+        "169.254.169.254",
+        "10.0.0.1:8448",
+        "127.0.0.2:8448",
+        "[::1]:8448",
+        "[::ffff:169.254.169.254]",
+    ] {
+        let started = std::time::Instant::now();
+        let body = json!({
+            "room": "!room:example.test", "device_id": "DEV",
+            "openid_token": {"access_token": "tok", "token_type": "Bearer", "matrix_server_name": server_name, "expires_in": 3600},
+        });
+        let answer = post(&url, body.to_string()).await;
+        assert_eq!(
+            (answer.status.as_u16(), answer.errcode(), answer.body["error"].as_str()),
+            (401, "M_UNAUTHORIZED", Some("The request could not be authorised.")),
+            "{server_name}"
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(2), "{server_name}: tried");
+    }
+    let call = call_room().await;
+    let openid = call.hs.openid_token(&call.alice).await.unwrap();
+    let body = json!({"room": call.room_id, "openid_token": openid, "device_id": "ALICEDEV"});
+    let answer = post(&url, body.to_string()).await;
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+}

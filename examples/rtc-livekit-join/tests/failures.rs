@@ -107,6 +107,7 @@ async fn an_authorization_service_that_refuses() {
     raw.outbound_timeout_ms = 10_000;
     raw.max_body_bytes = 64 * 1024;
     raw.federation_overrides = vec![format!("{}={homeserver}", setup.stack.server_name)];
+    raw.outbound_allow = vec!["127.0.0.1".into()];
     let config = matrixrtc_auth::config::Config::from_raw(raw).unwrap();
     let listener = tokio::net::TcpListener::bind(config.bind).await.unwrap();
     let service = format!("http://{}", listener.local_addr().unwrap());

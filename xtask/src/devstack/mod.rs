@@ -307,6 +307,12 @@ fn start_auth(
             "LIVEKIT_CS_API_URL_OVERRIDES",
             format!("{}={}", stack.server_name, stack.homeserver_url),
         )
+        // The homeserver is on loopback, which the outbound policy refuses unless allowed.
+        .env("MATRIXRTC_AUTH_OUTBOUND_ALLOW", "127.0.0.1")
+        // Every test, browser and program of a test run comes from 127.0.0.1: ten times the
+        // default per-client rate.
+        .env("MATRIXRTC_AUTH_CLIENT_RATE_PER_MINUTE", "600")
+        .env("MATRIXRTC_AUTH_CLIENT_BURST", "300")
         .env("RUST_LOG", "matrixrtc_auth=debug,info");
     process::spawn_detached(command, &dir.join("matrixrtc-auth.log"))
 }

@@ -19,6 +19,7 @@ use url::Url;
 
 use super::job::HomeserverAnswer;
 use crate::http::{error_chain, https_url, read_limited, with_trailing_slash};
+use crate::outbound::{HomeserverHttp, Outbound};
 use crate::secret::Secret;
 use crate::server_name::ServerName;
 
@@ -76,21 +77,22 @@ struct RateLimited {
 /// A client of homeservers' delayed-event API.
 #[derive(Debug)]
 pub struct DelayedEvents {
-    http: reqwest::Client,
+    http: HomeserverHttp,
     overrides: HashMap<String, Url>,
     discovered: Mutex<HashMap<String, (Url, Instant)>>,
 }
 
 impl DelayedEvents {
     /// A client whose requests time out after `timeout`, with client-server API URL overrides
-    /// keyed by server name. With `accept_invalid_certs` TLS certificates are not checked (tests
-    /// only).
+    /// keyed by server name, under the outbound policy. With `accept_invalid_certs` TLS
+    /// certificates are not checked (tests only).
     pub fn new(
         timeout: Duration,
         overrides: HashMap<String, Url>,
         accept_invalid_certs: bool,
+        outbound: &Outbound,
     ) -> Result<Self, reqwest::Error> {
-        let http = crate::http::client(timeout, accept_invalid_certs)?;
+        let http = HomeserverHttp::new(timeout, accept_invalid_certs, outbound)?;
         Ok(Self { http, overrides, discovered: Mutex::new(HashMap::new()) })
     }
 
@@ -122,8 +124,8 @@ impl DelayedEvents {
             .and_then(|base| base.join(".well-known/matrix/client").ok())
             .ok_or(ResolveError::InvalidServerName)?;
         let failed = |reason: String| ResolveError::Discovery(reason);
-        let response =
-            self.http.get(url).send().await.map_err(|e| failed(error_chain(&e.without_url())))?;
+        let request = self.http.get(url).map_err(|refused| failed(refused.to_string()))?;
+        let response = request.send().await.map_err(|e| failed(error_chain(&e.without_url())))?;
         if !response.status().is_success() {
             return Err(failed(format!("HTTP {}", response.status())));
         }
@@ -138,6 +140,9 @@ impl DelayedEvents {
         if !matches!(base.scheme(), "http" | "https") || base.cannot_be_a_base() {
             return Err(failed("m.homeserver.base_url is not an http(s) URL".into()));
         }
+        self.http
+            .check_url(&base)
+            .map_err(|refused| failed(format!("m.homeserver.base_url: {refused}")))?;
         Ok(with_trailing_slash(base))
     }
 
@@ -163,15 +168,26 @@ impl DelayedEvents {
             }
             Err(()) => return HomeserverAnswer::RetryLater(None),
         }
-        let response = match self
-            .http
-            .post(url)
+        let request = match self.http.post(url) {
+            Ok(request) => request,
+            Err(refused) => {
+                // m.homeserver.base_url named a refused address: nothing to retry.
+                tracing::warn!(action = action.path(), %refused, "delayed event request refused");
+                return HomeserverAnswer::NotFound;
+            }
+        };
+        let response = match request
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body("{}")
             .send()
             .await
         {
             Ok(response) => response,
+            Err(error) if crate::outbound::refusal(&error).is_some() => {
+                let refused = crate::outbound::refusal(&error);
+                tracing::warn!(action = action.path(), refused = %refused.map(|r| r.to_string()).unwrap_or_default(), "delayed event request refused");
+                return HomeserverAnswer::NotFound;
+            }
             Err(error) => {
                 tracing::warn!(
                     action = action.path(),
@@ -218,7 +234,9 @@ mod tests {
     async fn overrides_win_and_hostile_names_are_refused_before_any_request() {
         let overrides =
             [("localhost".to_owned(), Url::parse("http://127.0.0.1:8008/prefix").unwrap())].into();
-        let client = DelayedEvents::new(Duration::from_secs(1), overrides, false).unwrap();
+        let outbound = Outbound::new(crate::outbound::OutboundPolicy::public_only());
+        let client =
+            DelayedEvents::new(Duration::from_secs(1), overrides, false, &outbound).unwrap();
         assert_eq!(
             client.base_url("localhost").await.unwrap().as_str(),
             "http://127.0.0.1:8008/prefix/"

@@ -155,12 +155,18 @@ pub fn raw_config(livekit_url: &str, key: &str, secret: &str, full_access: &str)
     raw.bind = Some("127.0.0.1:0".to_owned());
     raw.outbound_timeout_ms = 10_000;
     raw.max_body_bytes = 64 * 1024;
+    // The tests' homeservers listen on loopback.
+    raw.outbound_allow = vec!["127.0.0.1".into()];
     raw
 }
 
 /// Starts the service in this process; returns its base URL. It stops with the test's runtime.
 pub async fn spawn_service(raw: RawConfig) -> String {
-    let config = Config::from_raw(raw).expect("valid config");
+    spawn_configured(Config::from_raw(raw).expect("valid config")).await
+}
+
+/// Starts the service with `config` in this process; returns its base URL.
+pub async fn spawn_configured(config: Config) -> String {
     let listener = tokio::net::TcpListener::bind(config.bind).await.expect("bind");
     let address = listener.local_addr().expect("address");
     tokio::spawn(matrixrtc_auth::serve(listener, config, std::future::pending()));

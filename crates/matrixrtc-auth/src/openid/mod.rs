@@ -13,9 +13,15 @@
 //!
 //! (SRV records are not consulted; use an override for deployments that rely on them.)
 //!
-//! Every outbound request has a timeout, follows no redirect and reads at most
-//! [`MAX_RESPONSE_BYTES`] of the answer. The access token is never logged: errors are built from
-//! `reqwest` errors with their URL removed.
+//! Every outbound request has a timeout, follows no redirect, goes only where the
+//! [outbound policy](crate::outbound) allows (checked on each hop: the `.well-known` lookup, the
+//! delegated server, the override) and reads at most [`MAX_RESPONSE_BYTES`] of the answer. The
+//! access token is never logged: errors are built from `reqwest` errors with their URL removed.
+//!
+//! [`cache`] keeps successful verifications for a short while, so that a burst of requests from
+//! one member costs its homeserver one request.
+
+pub mod cache;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -25,6 +31,7 @@ use serde::Deserialize;
 use url::Url;
 
 use crate::http::{error_chain, read_limited, with_trailing_slash};
+use crate::outbound::{HomeserverHttp, Outbound, Refused, refusal};
 use crate::request::OpenIdToken;
 use crate::server_name::ServerName;
 
@@ -53,6 +60,9 @@ pub enum OpenIdError {
     /// The answer was not a userinfo object with a user id.
     #[error("the homeserver's answer is not a valid userinfo response")]
     InvalidResponse,
+    /// The outbound policy refused the homeserver's address.
+    #[error("{0}")]
+    Refused(Refused),
     /// The homeserver vouched for a user of another server.
     #[error("the homeserver vouched for {user_id}, which is not a user of {server_name}")]
     ForeignUser {
@@ -66,7 +76,7 @@ pub enum OpenIdError {
 /// Verifies OpenID tokens; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct OpenIdVerifier {
-    http: reqwest::Client,
+    http: HomeserverHttp,
     overrides: HashMap<String, Url>,
     timeout: Duration,
 }
@@ -83,15 +93,16 @@ struct WellKnownServer {
 }
 
 impl OpenIdVerifier {
-    /// A verifier with the given per-request timeout and federation base URL overrides
-    /// (keyed by server name). With `accept_invalid_certs` TLS certificates are not checked:
-    /// for tests only.
+    /// A verifier with the given per-request timeout, federation base URL overrides (keyed by
+    /// server name) and outbound policy. With `accept_invalid_certs` TLS certificates are not
+    /// checked: for tests only.
     pub fn new(
         timeout: Duration,
         overrides: HashMap<String, Url>,
         accept_invalid_certs: bool,
+        outbound: &Outbound,
     ) -> Result<Self, reqwest::Error> {
-        let http = crate::http::client(timeout, accept_invalid_certs)?;
+        let http = HomeserverHttp::new(timeout, accept_invalid_certs, outbound)?;
         Ok(Self { http, overrides, timeout })
     }
 
@@ -102,7 +113,8 @@ impl OpenIdVerifier {
         let base = self.federation_base(&token.matrix_server_name, &server_name).await?;
         let url = userinfo_url(&base, token.access_token.expose())?;
 
-        let response = self.http.get(url).send().await.map_err(|e| self.transport_error(e))?;
+        let request = self.http.get(url).map_err(OpenIdError::Refused)?;
+        let response = request.send().await.map_err(|e| self.transport_error(e))?;
         let status = response.status();
         if matches!(
             status,
@@ -148,7 +160,14 @@ impl OpenIdVerifier {
 
     async fn well_known_delegation(&self, server_name: &ServerName) -> Option<ServerName> {
         let url = well_known_url(server_name).ok()?;
-        let response = match self.http.get(url).send().await {
+        let request = match self.http.get(url) {
+            Ok(request) => request,
+            Err(refused) => {
+                tracing::debug!(%server_name, %refused, "no .well-known/matrix/server");
+                return None;
+            }
+        };
+        let response = match request.send().await {
             Ok(r) if r.status().is_success() => r,
             Ok(r) => {
                 tracing::debug!(%server_name, status = %r.status(), "no .well-known/matrix/server");
@@ -175,7 +194,9 @@ impl OpenIdVerifier {
     }
 
     fn transport_error(&self, error: reqwest::Error) -> OpenIdError {
-        if error.is_timeout() {
+        if let Some(refused) = refusal(&error) {
+            OpenIdError::Refused(refused)
+        } else if error.is_timeout() {
             OpenIdError::Timeout(self.timeout)
         } else {
             // The URL carries the access token: never let it into the message.
@@ -211,7 +232,8 @@ mod tests {
     fn verifier(overrides: &[(&str, &str)]) -> OpenIdVerifier {
         let overrides =
             overrides.iter().map(|(k, v)| ((*k).to_owned(), Url::parse(v).unwrap())).collect();
-        OpenIdVerifier::new(Duration::from_secs(1), overrides, false).unwrap()
+        let outbound = Outbound::new(crate::outbound::OutboundPolicy::public_only());
+        OpenIdVerifier::new(Duration::from_secs(1), overrides, false, &outbound).unwrap()
     }
 
     async fn base(v: &OpenIdVerifier, name: &str) -> String {
