@@ -325,7 +325,8 @@ pub(crate) fn cargo(arch: Arch, workspace: &std::path::Path) -> Command {
     command
 }
 
-fn status(command: &mut Command, what: &str) -> anyhow::Result<()> {
+/// Runs `command` (printed first, as `what`), and fails unless it exits with success.
+pub(crate) fn status(command: &mut Command, what: &str) -> anyhow::Result<()> {
     eprintln!("{what}: {command:?}");
     let status = command.status().with_context(|| format!("{what}: cannot start cargo"))?;
     if !status.success() {

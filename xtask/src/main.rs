@@ -4,7 +4,12 @@
 //!   server, matrixrtc-auth) on 127.0.0.1, installed into `.devstack/`.
 //! * `cargo xtask demo [--headless]`: the stack, a Rust bot in a call, and the URL to watch it
 //!   in Element Call (`--headless`: Chromium opens it and checks the bot's tile).
-//! * `cargo xtask test`: every test of the workspace, against a stack it starts and stops.
+//! * `cargo xtask test`: the gates below, then every test of the workspace, against a stack it
+//!   starts and stops.
+//! * `cargo xtask gates`: `cargo fmt --all --check`, clippy with `-D warnings` (the workspace,
+//!   and the program with its optional features), and `cargo xtask licences`.
+//! * `cargo xtask licences`: every package of the dependency graph has a licence that
+//!   `allowed-licences.txt` allows.
 //! * `cargo xtask bench publish`: CPU time and peak memory of publishing video, our Rust client
 //!   against the official LiveKit Python SDK, on the local stack.
 //! * `cargo xtask bench record`: CPU time and peak memory of receiving and recording a 720p call
@@ -28,6 +33,8 @@ mod cross;
 mod demo;
 mod devstack;
 mod fuzz;
+mod gates;
+mod licences;
 mod serve_static;
 mod soak;
 mod test;
@@ -63,12 +70,20 @@ enum Command {
         #[arg(long)]
         port: u16,
     },
-    /// Run all tests against the local stack (starts it if needed, stops what it started).
+    /// Run the gates, then all tests against the local stack (starts it if needed, stops what
+    /// it started).
     Test {
         /// Extra arguments for `cargo test`.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         cargo_args: Vec<String>,
     },
+    /// The quick checks `test` starts with: `cargo fmt --all --check`, clippy with
+    /// `-D warnings` (the workspace, and the program with its optional features), and the
+    /// licences of the dependency graph.
+    Gates,
+    /// Check that every package of the dependency graph (every platform, every feature, dev and
+    /// build dependencies too) has a licence that `allowed-licences.txt` allows.
+    Licences,
     /// The program in a call with another for N minutes, its memory, file descriptors, threads
     /// and CPU sampled; fails on growth or when media stops (starts the stack if needed).
     Soak(soak::SoakOptions),
@@ -149,6 +164,8 @@ fn main() -> anyhow::Result<()> {
             Command::Devstack { action: DevstackAction::Status } => devstack::status().await,
             Command::Demo(options) => demo::run(&options).await,
             Command::Test { cargo_args } => test::run(&cargo_args).await,
+            Command::Gates => gates::run(),
+            Command::Licences => licences::run(),
             Command::Soak(options) => soak::run(&options).await,
             Command::Chaos(options) => chaos::run(&options).await,
             Command::Fuzz(options) => fuzz::run(&options),

@@ -1,4 +1,5 @@
-//! `cargo xtask test`: every test of the workspace against the local stack, the ARM builds
+//! `cargo xtask test`: the gates first (`cargo xtask gates`: formatting, clippy, licences), then
+//! every test of the workspace against the local stack, the ARM builds
 //! (aarch64 unit tests and call under qemu, the armv7 build), a 3-minute soak,
 //! the short chaos suite (`cargo xtask chaos --short`), then the demo in headless Chromium
 //! (`cargo xtask demo --headless`) on the same stack.
@@ -7,9 +8,11 @@ use std::process::Command;
 
 use crate::devstack;
 
-/// Starts the stack (unless it runs already), runs `cargo test --workspace`, and stops the stack
-/// again if this command started it.
+/// Runs the gates; starts the stack (unless it runs already), runs `cargo test --workspace`, and
+/// stops the stack again if this command started it.
 pub(crate) async fn run(cargo_args: &[String]) -> anyhow::Result<()> {
+    // Formatting, clippy and licences fail in minutes, before the half hour of the stack.
+    crate::gates::run()?;
     let layout = devstack::Layout::new();
     devstack::ensure_build_packages()?;
     let was_running = devstack::is_running(&layout).await;

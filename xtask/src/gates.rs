@@ -1,0 +1,46 @@
+//! `cargo xtask gates`: the quick checks, which `cargo xtask test` runs first, before the stack:
+//! formatting, clippy (the workspace, and the program with the optional features the workspace
+//! build leaves off), and the dependency graph's licences. The first that fails stops the run.
+
+use std::process::Command;
+
+use anyhow::Context as _;
+
+use crate::devstack;
+
+/// The program's features that `cargo clippy --workspace` does not turn on (its TLS choice
+/// aside: `native-tls` and `rustls-tls` exclude each other; `cargo xtask test` builds both).
+const PROGRAM_FEATURES: &str = "experimental-widgets,e2ee-per-participant,v4l2,alsa";
+
+/// Runs every gate; fails at the first that fails.
+pub(crate) fn run() -> anyhow::Result<()> {
+    let workspace = devstack::Layout::new().workspace;
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let gate = |arguments: &[&str]| {
+        let what = format!("cargo {}", arguments.join(" "));
+        eprintln!("==> {what}");
+        crate::cross::status(Command::new(&cargo).current_dir(&workspace).args(arguments), &what)
+    };
+
+    gate(&["fmt", "--all", "--check"])
+        .context("the code is not formatted: run `cargo fmt --all`")?;
+
+    devstack::ensure_build_packages()?;
+    gate(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
+    // v4l2 needs libclang, alsa ALSA's headers.
+    devstack::ensure_feature_packages()?;
+    gate(&[
+        "clippy",
+        "-p",
+        "example-rtc-livekit-join",
+        "--all-targets",
+        "--features",
+        PROGRAM_FEATURES,
+        "--",
+        "-D",
+        "warnings",
+    ])?;
+
+    eprintln!("==> cargo xtask licences (against {})", crate::licences::ALLOW_LIST);
+    crate::licences::run()
+}
