@@ -74,6 +74,11 @@ pub(crate) async fn run(cargo_args: &[String]) -> anyhow::Result<()> {
 /// `cargo xtask cross aarch64 --unit-tests --call`, then `cargo xtask cross armv7`.
 async fn arm() -> anyhow::Result<()> {
     use crate::cross::{Arch, CrossOptions};
+    let target = devstack::Layout::new().target();
+    // CI machines have little disk, and each foreign target's build takes gigabytes. The host's
+    // incremental caches only speed up a rebuild, which this run will not do, and a foreign
+    // target's build is not used by anything after its own step.
+    remove_build_dir(&target.join("debug").join("incremental"))?;
     for (arch, tested) in [(Arch::Aarch64, true), (Arch::Armv7, false)] {
         let options = CrossOptions {
             arch,
@@ -84,14 +89,20 @@ async fn arm() -> anyhow::Result<()> {
             publish_cpu: None,
         };
         crate::cross::run(&options).await.map_err(|e| e.context(format!("cross {arch:?}")))?;
-        // A foreign target's build is not used again by anything after it; CI machines have
-        // little disk, and the next target's build needs the room.
-        let dir = devstack::Layout::new().target().join(arch.triple());
-        let size = dir_size(&dir);
-        std::fs::remove_dir_all(&dir)
-            .map_err(|e| anyhow::anyhow!("cannot remove {}: {e}", dir.display()))?;
-        eprintln!("removed {} ({:.1} GB)", dir.display(), size as f64 / 1e9);
+        remove_build_dir(&target.join(arch.triple()))?;
     }
+    Ok(())
+}
+
+/// Removes a build directory, saying how much room that made.
+fn remove_build_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    let size = dir_size(dir);
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => anyhow::bail!("cannot remove {}: {e}", dir.display()),
+    }
+    eprintln!("removed {} ({:.1} GB)", dir.display(), size as f64 / 1e9);
     Ok(())
 }
 
