@@ -8,6 +8,7 @@ use matrix_sdk::ruma::{OwnedRoomOrAliasId, OwnedServerName};
 use matrix_sdk_rtc_livekit::livekit_str0m::VideoCodec;
 use matrix_sdk_rtc_livekit::{CredentialSource, Jwt, endpoint};
 use rtc_media::pattern::TestPattern;
+use zeroize::{Zeroize as _, Zeroizing};
 
 /// A Rust program in a Matrix call, the way Element Call does it: it joins the room's MatrixRTC
 /// call with its own membership and publishes a camera or a test pattern through LiveKit.
@@ -16,7 +17,8 @@ use rtc_media::pattern::TestPattern;
 /// unset. LiveKit credentials come from LIVEKIT_SFU_GET_URL if set, else from
 /// LIVEKIT_SERVICE_URL with LIVEKIT_TOKEN, else from the authorization service the homeserver
 /// advertises.
-#[derive(Debug, Parser)]
+// No `Debug`: it holds the secrets as given (`into_config` wraps them in `Secret`).
+#[derive(Parser)]
 #[command(
     name = "example-rtc-livekit-join",
     version,
@@ -42,6 +44,13 @@ pub(crate) struct Args {
     /// The user's password (used when no stored session is valid).
     #[arg(long, env = "MATRIX_PASSWORD", hide_env_values = true)]
     password: Option<String>,
+    /// A passphrase that encrypts the Matrix store (sqlite feature): the session with its access
+    /// token, and the device's encryption keys. Prefer the variable (from a file only its owner
+    /// reads, such as the service's environment file) to this flag: flags show in process
+    /// lists. Without it the store is not encrypted at rest (a warning says so). A store keeps
+    /// what it was created with: an encrypted one needs its passphrase, an unencrypted one none.
+    #[arg(long, env = "MATRIX_STORE_PASSPHRASE", hide_env_values = true)]
+    store_passphrase: Option<String>,
     /// The device id to log in as. Default: the device of the stored session, else a new one
     /// that later runs reuse.
     #[arg(long, env = "MATRIX_DEVICE_ID", hide_env_values = true)]
@@ -188,6 +197,9 @@ pub(crate) struct Config {
     pub(crate) homeserver_url: url::Url,
     pub(crate) username: String,
     pub(crate) password: Password,
+    /// Encrypts the Matrix store (`MATRIX_STORE_PASSPHRASE`); `None`: unencrypted.
+    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
+    pub(crate) store_passphrase: Option<StorePassphrase>,
     pub(crate) device_id: Option<String>,
     pub(crate) room: OwnedRoomOrAliasId,
     pub(crate) via_servers: Vec<OwnedServerName>,
@@ -232,35 +244,29 @@ pub(crate) struct E2ee {
     pub(crate) key_grace: std::time::Duration,
 }
 
-/// The recovery key: `Debug` never shows it.
-pub(crate) struct RecoveryKey(String);
+/// A secret of the configuration: `Debug` never shows it, and its memory is zeroed when it is
+/// dropped. (The environment the program was started with still holds the original, as does a
+/// flag in the process's command line.)
+pub(crate) struct Secret(Zeroizing<String>);
 
-impl RecoveryKey {
+impl Secret {
     pub(crate) fn expose(&self) -> &str {
         &self.0
     }
 }
 
-impl std::fmt::Debug for RecoveryKey {
+impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("[redacted]")
     }
 }
 
-/// The Matrix password: `Debug` never shows it.
-pub(crate) struct Password(String);
-
-impl Password {
-    pub(crate) fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Password {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
+/// The Matrix password (`MATRIX_PASSWORD`).
+pub(crate) type Password = Secret;
+/// The recovery key (`MATRIX_RECOVERY_KEY`).
+pub(crate) type RecoveryKey = Secret;
+/// The passphrase of the Matrix store (`MATRIX_STORE_PASSPHRASE`).
+pub(crate) type StorePassphrase = Secret;
 
 /// A configuration error: one line naming the variable and what to do.
 #[derive(Debug)]
@@ -268,6 +274,14 @@ pub(crate) struct ConfigError(pub(crate) String);
 
 fn set(value: Option<String>) -> Option<String> {
     value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+}
+
+/// [`set`] for a secret: the value as given is zeroed once trimmed.
+fn secret(value: Option<String>) -> Option<Secret> {
+    let mut given = value?;
+    let trimmed = Zeroizing::new(given.trim().to_owned());
+    given.zeroize();
+    (!trimmed.is_empty()).then_some(Secret(trimmed))
 }
 
 fn required(
@@ -345,8 +359,17 @@ impl Args {
             .map_err(|e| ConfigError(format!("HOMESERVER_URL: {e}")))?;
         let username =
             required(self.username, "MATRIX_USERNAME", "username", "the bot's Matrix user")?;
-        let password =
-            required(self.password, "MATRIX_PASSWORD", "password", "the bot's password")?;
+        let password = secret(self.password).ok_or_else(|| {
+            ConfigError("MATRIX_PASSWORD (or --password) must be set: the bot's password".into())
+        })?;
+        let store_passphrase = secret(self.store_passphrase);
+        if store_passphrase.is_some() && !cfg!(feature = "sqlite") {
+            warnings.push(
+                "MATRIX_STORE_PASSPHRASE is ignored: this build has no store on disk (feature sqlite), \
+                 the session and the device's keys are in memory only"
+                    .to_owned(),
+            );
+        }
         let room_text = required(self.room_id, "ROOM_ID", "room", "a room id (!…) or alias (#…)")?;
         let room = OwnedRoomOrAliasId::try_from(room_text.as_str()).map_err(|e| {
             ConfigError(format!(
@@ -370,7 +393,7 @@ impl Args {
 
         let sfu_get = set(self.sfu_get_url);
         let livekit_url = set(self.livekit_url);
-        let livekit_token = set(self.livekit_token);
+        let livekit_token = secret(self.livekit_token);
         let (credentials, service_url) = match (sfu_get, livekit_url, livekit_token) {
             (Some(sfu_get), static_url, static_token) => {
                 if static_url.is_some() || static_token.is_some() {
@@ -394,7 +417,7 @@ impl Args {
             (None, Some(url), Some(token)) => {
                 let livekit_url = endpoint::livekit_url(&url, allow_insecure)
                     .map_err(|e| ConfigError(format!("LIVEKIT_SERVICE_URL: {e}")))?;
-                (CredentialSource::Static { livekit_url, token: Jwt::new(token) }, None)
+                (CredentialSource::Static { livekit_url, token: Jwt::new(token.expose()) }, None)
             }
             (None, Some(_), None) => {
                 return Err(ConfigError(
@@ -507,7 +530,7 @@ impl Args {
             set(self.element_call_parent_url),
             &mut warnings,
         )?;
-        let recovery_key = set(self.recovery_key).map(RecoveryKey);
+        let recovery_key = secret(self.recovery_key);
         let key_resend = whole_number(self.key_resend_secs, "PER_PARTICIPANT_KEY_RESEND_SECS", 0)?;
         let key_grace =
             whole_number(self.key_grace_ms, "PER_PARTICIPANT_KEY_GRACE_PERIOD_MS", 300)?;
@@ -567,7 +590,8 @@ impl Args {
         Ok(Config {
             homeserver_url,
             username,
-            password: Password(password),
+            password,
+            store_passphrase,
             device_id: set(self.device_id),
             room,
             via_servers,
@@ -772,6 +796,41 @@ mod tests {
         let config = with(&[]).unwrap();
         assert_eq!(config.password.expose(), "secret");
         assert!(!format!("{config:?}").contains("secret"));
+    }
+
+    #[test]
+    fn the_store_passphrase_never_shows() {
+        let config = with(&[]).unwrap();
+        assert!(config.store_passphrase.is_none(), "unencrypted unless set");
+        assert!(with(&[("store-passphrase", "  ")]).unwrap().store_passphrase.is_none());
+        let config = with(&[("store-passphrase", " open sesame ")]).unwrap();
+        assert_eq!(config.store_passphrase.as_ref().map(Secret::expose), Some("open sesame"));
+        assert!(!format!("{config:?}").contains("sesame"), "{config:?}");
+        assert_eq!(
+            config.warnings.iter().any(|w| w.contains("MATRIX_STORE_PASSPHRASE is ignored")),
+            !cfg!(feature = "sqlite"),
+            "only a build without a store on disk ignores it"
+        );
+        let help = <Args as clap::CommandFactory>::command().render_long_help().to_string();
+        assert!(help.contains("[env: MATRIX_STORE_PASSPHRASE"), "{help}");
+        assert!(help.contains("process lists"), "the help says to prefer the variable");
+    }
+
+    #[test]
+    fn secrets_are_trimmed_and_empty_ones_unset() {
+        assert_eq!(secret(Some(" a b ".into())).as_ref().map(Secret::expose), Some("a b"));
+        assert!(secret(Some(" \t".into())).is_none());
+        assert!(secret(None).is_none());
+        let error = with(&[("password", " ")]).unwrap_err();
+        assert!(error.0.starts_with("MATRIX_PASSWORD (or --password) must be set"), "{}", error.0);
+        let config =
+            with(&[("livekit-url", "wss://sfu.example.org"), ("livekit-token", " a.b.c ")])
+                .unwrap();
+        assert!(!format!("{config:?}").contains("a.b.c"), "the token never shows");
+        match config.credentials {
+            CredentialSource::Static { token, .. } => assert_eq!(token.expose(), "a.b.c"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
