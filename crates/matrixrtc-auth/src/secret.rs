@@ -3,14 +3,15 @@
 use std::fmt;
 
 /// A secret string (an API secret, an access token). `Debug` and `Display` print
-/// `[redacted]`; the value is only reachable through [`Secret::expose`].
+/// `[redacted]`; the value is only reachable through [`Secret::expose`]; its memory is zeroed
+/// when it is dropped.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+pub struct Secret(zeroize::Zeroizing<String>);
 
 impl Secret {
     /// Wraps a secret value.
     pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
+        Self(zeroize::Zeroizing::new(value.into()))
     }
 
     /// The secret value. Call this only where the value is put on the wire.
@@ -33,7 +34,7 @@ impl fmt::Display for Secret {
 
 impl<'de> serde::Deserialize<'de> for Secret {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        String::deserialize(deserializer).map(Secret)
+        String::deserialize(deserializer).map(Secret::new)
     }
 }
 
