@@ -24,6 +24,7 @@ use crate::identity::{ROOM_CALL_SLOT, hashed_identity, legacy_identity, livekit_
 use crate::limits::{ClientKey, Limits, client_address};
 use crate::openid::cache::{CacheKey, Source, VerificationCache};
 use crate::openid::{OpenIdError, OpenIdVerifier};
+use crate::outbound::HomeserverHttp;
 use crate::request::{
     DelayedLeave, DelegateDelayedLeaveRequest, LegacySfuRequest, OpenIdToken, SfuRequest,
 };
@@ -60,13 +61,15 @@ pub struct ServiceInitError(String);
 
 /// Builds the service's router for `config`.
 pub fn router(config: Config) -> Result<Router, ServiceInitError> {
+    // One client (one connection pool) for every request to homeservers.
+    let homeservers =
+        HomeserverHttp::new(config.outbound_timeout, config.accept_invalid_certs, &config.outbound)
+            .map_err(|e| ServiceInitError(e.to_string()))?;
     let openid = OpenIdVerifier::new(
+        homeservers.clone(),
         config.outbound_timeout,
         config.federation_overrides.clone(),
-        config.accept_invalid_certs,
-        &config.outbound,
-    )
-    .map_err(|e| ServiceInitError(e.to_string()))?;
+    );
     let livekit_url =
         url::Url::parse(&config.livekit_url).map_err(|e| ServiceInitError(e.to_string()))?;
     let rooms = RoomServiceClient::new(
@@ -77,13 +80,7 @@ pub fn router(config: Config) -> Result<Router, ServiceInitError> {
     )
     .map_err(|e| ServiceInitError(e.to_string()))?;
     let delegations = if config.delegation {
-        let homeserver = DelayedEvents::new(
-            config.outbound_timeout,
-            config.cs_api_url_overrides.clone(),
-            config.accept_invalid_certs,
-            &config.outbound,
-        )
-        .map_err(|e| ServiceInitError(e.to_string()))?;
+        let homeserver = DelayedEvents::new(homeservers, config.cs_api_url_overrides.clone());
         Some(Delegations::new(homeserver, rooms.clone(), config.sanity_check_interval))
     } else {
         None

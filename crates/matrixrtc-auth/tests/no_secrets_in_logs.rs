@@ -84,27 +84,20 @@ async fn trace_logs_hold_no_secret() {
     )
     .await;
     assert_eq!((refused.status.as_u16(), refused.errcode()), (401, "M_UNAUTHORIZED"));
-    let unreachable_token = "unreachable-token-that-must-not-be-logged";
-    let unreachable = post(
-        &format!("{base}/sfu/get"),
-        json!({
+    // A token naming a homeserver that cannot be reached, then one the outbound policy refuses.
+    let sfu_get = |token: &str, server_name: &str| {
+        let body = json!({
             "room": call.room_id, "device_id": "D",
-            "openid_token": {"access_token": unreachable_token, "token_type": "Bearer", "matrix_server_name": "127.0.0.1:1", "expires_in": 3600},
-        })
-        .to_string(),
-    )
-    .await;
+            "openid_token": {"access_token": token, "token_type": "Bearer", "matrix_server_name": server_name, "expires_in": 3600},
+        });
+        let url = format!("{base}/sfu/get");
+        async move { post(&url, body.to_string()).await }
+    };
+    let unreachable_token = "unreachable-token-that-must-not-be-logged";
+    let unreachable = sfu_get(unreachable_token, "127.0.0.1:1").await;
     assert_eq!((unreachable.status.as_u16(), unreachable.errcode()), (502, "M_UNKNOWN"));
     let internal_token = "internal-token-that-must-not-be-logged";
-    let internal = post(
-        &format!("{base}/sfu/get"),
-        json!({
-            "room": call.room_id, "device_id": "D",
-            "openid_token": {"access_token": internal_token, "token_type": "Bearer", "matrix_server_name": "169.254.169.254", "expires_in": 3600},
-        })
-        .to_string(),
-    )
-    .await;
+    let internal = sfu_get(internal_token, "169.254.169.254").await;
     assert_eq!((internal.status.as_u16(), internal.errcode()), (401, "M_UNAUTHORIZED"));
 
     tokio::time::sleep(Duration::from_secs(3)).await;

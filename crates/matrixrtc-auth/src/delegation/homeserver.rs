@@ -19,7 +19,7 @@ use url::Url;
 
 use super::job::HomeserverAnswer;
 use crate::http::{error_chain, https_url, read_limited, with_trailing_slash};
-use crate::outbound::{HomeserverHttp, Outbound};
+use crate::outbound::HomeserverHttp;
 use crate::secret::Secret;
 use crate::server_name::ServerName;
 
@@ -83,17 +83,10 @@ pub struct DelayedEvents {
 }
 
 impl DelayedEvents {
-    /// A client whose requests time out after `timeout`, with client-server API URL overrides
-    /// keyed by server name, under the outbound policy. With `accept_invalid_certs` TLS
-    /// certificates are not checked (tests only).
-    pub fn new(
-        timeout: Duration,
-        overrides: HashMap<String, Url>,
-        accept_invalid_certs: bool,
-        outbound: &Outbound,
-    ) -> Result<Self, reqwest::Error> {
-        let http = HomeserverHttp::new(timeout, accept_invalid_certs, outbound)?;
-        Ok(Self { http, overrides, discovered: Mutex::new(HashMap::new()) })
+    /// A client sending its requests with `http`, with client-server API URL overrides keyed by
+    /// server name.
+    pub fn new(http: HomeserverHttp, overrides: HashMap<String, Url>) -> Self {
+        Self { http, overrides, discovered: Mutex::new(HashMap::new()) }
     }
 
     /// The base URL (ending in `/`) of the client-server API of `server_name`.
@@ -234,9 +227,10 @@ mod tests {
     async fn overrides_win_and_hostile_names_are_refused_before_any_request() {
         let overrides =
             [("localhost".to_owned(), Url::parse("http://127.0.0.1:8008/prefix").unwrap())].into();
-        let outbound = Outbound::new(crate::outbound::OutboundPolicy::public_only());
-        let client =
-            DelayedEvents::new(Duration::from_secs(1), overrides, false, &outbound).unwrap();
+        let outbound =
+            crate::outbound::Outbound::new(crate::outbound::OutboundPolicy::public_only());
+        let http = HomeserverHttp::new(Duration::from_secs(1), false, &outbound).unwrap();
+        let client = DelayedEvents::new(http, overrides);
         assert_eq!(
             client.base_url("localhost").await.unwrap().as_str(),
             "http://127.0.0.1:8008/prefix/"

@@ -31,7 +31,7 @@ use serde::Deserialize;
 use url::Url;
 
 use crate::http::{error_chain, read_limited, with_trailing_slash};
-use crate::outbound::{HomeserverHttp, Outbound, Refused, refusal};
+use crate::outbound::{HomeserverHttp, Refused, refusal};
 use crate::request::OpenIdToken;
 use crate::server_name::ServerName;
 
@@ -93,17 +93,10 @@ struct WellKnownServer {
 }
 
 impl OpenIdVerifier {
-    /// A verifier with the given per-request timeout, federation base URL overrides (keyed by
-    /// server name) and outbound policy. With `accept_invalid_certs` TLS certificates are not
-    /// checked: for tests only.
-    pub fn new(
-        timeout: Duration,
-        overrides: HashMap<String, Url>,
-        accept_invalid_certs: bool,
-        outbound: &Outbound,
-    ) -> Result<Self, reqwest::Error> {
-        let http = HomeserverHttp::new(timeout, accept_invalid_certs, outbound)?;
-        Ok(Self { http, overrides, timeout })
+    /// A verifier sending its requests with `http` (whose timeout is `timeout`), with federation
+    /// base URL overrides keyed by server name.
+    pub fn new(http: HomeserverHttp, timeout: Duration, overrides: HashMap<String, Url>) -> Self {
+        Self { http, overrides, timeout }
     }
 
     /// Verifies `token` and returns the Matrix user id it belongs to.
@@ -232,8 +225,11 @@ mod tests {
     fn verifier(overrides: &[(&str, &str)]) -> OpenIdVerifier {
         let overrides =
             overrides.iter().map(|(k, v)| ((*k).to_owned(), Url::parse(v).unwrap())).collect();
-        let outbound = Outbound::new(crate::outbound::OutboundPolicy::public_only());
-        OpenIdVerifier::new(Duration::from_secs(1), overrides, false, &outbound).unwrap()
+        let outbound =
+            crate::outbound::Outbound::new(crate::outbound::OutboundPolicy::public_only());
+        let timeout = Duration::from_secs(1);
+        let http = HomeserverHttp::new(timeout, false, &outbound).unwrap();
+        OpenIdVerifier::new(http, timeout, overrides)
     }
 
     async fn base(v: &OpenIdVerifier, name: &str) -> String {

@@ -8,10 +8,11 @@ use url::{Host, Url};
 use super::resolver::GuardedResolver;
 use super::{Outbound, Refused};
 
-/// Requests to homeservers: timeouts, no redirects, no proxy, and only to addresses the policy
-/// allows. Cheap to clone.
+/// The HTTP client of requests to homeservers (OpenID verification, delegated leaves):
+/// timeouts, no redirects, no proxy, and only to addresses the policy allows. Cheap to clone;
+/// clones share their connections.
 #[derive(Debug, Clone)]
-pub(crate) struct HomeserverHttp {
+pub struct HomeserverHttp {
     http: reqwest::Client,
     policy: Arc<super::OutboundPolicy>,
 }
@@ -19,7 +20,7 @@ pub(crate) struct HomeserverHttp {
 impl HomeserverHttp {
     /// A client whose requests time out after `timeout`; with `accept_invalid_certs` TLS
     /// certificates are not checked (tests only).
-    pub(crate) fn new(
+    pub fn new(
         timeout: Duration,
         accept_invalid_certs: bool,
         outbound: &Outbound,

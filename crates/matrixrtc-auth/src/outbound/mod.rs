@@ -25,7 +25,8 @@ use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-pub(crate) use client::{HomeserverHttp, refusal};
+pub use client::HomeserverHttp;
+pub(crate) use client::refusal;
 pub use ranges::{Classification, Embedding, SpecialRange, classify};
 pub use resolver::{HostResolver, Lookup, SystemResolver};
 
