@@ -176,12 +176,12 @@ impl DelayedEvents {
             .await
         {
             Ok(response) => response,
-            Err(error) if crate::outbound::refusal(&error).is_some() => {
-                let refused = crate::outbound::refusal(&error);
-                tracing::warn!(action = action.path(), refused = %refused.map(|r| r.to_string()).unwrap_or_default(), "delayed event request refused");
-                return HomeserverAnswer::NotFound;
-            }
             Err(error) => {
+                if let Some(refused) = crate::outbound::refusal(&error) {
+                    // The base URL's name resolved to a refused address: nothing to retry.
+                    tracing::warn!(action = action.path(), %refused, "delayed event request refused");
+                    return HomeserverAnswer::NotFound;
+                }
                 tracing::warn!(
                     action = action.path(),
                     error = %error_chain(&error.without_url()),
