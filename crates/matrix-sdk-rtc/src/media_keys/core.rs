@@ -4,9 +4,11 @@
 //! It follows Element Call (matrix-js-sdk's `RTCEncryptionManager`): our first key (index 0) is
 //! used at once; when a member who had our key leaves, or a member joins once our key is older
 //! than [`ROTATION_GRACE`], a new key (next index, modulo 256) goes to every member and we
-//! encrypt with it [`USE_KEY_DELAY`] later; a joiner within the grace period gets the current
-//! key. A received key is bound to the LiveKit identity of the membership with the sender's user
-//! and device, or held until that membership appears.
+//! encrypt with it [`USE_KEY_DELAY`] after the homeserver took the message (the shell says so
+//! with [`MediaKeysCore::key_sent`]); a joiner within the grace period gets the current key. A
+//! key whose send failed is not used: it goes to every member again, [`SEND_RETRY`] later and
+//! then less and less often. A received key is bound to the LiveKit identity of the membership
+//! with the sender's user and device, or held until that membership appears.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -17,8 +19,15 @@ use tracing::debug;
 use super::content::{self, KeyRejection, MediaKey};
 use crate::membership::Membership;
 
-/// How long after sending a new key we start encrypting with it (receivers need it first).
+/// How long after the homeserver took a new key we start encrypting with it (receivers need it
+/// first). Element Call waits this long after its send returns, not after deciding to rotate:
+/// the send itself (Olm sessions to claim with new devices) can take longer than the delay.
 pub const USE_KEY_DELAY: Duration = Duration::from_secs(1);
+/// How long after a failed send our latest key goes to every member again; it doubles after each
+/// failure, up to [`SEND_RETRY_MAX`].
+pub const SEND_RETRY: Duration = Duration::from_secs(1);
+/// The longest wait between two attempts to send a key.
+pub const SEND_RETRY_MAX: Duration = Duration::from_secs(30);
 /// A joiner within this age of our key gets that key instead of a rotation.
 pub const ROTATION_GRACE: Duration = Duration::from_secs(10);
 /// Keys held for devices with no membership yet, at most.
@@ -72,6 +81,25 @@ pub enum KeyOutput {
     },
 }
 
+/// How a [`KeyOutput::Send`] went, for [`MediaKeysCore::key_sent`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SendOutcome {
+    /// The homeserver took the message for every device we could encrypt for (a device we know
+    /// no keys of gets nothing, as with Element Call), or for some of them.
+    Sent,
+    /// Nothing went out: the homeserver or the crypto store failed.
+    Failed,
+}
+
+/// A send of our latest key to try again.
+#[derive(Debug, Clone, Copy)]
+struct Retry {
+    at: Instant,
+    /// The wait before this attempt (the next one waits twice as long).
+    waited: Duration,
+}
+
 /// A member as the exchange tracks it: a re-join (new `created_ts`) is a leave and a join.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Member {
@@ -102,8 +130,12 @@ pub struct MediaKeysCore {
     room_id: String,
     /// Our newest key (sent, maybe not yet used).
     latest: Option<OwnKey>,
+    /// A rotated key whose send has not finished yet (its index): its use waits for that.
+    awaiting_send: Option<u8>,
     /// When we start encrypting with `latest`.
     use_at: Option<Instant>,
+    /// Our latest key's send failed: when it goes to every member again.
+    retry: Option<Retry>,
     /// The members who have `latest`.
     holders: Vec<Member>,
     /// Current members (not us).
@@ -147,7 +179,9 @@ impl MediaKeysCore {
             own,
             room_id: room_id.into(),
             latest: None,
+            awaiting_send: None,
             use_at: None,
+            retry: None,
             holders: Vec::new(),
             members: Vec::new(),
             held: Vec::new(),
@@ -199,8 +233,16 @@ impl MediaKeysCore {
             debug!(index, left, joined = joined.len(), "rotating our media key");
             if self.create_key(now, index).is_some() {
                 self.holders.clear();
-                self.use_at = Some(now + USE_KEY_DELAY);
-                self.distribute(self.members.clone());
+                self.retry = None;
+                if self.members.is_empty() {
+                    // Nobody to send it to, nobody to wait for.
+                    self.awaiting_send = None;
+                    self.use_at = Some(now);
+                } else {
+                    self.awaiting_send = Some(index);
+                    self.use_at = None;
+                    self.distribute(self.members.clone());
+                }
             }
         } else if !joined.is_empty() {
             self.distribute(joined);
@@ -254,6 +296,33 @@ impl MediaKeysCore {
         Ok(())
     }
 
+    /// A [`KeyOutput::Send`] of the key with `index` finished: a rotated key is used
+    /// [`USE_KEY_DELAY`] after its send went out; our latest key goes out again after a failure.
+    pub fn key_sent(&mut self, now: Instant, index: u8, outcome: SendOutcome) {
+        let Some(latest) = &self.latest else { return };
+        if latest.index != index {
+            // A key that was replaced while it was being sent.
+            return;
+        }
+        match outcome {
+            SendOutcome::Sent => {
+                self.retry = None;
+                if self.awaiting_send == Some(index) {
+                    self.awaiting_send = None;
+                    self.use_at = Some(now + USE_KEY_DELAY);
+                }
+            }
+            SendOutcome::Failed => {
+                let waited = match self.retry {
+                    Some(retry) => (retry.waited * 2).min(SEND_RETRY_MAX),
+                    None => SEND_RETRY,
+                };
+                debug!(index, retry_in = ?waited, "our media key did not go out; it will be sent again");
+                self.retry = Some(Retry { at: now + waited, waited });
+            }
+        }
+    }
+
     /// A member's LiveKit participant (re)connected: it gets our current key again.
     pub fn participant_connected(&mut self, identity: &str) {
         let Some(latest) = &self.latest else { return };
@@ -280,6 +349,25 @@ impl MediaKeysCore {
                     index: latest.index,
                     key: latest.key.clone(),
                 });
+            }
+        }
+        if self.retry.is_some_and(|r| r.at <= now)
+            && let Some(latest) = &self.latest
+        {
+            // Due again; a success or a newer key ends the retries.
+            let devices: Vec<Device> = self.members.iter().map(|m| m.device.clone()).collect();
+            if let Some(retry) = &mut self.retry {
+                retry.at = now + SEND_RETRY_MAX;
+            }
+            if devices.is_empty() {
+                // Nobody left to wait for.
+                self.retry = None;
+                if self.awaiting_send.take().is_some() {
+                    self.use_at = Some(now);
+                }
+            } else {
+                let content = self.content(latest.index, &latest.key);
+                self.outputs.push_back(KeyOutput::Send { devices, index: latest.index, content });
             }
         }
         self.held.retain(|h| now.duration_since(h.received) < HELD_FOR);
@@ -312,7 +400,7 @@ impl MediaKeysCore {
             (Some(_), None, Some(latest)) => Some(latest.created),
             _ => None,
         };
-        [self.use_at, held, resend].into_iter().flatten().min()
+        [self.use_at, held, resend, self.retry.map(|r| r.at)].into_iter().flatten().min()
     }
 
     /// The next thing to do.

@@ -18,7 +18,7 @@ use tokio::task::JoinHandle;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::content::{EVENT_TYPE, MediaKey};
-use super::core::{Device, KeyOutput, MediaKeysCore, OwnMember};
+use super::core::{Device, KeyOutput, MediaKeysCore, OwnMember, SendOutcome};
 use crate::call_session::CallState;
 use crate::membership::Membership;
 
@@ -161,7 +161,8 @@ async fn run(
             match output {
                 KeyOutput::SetKey { identity, index, key } => sink.set_key(&identity, index, &key),
                 KeyOutput::Send { devices, index, content } => {
-                    send(&client, &devices, index, content).await;
+                    let outcome = send(&client, &devices, index, content).await;
+                    core.key_sent(Instant::now(), index, outcome);
                 }
             }
         }
@@ -203,7 +204,7 @@ async fn sleep_until(at: Option<Instant>) {
 }
 
 /// Sends our key, Olm-encrypted, to each device we know keys for.
-async fn send(client: &Client, devices: &[Device], index: u8, content: Value) {
+async fn send(client: &Client, devices: &[Device], index: u8, content: Value) -> SendOutcome {
     let encryption = client.encryption();
     let mut targets = Vec::new();
     for device in devices {
@@ -218,14 +219,18 @@ async fn send(client: &Client, devices: &[Device], index: u8, content: Value) {
             Ok(None) => {
                 debug!(user = %user_id, device = %device_id, "no keys for this device; it gets no media key")
             }
-            Err(error) => warn!(%error, "the crypto store failed; a media key is not sent"),
+            Err(error) => {
+                warn!(%error, "the crypto store failed; a media key is not sent");
+                return SendOutcome::Failed;
+            }
         }
     }
     if targets.is_empty() {
-        return;
+        return SendOutcome::Sent;
     }
     let Ok(raw) = Raw::<AnyToDeviceEventContent>::from_json_string(content.to_string()) else {
-        return;
+        warn!(index, "a media key message did not serialise; it is not sent");
+        return SendOutcome::Failed;
     };
     let count = targets.len();
     match encryption
@@ -237,13 +242,26 @@ async fn send(client: &Client, devices: &[Device], index: u8, content: Value) {
         )
         .await
     {
-        Ok(failed) if failed.is_empty() => info!(index, devices = count, "media key sent"),
-        Ok(failed) => warn!(
-            index,
-            failed = failed.len(),
-            devices = count,
-            "media key not sent to every device"
-        ),
-        Err(error) => warn!(index, %error, "media key not sent"),
+        Ok(failed) if failed.is_empty() => {
+            info!(index, devices = count, "media key sent");
+            SendOutcome::Sent
+        }
+        Ok(failed) if failed.len() < count => {
+            warn!(
+                index,
+                failed = failed.len(),
+                devices = count,
+                "media key not sent to every device"
+            );
+            SendOutcome::Sent
+        }
+        Ok(_) => {
+            warn!(index, devices = count, "media key sent to no device");
+            SendOutcome::Failed
+        }
+        Err(error) => {
+            warn!(index, %error, "media key not sent");
+            SendOutcome::Failed
+        }
     }
 }

@@ -14,5 +14,8 @@ mod exchange;
 mod tests;
 
 pub use content::{EVENT_TYPE, KEY_LEN, KeyRejection, MediaKey};
-pub use core::{Device, KeyOutput, MediaKeysCore, OwnMember, ROTATION_GRACE, USE_KEY_DELAY};
+pub use core::{
+    Device, KeyOutput, MediaKeysCore, OwnMember, ROTATION_GRACE, SEND_RETRY, SEND_RETRY_MAX,
+    SendOutcome, USE_KEY_DELAY,
+};
 pub use exchange::{MediaKeyExchange, MediaKeySink};

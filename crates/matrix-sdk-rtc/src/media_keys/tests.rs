@@ -122,11 +122,84 @@ fn a_joiner_within_the_grace_period_gets_the_current_key_later_ones_a_rotation()
     sent[0].0.sort();
     assert_eq!(sent, [(vec!["A".to_owned(), "B".to_owned(), "C".to_owned()], 1, 2)]);
     assert!(set_keys(&out).is_empty(), "not used before the others have it");
-    assert_eq!(core.next_timeout(), Some(late + USE_KEY_DELAY));
-    core.handle_timeout(late + USE_KEY_DELAY - Duration::from_millis(1));
+    assert_eq!(core.next_timeout(), None, "the delay starts once the send went out");
+    let sent = late + Duration::from_millis(1500);
+    core.key_sent(sent, 1, SendOutcome::Sent);
+    assert_eq!(core.next_timeout(), Some(sent + USE_KEY_DELAY));
+    core.handle_timeout(sent + USE_KEY_DELAY - Duration::from_millis(1));
     assert!(outputs(&mut core).is_empty());
-    core.handle_timeout(late + USE_KEY_DELAY);
+    core.handle_timeout(sent + USE_KEY_DELAY);
     assert_eq!(set_keys(&outputs(&mut core)), [("@bot:example.org:BOT".to_owned(), 1, 2)]);
+}
+
+#[test]
+fn a_rotated_key_that_did_not_go_out_is_not_used_and_is_sent_again_less_and_less_often() {
+    let mut core = exchange();
+    let now = Instant::now();
+    core.members_changed(now, &[bot(), member("@a:x", "A", 1), member("@b:x", "B", 1)]);
+    outputs(&mut core);
+    core.key_sent(now, 0, SendOutcome::Sent);
+    core.members_changed(now, &[bot(), member("@a:x", "A", 1)]);
+    assert_eq!(sends(&outputs(&mut core)), [(vec!["A".to_owned()], 1, 2)]);
+
+    let mut at = now;
+    let mut waits = Vec::new();
+    for _ in 0..7 {
+        core.key_sent(at, 1, SendOutcome::Failed);
+        let due = core.next_timeout().expect("a retry");
+        waits.push(due - at);
+        core.handle_timeout(due - Duration::from_millis(1));
+        assert!(outputs(&mut core).is_empty(), "not before it is due");
+        core.handle_timeout(due);
+        let out = outputs(&mut core);
+        assert!(set_keys(&out).is_empty(), "never used while nobody has it");
+        assert_eq!(sends(&out), [(vec!["A".to_owned()], 1, 2)], "the same key to everybody");
+        at = due;
+    }
+    let secs: Vec<u64> = waits.iter().map(Duration::as_secs).collect();
+    assert_eq!(secs, [1, 2, 4, 8, 16, 30, 30]);
+
+    core.key_sent(at, 1, SendOutcome::Sent);
+    assert_eq!(core.next_timeout(), Some(at + USE_KEY_DELAY), "no retry after a success");
+    core.handle_timeout(at + USE_KEY_DELAY);
+    assert_eq!(set_keys(&outputs(&mut core)), [("@bot:example.org:BOT".to_owned(), 1, 2)]);
+    assert_eq!(core.next_timeout(), None);
+}
+
+#[test]
+fn a_key_replaced_while_it_was_sent_is_never_used() {
+    let mut core = exchange();
+    let now = Instant::now();
+    let three = [bot(), member("@a:x", "A", 1), member("@b:x", "B", 1), member("@c:x", "C", 1)];
+    core.members_changed(now, &three);
+    outputs(&mut core);
+    core.members_changed(now, &three[..3]);
+    core.members_changed(now, &three[..2]);
+    let sent: Vec<u8> = sends(&outputs(&mut core)).iter().map(|s| s.1).collect();
+    assert_eq!(sent, [1, 2]);
+    core.key_sent(now, 1, SendOutcome::Sent);
+    assert_eq!(core.next_timeout(), None, "key 1 is no longer ours to use");
+    core.key_sent(now, 1, SendOutcome::Failed);
+    assert_eq!(core.next_timeout(), None, "nor to send again");
+    core.key_sent(now, 2, SendOutcome::Sent);
+    core.handle_timeout(now + USE_KEY_DELAY);
+    assert_eq!(set_keys(&outputs(&mut core)), [("@bot:example.org:BOT".to_owned(), 2, 3)]);
+}
+
+#[test]
+fn when_the_last_member_leaves_the_new_key_is_used_at_once() {
+    let mut core = exchange();
+    let now = Instant::now();
+    core.members_changed(now, &[bot(), member("@a:x", "A", 1)]);
+    outputs(&mut core);
+    core.key_sent(now, 0, SendOutcome::Sent);
+    core.members_changed(now, &[bot()]);
+    assert!(sends(&outputs(&mut core)).is_empty());
+    core.handle_timeout(now);
+    assert_eq!(set_keys(&outputs(&mut core)), [("@bot:example.org:BOT".to_owned(), 1, 2)]);
+    // A joiner within the grace period gets the key we encrypt with.
+    core.members_changed(now, &[bot(), member("@b:x", "B", 1)]);
+    assert_eq!(sends(&outputs(&mut core)), [(vec!["B".to_owned()], 1, 2)]);
 }
 
 #[test]
