@@ -78,6 +78,10 @@ impl FrameCryptor for GcmFrameCryptor {
         Ok(())
     }
 
+    fn encryption_key_index(&self, participant_identity: &str) -> Option<u8> {
+        self.keys.current_key_index(participant_identity)
+    }
+
     fn decrypt(
         &self,
         context: &FrameContext<'_>,

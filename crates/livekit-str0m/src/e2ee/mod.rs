@@ -120,4 +120,14 @@ pub trait FrameCryptor: Send + Sync + 'static {
         context: &FrameContext<'_>,
         frame: &mut Vec<u8>,
     ) -> Result<(), FrameCryptError>;
+
+    /// The index of the key `participant_identity`'s frames are encrypted with now, for schemes
+    /// with key indices (`None` otherwise, the default). When the index our video is encrypted
+    /// with changes, the publisher sends keyframes over the next seconds, so that subscribers
+    /// who got the new key late see the picture again at once instead of when their decoder
+    /// gives up waiting.
+    fn encryption_key_index(&self, participant_identity: &str) -> Option<u8> {
+        let _ = participant_identity;
+        None
+    }
 }

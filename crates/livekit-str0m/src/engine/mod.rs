@@ -490,7 +490,7 @@ impl Engine {
         }
         self.handle_stun_timeouts(now);
         self.handle_keyframe_retries(now);
-        self.handle_keyframe_repeats(now);
+        self.handle_scheduled_keyframes(now);
     }
 
     /// The next output, or the next deadline.

@@ -26,6 +26,19 @@ const MAX_RECEIVING: u32 = 256;
 /// binds the subscription, often before the subscriber's browser has the receiver that decodes
 /// it, and then rate-limits the browser's own requests (~0.7 s measured against LiveKit 1.13).
 pub(super) const SUBSCRIBER_KEYFRAME_REPEAT: Duration = Duration::from_millis(250);
+/// Keyframes after the key our video is encrypted with changed, counted from the first frame
+/// with the new key. A subscriber that gets the key late drops the frames it cannot decrypt, and
+/// its decoder then has lost its reference: a browser asks for a keyframe itself only after 3 s
+/// without a decodable frame (measured with Element Call: 3.0-3.6 s still pictures when a key
+/// arrived a second late). With these, the picture resumes within half a second of the key's
+/// arrival for as long as a browser would wait.
+pub(super) const KEY_CHANGE_KEYFRAMES: [Duration; 5] = [
+    Duration::from_millis(500),
+    Duration::from_millis(1000),
+    Duration::from_millis(1500),
+    Duration::from_millis(2000),
+    Duration::from_millis(2500),
+];
 /// The lowest bitrate handed to a video encoder, whatever the estimate says.
 pub(super) const MIN_TRACK_BITRATE: u32 = 100_000;
 
@@ -47,6 +60,8 @@ struct Publication {
     announced: Option<u32>,
     /// Whether a subscriber receives it (the server's subscribed-quality updates).
     watched: bool,
+    /// The index of the key its last frame was encrypted with (encrypted tracks).
+    key_index: Option<u8>,
 }
 
 /// The publishing state of one session.
@@ -61,8 +76,9 @@ pub(super) struct Publishing {
     publisher_channel: bool,
     /// Local track cid → its publication.
     publications: HashMap<String, Publication>,
-    /// Local tracks (by cid) whose new subscriber gets its keyframe again, and when.
-    keyframe_repeat: HashMap<String, Instant>,
+    /// Keyframes asked for later (by cid, in time order): a new subscriber's again, and those
+    /// after a key change.
+    keyframes_due: HashMap<String, Vec<Instant>>,
     /// The next publisher offer restarts ICE.
     ice_restart: bool,
     /// The publisher connection's bandwidth estimate (TWCC), bits per second.
@@ -90,7 +106,7 @@ impl Publishing {
             want_channel,
             publisher_channel: false,
             publications: HashMap::new(),
-            keyframe_repeat: HashMap::new(),
+            keyframes_due: HashMap::new(),
             ice_restart: false,
             egress_estimate: None,
             receive_wanted: (0, 0),
@@ -130,9 +146,17 @@ impl Publishing {
         self.ice_restart = ice_restart;
     }
 
-    /// When the next keyframe repeat is due.
+    /// When the next keyframe asked for later is due.
     pub(super) fn next_deadline(&self) -> Option<Instant> {
-        self.keyframe_repeat.values().min().copied()
+        self.keyframes_due.values().filter_map(|due| due.first()).min().copied()
+    }
+
+    /// Asks for keyframes of the track `cid` at these times.
+    fn schedule_keyframes(&mut self, cid: &str, at: impl IntoIterator<Item = Instant>) {
+        let due = self.keyframes_due.entry(cid.to_owned()).or_default();
+        due.extend(at);
+        due.sort_unstable();
+        due.dedup();
     }
 
     /// The cid of the local track the server knows as `sid`.
@@ -310,6 +334,19 @@ impl Engine {
                 debug!(cid, %error, "frame not encrypted; dropped");
                 return false;
             }
+            if codec != FrameCodec::Opus {
+                let index = cryptor.encryption_key_index(&session.identity);
+                let publishing = &mut session.publishing;
+                let previous = publishing
+                    .publications
+                    .get_mut(cid)
+                    .and_then(|p| std::mem::replace(&mut p.key_index, index));
+                if previous.is_some() && index.is_some() && previous != index {
+                    debug!(cid, ?previous, ?index, "our key changed: keyframes follow");
+                    publishing
+                        .schedule_keyframes(cid, KEY_CHANGE_KEYFRAMES.map(|after| now + after));
+                }
+            }
         }
         let Some(writer) = session.publisher.rtc.writer(mid) else { return false };
         let Some(pt) = writer
@@ -423,10 +460,7 @@ impl Engine {
         let video = self.local_tracks.get(cid).map(|t| t.options.kind()) == Some(TrackKind::Video);
         if started && video {
             let cid = cid.clone();
-            session
-                .publishing
-                .keyframe_repeat
-                .insert(cid.clone(), now + SUBSCRIBER_KEYFRAME_REPEAT);
+            session.publishing.schedule_keyframes(&cid, [now + SUBSCRIBER_KEYFRAME_REPEAT]);
             self.outputs.push_back(Output::Event(EngineEvent::KeyframeRequested { cid }));
         }
     }
@@ -713,19 +747,21 @@ impl Engine {
         self.allocate_bitrate();
     }
 
-    /// Repeats the keyframes for new subscribers that are due.
-    pub(super) fn handle_keyframe_repeats(&mut self, now: Instant) {
+    /// Asks for the keyframes that are due (one per track, however many fell due).
+    pub(super) fn handle_scheduled_keyframes(&mut self, now: Instant) {
         let Some(session) = self.session.as_mut() else { return };
-        let repeats: Vec<String> = session
-            .publishing
-            .keyframe_repeat
-            .iter()
-            .filter(|(_, at)| **at <= now)
-            .map(|(c, _)| c.clone())
-            .collect();
-        for cid in repeats {
-            session.publishing.keyframe_repeat.remove(&cid);
-            if session.publishing.publications.contains_key(&cid) {
+        let publishing = &mut session.publishing;
+        let mut due = Vec::new();
+        publishing.keyframes_due.retain(|cid, times| {
+            let passed = times.partition_point(|at| *at <= now);
+            if passed > 0 {
+                times.drain(..passed);
+                due.push(cid.clone());
+            }
+            !times.is_empty()
+        });
+        for cid in due {
+            if publishing.publications.contains_key(&cid) {
                 self.outputs.push_back(Output::Event(EngineEvent::KeyframeRequested { cid }));
             }
         }

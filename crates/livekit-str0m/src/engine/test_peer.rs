@@ -58,7 +58,12 @@ pub(crate) fn join() -> proto::JoinResponse {
 }
 
 pub(crate) fn started(now: Instant) -> Engine {
-    let mut engine = Engine::new(EngineConfig::default(), now);
+    started_with(EngineConfig::default(), now)
+}
+
+/// [`started`] with `config`.
+pub(crate) fn started_with(config: EngineConfig, now: Instant) -> Engine {
+    let mut engine = Engine::new(config, now);
     let addrs = LocalAddrs { publisher: vec![addr(PUBLISHER)], subscriber: vec![addr(SUBSCRIBER)] };
     engine.start_session(join(), addrs, false, now);
     engine

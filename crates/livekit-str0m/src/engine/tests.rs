@@ -10,7 +10,7 @@ use str0m::media::{Direction, MediaKind, MediaTime};
 use str0m::net::{Protocol, Receive};
 use str0m::{Event, Input, Rtc};
 
-use super::publisher::{MIN_TRACK_BITRATE, SUBSCRIBER_KEYFRAME_REPEAT};
+use super::publisher::{KEY_CHANGE_KEYFRAMES, MIN_TRACK_BITRATE, SUBSCRIBER_KEYFRAME_REPEAT};
 use super::test_peer::*;
 use super::*;
 use crate::track::{
@@ -697,6 +697,68 @@ fn a_new_subscriber_gets_a_keyframe_at_once_and_again_shortly_after() {
         proto::SubscribedQualityUpdate { track_sid: "TR_other".into(), ..Default::default() };
     engine.handle_signal(signal_response::Message::SubscribedQualityUpdate(other), now);
     assert_eq!(keyframes(&mut engine), 0, "another track");
+}
+
+#[test]
+fn when_our_key_changes_keyframes_follow_for_late_receivers_of_the_key() {
+    use crate::e2ee::{GcmFrameCryptor, KeyProvider, KeyProviderOptions};
+
+    let keys = Arc::new(KeyProvider::new(KeyProviderOptions::element_call()));
+    keys.set_key("me", 0, &[1; 16]).unwrap();
+    let config = EngineConfig { cryptor: Some(Arc::new(GcmFrameCryptor::new(keys.clone()))) };
+    let mut now = Instant::now();
+    let mut engine = started_with(config, now);
+    drain(&mut engine);
+    let options = VideoTrackOptions { encrypted: true, ..Default::default() };
+    engine.add_track("TR_RS1".into(), LocalTrackOptions::Video(options));
+    let published =
+        proto::TrackPublishedResponse { cid: "TR_RS1".into(), track: Some(track("TR_m")) };
+    engine.handle_signal(signal_response::Message::TrackPublished(published), now);
+    let (signals, _, _) = drain(&mut engine);
+    let Some(signal_request::Message::Offer(offer)) = signals.into_iter().last() else {
+        panic!("no offer")
+    };
+    let mut server = FakeServer::new(now);
+    let answer = answer_from(&mut server, &offer);
+    engine.handle_signal(signal_response::Message::Answer(answer), now);
+    pump(&mut engine, &mut server, &mut now, |_, s| {
+        s.iter().any(|e| matches!(e, Event::Connected))
+    });
+    drain(&mut engine);
+
+    // Frames at 30 fps from `start` for `duration`: the times keyframes were asked for.
+    let interval = Duration::from_millis(33);
+    let mut index = 0;
+    let mut send = |engine: &mut Engine, start: Instant, duration: Duration| {
+        let mut asked = Vec::new();
+        let mut at = start;
+        while at < start + duration {
+            engine.handle_timeout(at);
+            assert!(engine.write_frame("TR_RS1", frame(&[0x10; 40], index, interval), at));
+            index += 1;
+            let (_, _, events) = drain(engine);
+            let requests = events
+                .iter()
+                .filter(|e| matches!(e, EngineEvent::KeyframeRequested { cid } if cid == "TR_RS1"));
+            asked.extend(requests.map(|_| at - start));
+            at += interval;
+        }
+        asked
+    };
+    assert!(send(&mut engine, now, Duration::from_secs(1)).is_empty(), "one key: none asked");
+
+    // The key changes: keyframes at each step of the schedule, within a frame of it.
+    let changed = now + Duration::from_secs(1);
+    keys.set_key("me", 1, &[2; 16]).unwrap();
+    let asked = send(&mut engine, changed, Duration::from_secs(4));
+    assert_eq!(asked.len(), KEY_CHANGE_KEYFRAMES.len(), "{asked:?}");
+    for (asked, due) in asked.iter().zip(KEY_CHANGE_KEYFRAMES) {
+        assert!(*asked >= due && *asked < due + interval, "{asked:?} for {due:?}");
+    }
+    // The same key set again is no change.
+    keys.set_key("me", 1, &[2; 16]).unwrap();
+    let later = changed + Duration::from_secs(4);
+    assert!(send(&mut engine, later, Duration::from_secs(3)).is_empty());
 }
 
 #[test]
