@@ -143,7 +143,8 @@ async fn keys_rotate_when_a_member_comes_and_goes_and_the_video_never_stops() {
     assert!(heard["margin_db"].as_f64().unwrap() >= 20.0, "{heard}");
     assert!(
         longest <= 2000,
-        "Element Call's picture of the program stood still {longest} ms: {gaps}\nthe program:\n{}\nthe second program:\n{}",
+        "Element Call's picture of the program stood still {longest} ms: {gaps}\nElement Call:\n{}\nthe program:\n{}\nthe second program:\n{}",
+        dump(),
         bot.log(),
         other.log()
     );
