@@ -47,8 +47,10 @@
 //     (about 55 ms above -35 dBFS after WebRTC's audio processing and Opus);
 //   WATCH_AUDIO: with EXPECT_TONE, `1` to keep analysing the track that carried the tone until
 //     STAY_SECONDS are over and report `audio-stats` {track_index, seconds_observed,
-//     seconds_with_tone, min_margin_db}: the whole seconds since `tone-heard`, those with at
-//     least one spectrum carrying the tone, and the smallest per-second best margin;
+//     seconds_with_tone, min_margin_db, track_switches}: the whole seconds since `tone-heard`,
+//     those with at least one spectrum carrying the tone, and the smallest per-second best
+//     margin; when that track ends (Element Call subscribed again after a reconnect), the watch
+//     moves to the next track that carries the tone and counts from there (`track_switches`);
 //   EXPECT_SPEAKER: a display name (or user id: its local part, Synapse's default display name,
 //     is tried as well) whose tile Element Call must mark as speaking: a grid tile with
 //     GridTile.module.css's `speaking` class (hashed: `_speaking_…`), or a spotlight tile whose
@@ -251,9 +253,21 @@ function toneInitScript({ frequency, marginDb }) {
     if (state.context.state !== "running") state.context.resume().catch(() => {});
     const now = Date.now();
     for (const entry of state.tracks) {
-      if (entry.track.readyState === "ended") continue;
+      if (entry.track.readyState === "ended") {
+        // Element Call subscribed again (a reconnect): the watch moves to the next track that
+        // carries the tone, and its seconds count from there.
+        if (state.heard?.track_index === entry.index && !state.heard.ended) {
+          state.heard.ended = true;
+          state.switches = (state.switches ?? 0) + 1;
+        }
+        continue;
+      }
       const s = spectrum(entry);
       if (!state.best || s.margin > state.best.margin) state.best = { ...s, track_index: entry.index };
+      if (state.heard?.ended && s.carries) {
+        state.heard = { at: now, track_index: entry.index, ...s };
+        state.seconds = [];
+      }
       if (!state.heard && s.carries) state.heard = { at: now, track_index: entry.index, ...s };
       // What is reported: the best spectrum of the first second (a beep's first spectrum may
       // hold only its start).
@@ -317,6 +331,7 @@ async function toneState(page) {
       context: state.context?.state ?? null,
       sample_rate: state.context?.sampleRate ?? null,
       heard: view(state.heard),
+      switches: state.switches ?? 0,
       best: view(state.best),
       seconds: (state.seconds ?? []).map((s) => s && { best: round(s.best), carries: s.carries }),
     };
@@ -351,6 +366,7 @@ async function watchTone(page, deadline) {
     seconds_observed: seconds.length,
     seconds_with_tone: seconds.filter((s) => s.carries).length,
     min_margin_db: seconds.length ? Math.min(...seconds.map((s) => s.best)) : null,
+    track_switches: state.switches,
   });
 }
 
