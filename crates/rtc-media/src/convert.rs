@@ -1,9 +1,11 @@
 //! Conversion of what cameras and renderers produce to I420, honouring the real stride of every
 //! plane (a camera's `bytesperline` is often larger than the visible width).
 //!
-//! YUYV and RGB(A) go through the SIMD kernels of the `yuv` crate (which has no NV12 to I420);
-//! NV12 is a copy of the Y rows and a vectorised split of the interleaved chroma (SSE2 through
-//! `wide` on x86, the compiler's own `ld2` on aarch64).
+//! RGB(A) goes through the SIMD kernels of the `yuv` crate, and so does YUYV on x86 (whole
+//! pairs of rows). NV12 is a copy of the Y rows and a vectorised split of the interleaved chroma
+//! (SSE2 through `wide` on x86, the compiler's own `ld2` on aarch64). On ARM, YUYV is two such
+//! splits with a rounded mean of each pair of rows' chroma in between (the `yuv` crate's NEON
+//! kernel ran at 17 % of a copy under qemu).
 
 use yuv::{
     BufferStoreMut, YuvConversionMode, YuvPackedImage, YuvPlanarImageMut, YuvRange,
@@ -187,16 +189,37 @@ pub fn convert_into(picture: &RawPicture<'_>, frame: &mut I420Frame) -> Result<(
         PixelFormat::Yuyv => {
             // YUYV rows hold ⌈width/2⌉ macro-pixels of 4 bytes.
             check(planes, 0, 4 * cw, hu)?;
-            let packed = YuvPackedImage {
-                yuy: planes[0].data,
-                yuy_stride: planes[0].stride as u32,
-                width: w,
-                height: h,
-            };
             let (y, u, v) = frame.planes_mut();
-            let mut target = planar_target(y, u, v, w, h);
-            yuv::yuyv422_to_yuv420(&mut target, &packed)
-                .map_err(|e| ConvertError::Converter(e.to_string()))?;
+            // On x86 the `yuv` crate's SSE/AVX kernel takes whole pairs of rows, padding
+            // included; the rest (all of it on ARM) is split by `split_yuyv_rows`.
+            let mut kernel_rows =
+                if cfg!(any(target_arch = "x86", target_arch = "x86_64")) { hu & !1 } else { 0 };
+            if planes[0].data.len() < planes[0].stride * kernel_rows {
+                kernel_rows -= 2;
+            }
+            if kernel_rows > 0 {
+                let packed = YuvPackedImage {
+                    yuy: &planes[0].data[..planes[0].stride * kernel_rows],
+                    yuy_stride: planes[0].stride as u32,
+                    width: w,
+                    height: kernel_rows as u32,
+                };
+                let chroma = cw * kernel_rows / 2;
+                let (y, u, v) = (&mut y[..wu * kernel_rows], &mut u[..chroma], &mut v[..chroma]);
+                let mut target = planar_target(y, u, v, w, kernel_rows as u32);
+                yuv::yuyv422_to_yuv420(&mut target, &packed)
+                    .map_err(|e| ConvertError::Converter(e.to_string()))?;
+            }
+            let (y, u, v) = (
+                &mut y[wu * kernel_rows..],
+                &mut u[cw * kernel_rows / 2..],
+                &mut v[cw * kernel_rows / 2..],
+            );
+            let rest = Plane {
+                data: &planes[0].data[(planes[0].stride * kernel_rows).min(planes[0].data.len())..],
+                stride: planes[0].stride,
+            };
+            split_yuyv_rows(rest, hu - kernel_rows, wu, cw, y, u, v);
         }
         PixelFormat::Rgb24 | PixelFormat::Rgba | PixelFormat::Bgra => {
             let bpp = if picture.format == PixelFormat::Rgb24 { 3 } else { 4 };
@@ -286,6 +309,50 @@ fn deinterleave_sse2(src: &[u8], u: &mut [u8], v: &mut [u8]) -> usize {
         *v16 = u8x16::narrow_i16x8((first >> 8) & low_byte, (second >> 8) & low_byte).to_array();
     }
     body
+}
+
+/// `rows` YUYV rows (`y0 u y1 v` per macro-pixel) of `width` pixels into I420 planes: each
+/// row's luma, and for each pair of rows the rounded mean of their chroma (as libyuv takes it;
+/// an odd last row's own). Both splits are [`deinterleave`]: a YUYV row is pairs of `(y, u)`
+/// and `(y, v)`, so its luma and its interleaved chroma come out of one pass (`ld2` on
+/// aarch64), and the mean of two chroma rows (`urhadd`) splits into `u` and `v` the same way.
+fn split_yuyv_rows(
+    src: Plane<'_>,
+    rows: usize,
+    width: usize,
+    chroma_width: usize,
+    y: &mut [u8],
+    u: &mut [u8],
+    v: &mut [u8],
+) {
+    let row = |r: usize| &src.data[r * src.stride..][..4 * chroma_width];
+    // An odd width's rows end in half a macro-pixel: its luma goes through `luma` first.
+    let mut luma = vec![0; 2 * chroma_width];
+    let mut chroma = [vec![0; 2 * chroma_width], vec![0; 2 * chroma_width]];
+    for c in 0..rows.div_ceil(2) {
+        let pair = if 2 * c + 1 < rows { 2 } else { 1 };
+        for (k, chroma) in chroma.iter_mut().enumerate().take(pair) {
+            let r = 2 * c + k;
+            let y_row = &mut y[r * width..][..width];
+            if width == 2 * chroma_width {
+                deinterleave(row(r), y_row, chroma);
+            } else {
+                deinterleave(row(r), &mut luma, chroma);
+                y_row.copy_from_slice(&luma[..width]);
+            }
+        }
+        let [top, bottom] = &mut chroma;
+        if pair == 2 {
+            for (a, b) in top.iter_mut().zip(bottom.iter()) {
+                *a = ((u16::from(*a) + u16::from(*b) + 1) >> 1) as u8;
+            }
+        }
+        let (u_row, v_row) = (
+            &mut u[c * chroma_width..][..chroma_width],
+            &mut v[c * chroma_width..][..chroma_width],
+        );
+        deinterleave(top, u_row, v_row);
+    }
 }
 
 fn copy_rows(src: Plane<'_>, dst: &mut [u8], row_bytes: usize, rows: usize) {
@@ -384,6 +451,57 @@ mod tests {
         assert_eq!(frame.y(), [10, 20, 30, 40, 11, 21, 31, 41]);
         assert_eq!(frame.u(), [100, 110]);
         assert_eq!(frame.v(), [200, 210]);
+    }
+
+    #[test]
+    fn yuyv_is_split_right_for_every_size() {
+        for (w, h) in [(1, 1), (2, 2), (3, 3), (5, 4), (16, 1), (33, 5), (64, 3), (67, 7), (640, 9)]
+        {
+            let cw = chroma_width(w) as usize;
+            let (wu, hu) = (w as usize, h as usize);
+            let stride = 4 * cw + 4;
+            let bytes: Vec<u8> = (0..stride * hu).map(|i| (i * 7 % 251) as u8).collect();
+            // The last row without its padding, as some cameras hand it over.
+            let planes = [Plane { data: &bytes[..stride * hu - 4], stride }];
+            // By the definition: luma from every row, chroma from the even ones.
+            let at = |row: usize, x: usize, byte: usize| bytes[row * stride + 4 * (x / 2) + byte];
+            let mut expected = Vec::new();
+            expected.extend(
+                (0..hu)
+                    .flat_map(|r| (0..wu).map(move |x| (r, x)))
+                    .map(|(r, x)| at(r, x, if x % 2 == 0 { 0 } else { 2 })),
+            );
+            // Chroma: the rounded mean of each pair of rows (a last odd row alone).
+            for byte in [1, 3] {
+                for c in 0..hu.div_ceil(2) {
+                    let (top, bottom) = (2 * c, (2 * c + 1).min(hu - 1));
+                    for x in 0..cw {
+                        let (a, b) = (at(top, 2 * x, byte), at(bottom, 2 * x, byte));
+                        expected.push((u16::from(a) + u16::from(b)).div_ceil(2) as u8);
+                    }
+                }
+            }
+            // The portable split (all of YUYV on ARM) is exactly that.
+            let mut frame = I420Frame::black(w, h);
+            let (y, u, v) = frame.planes_mut();
+            split_yuyv_rows(planes[0], hu, wu, cw, y, u, v);
+            assert_eq!(frame.as_bytes(), expected, "{w}x{h}");
+            // The conversion: the same luma; chroma of either row of its pair, or their mean
+            // (the `yuv` crate's kernel on x86 takes one row's).
+            let frame = to_i420(&raw(PixelFormat::Yuyv, w, h, &planes)).unwrap();
+            assert_eq!(frame.y(), &expected[..wu * hu], "{w}x{h}");
+            let chroma = &frame.as_bytes()[wu * hu..];
+            for (i, (&got, &mean)) in chroma.iter().zip(&expected[wu * hu..]).enumerate() {
+                let (plane, at_c) = (i / (cw * hu.div_ceil(2)), i % (cw * hu.div_ceil(2)));
+                let (c, x) = (at_c / cw, at_c % cw);
+                let byte = if plane == 0 { 1 } else { 3 };
+                let rows = [2 * c, (2 * c + 1).min(hu - 1)];
+                assert!(
+                    got == mean || rows.iter().any(|&r| at(r, 2 * x, byte) == got),
+                    "{w}x{h}: chroma {i} is {got}"
+                );
+            }
+        }
     }
 
     #[test]
