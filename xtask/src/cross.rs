@@ -137,6 +137,7 @@ pub(crate) async fn run(options: &CrossOptions) -> anyhow::Result<()> {
     let arch = options.arch;
     ensure_packages(arch)?;
     let layout = devstack::Layout::new();
+    ensure_rust_target(arch, &layout.workspace)?;
     let profile = if options.release { "release" } else { "debug" };
     let mut build = cargo(arch, &layout.workspace);
     build.args(["build", "-p", "example-rtc-livekit-join", "--features", FEATURES]);
@@ -333,6 +334,23 @@ pub(crate) fn status(command: &mut Command, what: &str) -> anyhow::Result<()> {
         bail!("{what} failed ({status})");
     }
     Ok(())
+}
+
+/// Adds the target's standard library to the workspace's toolchain (`rust-toolchain.toml`) with
+/// rustup when it is missing: a fresh machine has only the host's.
+fn ensure_rust_target(arch: Arch, workspace: &std::path::Path) -> anyhow::Result<()> {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .current_dir(workspace)
+        .output()
+        .context("rustup is needed to add the ARM standard library (rustup target add)")?;
+    if String::from_utf8_lossy(&installed.stdout).lines().any(|t| t.trim() == arch.triple()) {
+        return Ok(());
+    }
+    status(
+        Command::new("rustup").args(["target", "add", arch.triple()]).current_dir(workspace),
+        &format!("rustup target add {}", arch.triple()),
+    )
 }
 
 /// Adds the target's Debian architecture and installs what is missing.
