@@ -1,11 +1,10 @@
 //! Conversion of what cameras and renderers produce to I420, honouring the real stride of every
 //! plane (a camera's `bytesperline` is often larger than the visible width).
 //!
-//! RGB(A) goes through the SIMD kernels of the `yuv` crate, and so does YUYV on x86 (whole
-//! pairs of rows). NV12 is a copy of the Y rows and a vectorised split of the interleaved chroma
-//! (SSE2 through `wide` on x86, the compiler's own `ld2` on aarch64). On ARM, YUYV is two such
-//! splits with a rounded mean of each pair of rows' chroma in between (the `yuv` crate's NEON
-//! kernel ran at 17 % of a copy under qemu).
+//! YUYV and RGB(A) go through the SIMD kernels of the `yuv` crate (which has no NV12 to I420;
+//! its YUYV kernel takes whole pairs of rows, and an odd last row is split here); NV12 is a
+//! copy of the Y rows and a vectorised split of the interleaved chroma (SSE2 through `wide` on
+//! x86, the compiler's own `ld2` on aarch64).
 
 use yuv::{
     BufferStoreMut, YuvConversionMode, YuvPackedImage, YuvPlanarImageMut, YuvRange,
@@ -190,10 +189,9 @@ pub fn convert_into(picture: &RawPicture<'_>, frame: &mut I420Frame) -> Result<(
             // YUYV rows hold ⌈width/2⌉ macro-pixels of 4 bytes.
             check(planes, 0, 4 * cw, hu)?;
             let (y, u, v) = frame.planes_mut();
-            // On x86 the `yuv` crate's SSE/AVX kernel takes whole pairs of rows, padding
-            // included; the rest (all of it on ARM) is split by `split_yuyv_rows`.
-            let mut kernel_rows =
-                if cfg!(any(target_arch = "x86", target_arch = "x86_64")) { hu & !1 } else { 0 };
+            // The `yuv` crate's SIMD kernel (SSE/AVX, NEON) takes whole pairs of rows, padding
+            // included, and leaves an odd last row alone: `split_yuyv_rows` does the rest.
+            let mut kernel_rows = hu & !1;
             if planes[0].data.len() < planes[0].stride * kernel_rows {
                 kernel_rows -= 2;
             }
@@ -313,7 +311,8 @@ fn deinterleave_sse2(src: &[u8], u: &mut [u8], v: &mut [u8]) -> usize {
 
 /// `rows` YUYV rows (`y0 u y1 v` per macro-pixel) of `width` pixels into I420 planes: each
 /// row's luma, and for each pair of rows the rounded mean of their chroma (as libyuv takes it;
-/// an odd last row's own). Both splits are [`deinterleave`]: a YUYV row is pairs of `(y, u)`
+/// an odd last row's own). What the `yuv` crate's kernel leaves: an odd last row, or a last
+/// pair that lacks its padding. Both splits are [`deinterleave`]: a YUYV row is pairs of `(y, u)`
 /// and `(y, v)`, so its luma and its interleaved chroma come out of one pass (`ld2` on
 /// aarch64), and the mean of two chroma rows (`urhadd`) splits into `u` and `v` the same way.
 fn split_yuyv_rows(
