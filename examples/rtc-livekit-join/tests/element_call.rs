@@ -71,9 +71,12 @@ async fn element_call_and_the_program_see_each_other_and_part() {
     bot.wait_line(Duration::from_secs(60), |l| l.contains("milestone=\"first_frame\"")).await;
     let received = bot
         .wait_line(Duration::from_secs(60), |l| {
+            // Moving, at a steady rate: the first status line may still be the start (under
+            // qemu a 720p keyframe takes a while to decode).
             l.contains("video received")
                 && l.contains("OWNEREC")
                 && field(l, "motion").and_then(|m| m.parse::<f64>().ok()).is_some_and(|m| m > 0.0)
+                && field(l, "fps").and_then(|f| f.parse::<f64>().ok()).is_some_and(|f| f > 5.0)
         })
         .await;
     eprintln!("the program: {received}");
