@@ -67,16 +67,18 @@ async fn element_call_and_the_program_see_each_other_and_part() {
     .expect("node runs the Element Call driver");
 
     // The program joins Element Call's call and decodes its fake camera: a green picture with
-    // a moving part, at a steady rate.
+    // a moving part, at a steady rate. Under an emulator (`cargo xtask cross aarch64 --call`)
+    // every instruction of the debug build is emulated and Chromium's 720p camera decodes at
+    // 1-6 fps: there the picture must keep moving, at any rate.
+    let min_fps = if std::env::var_os(common::PROGRAM_COMMAND_ENV).is_some() { 0.5 } else { 5.0 };
     bot.wait_line(Duration::from_secs(60), |l| l.contains("milestone=\"first_frame\"")).await;
     let received = bot
         .wait_line(Duration::from_secs(60), |l| {
-            // Moving, at a steady rate: the first status line may still be the start (under
-            // qemu a 720p keyframe takes a while to decode).
+            // Moving, at a steady rate: the first status line may still be the start.
             l.contains("video received")
                 && l.contains("OWNEREC")
                 && field(l, "motion").and_then(|m| m.parse::<f64>().ok()).is_some_and(|m| m > 0.0)
-                && field(l, "fps").and_then(|f| f.parse::<f64>().ok()).is_some_and(|f| f > 5.0)
+                && field(l, "fps").and_then(|f| f.parse::<f64>().ok()).is_some_and(|f| f > min_fps)
         })
         .await;
     eprintln!("the program: {received}");
@@ -86,8 +88,6 @@ async fn element_call_and_the_program_see_each_other_and_part() {
         rgb[1] > 80 && rgb[1] > rgb[0] * 2 && rgb[1] > rgb[2] * 2,
         "Chromium's green camera: {rgb:?}"
     );
-    let fps: f64 = field(&received, "fps").unwrap().parse().unwrap();
-    assert!(fps > 5.0, "frames keep coming: {fps}");
 
     let (status, events) = browser.finish(Duration::from_secs(120)).await.unwrap();
     let dump = || events.iter().map(Value::to_string).collect::<Vec<_>>().join("\n");
