@@ -324,6 +324,10 @@ fn split_yuyv_rows(
     u: &mut [u8],
     v: &mut [u8],
 ) {
+    if rows == 0 {
+        // The common case on every frame: the `yuv` kernel took every row.
+        return;
+    }
     let row = |r: usize| &src.data[r * src.stride..][..4 * chroma_width];
     // An odd width's rows end in half a macro-pixel: its luma goes through `luma` first.
     let mut luma = vec![0; 2 * chroma_width];
