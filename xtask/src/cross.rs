@@ -126,6 +126,9 @@ pub(crate) struct CrossOptions {
     /// CPU over this many seconds (a sanity figure: every instruction is emulated).
     #[arg(long, value_name = "SECONDS")]
     pub(crate) publish_cpu: Option<u64>,
+    /// Build without debug info (no line tables in backtraces): a faster build, as CI does.
+    #[arg(long)]
+    pub(crate) no_debuginfo: bool,
 }
 
 /// The program's features on every target: the defaults and the camera.
@@ -139,12 +142,24 @@ pub(crate) async fn run(options: &CrossOptions) -> anyhow::Result<()> {
     let layout = devstack::Layout::new();
     ensure_rust_target(arch, &layout.workspace)?;
     let profile = if options.release { "release" } else { "debug" };
-    let mut build = cargo(arch, &layout.workspace);
-    build.args(["build", "-p", "example-rtc-livekit-join", "--features", FEATURES]);
-    if options.release {
-        build.arg("--release");
-    }
     let started = std::time::Instant::now();
+    let mut build = cargo(arch, &layout.workspace);
+    if options.no_debuginfo {
+        build.env(format!("CARGO_PROFILE_{}_DEBUG", profile_env(profile)), "false");
+    }
+    if options.unit_tests && !options.release {
+        // One build for the program and the unit tests. The tests' dev-dependencies turn on
+        // features (tokio's `test-util`) that a build of the program alone leaves off, so two
+        // builds would compile most of the tree twice. The program comes with an integration
+        // test of its (`element_call`, not run here): cargo builds the program for those.
+        build.args(["test", "--no-run", "--lib", "--test", "element_call"]);
+        select_unit_tested(&mut build);
+    } else {
+        build.args(["build", "-p", "example-rtc-livekit-join", "--features", FEATURES]);
+        if options.release {
+            build.arg("--release");
+        }
+    }
     status(&mut build, &format!("the {} build", arch.triple()))?;
     let binary = binary(arch, &layout, profile);
     let size = std::fs::metadata(&binary).with_context(|| binary.display().to_string())?.len();
@@ -172,10 +187,12 @@ pub(crate) async fn run(options: &CrossOptions) -> anyhow::Result<()> {
 
     if options.unit_tests {
         let mut tests = cargo(arch, &layout.workspace);
-        tests.arg("test").arg("--lib");
-        for package in UNIT_TESTED {
-            tests.args(["-p", package]);
+        if options.no_debuginfo {
+            tests.env("CARGO_PROFILE_DEV_DEBUG", "false");
         }
+        tests.args(["test", "--lib"]);
+        // The packages and features of the build above: nothing is compiled again.
+        select_unit_tested(&mut tests);
         status(&mut tests, &format!("the unit tests under {}", arch.qemu()))?;
     }
     if let Some(filter) = &options.bench {
@@ -192,6 +209,25 @@ pub(crate) async fn run(options: &CrossOptions) -> anyhow::Result<()> {
         with_stack(&layout, publish_cpu(arch, &layout, &binary, seconds)).await?;
     }
     Ok(())
+}
+
+/// Selects the crates whose unit tests run under qemu, and the program with [`FEATURES`] (it has
+/// no unit tests of its own in a library; it is selected for its features).
+fn select_unit_tested(command: &mut Command) {
+    for package in UNIT_TESTED {
+        command.args(["-p", package]);
+    }
+    command.args(["-p", "example-rtc-livekit-join", "--features"]);
+    command.arg(format!("example-rtc-livekit-join/{FEATURES}"));
+}
+
+/// A profile's name as cargo's environment variables spell it (`CARGO_PROFILE_<NAME>_…`).
+fn profile_env(profile: &str) -> &'static str {
+    match profile {
+        "release" => "RELEASE",
+        // The `debug` directory is the `dev` profile's; `test` inherits from it.
+        _ => "DEV",
+    }
 }
 
 /// Runs `work` with the stack up; stops the stack again if it started it.
@@ -276,9 +312,8 @@ fn call_test(
     layout: &devstack::Layout,
     binary: &std::path::Path,
 ) -> anyhow::Result<()> {
-    let cargo_bin = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     status(
-        Command::new(cargo_bin)
+        crate::cargo::command()
             .current_dir(&layout.workspace)
             .args(["test", "-p", "example-rtc-livekit-join", "--test", "element_call"])
             // What the foreign program did, in CI's output too.
@@ -303,7 +338,7 @@ pub(crate) fn cargo(arch: Arch, workspace: &std::path::Path) -> Command {
     let under = triple.replace('-', "_");
     let upper = under.to_ascii_uppercase();
     let gnu = arch.gnu();
-    let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    let mut command = crate::cargo::command();
     command
         .current_dir(workspace)
         .env(format!("CARGO_TARGET_{upper}_LINKER"), format!("{gnu}-gcc"))
@@ -329,10 +364,13 @@ pub(crate) fn cargo(arch: Arch, workspace: &std::path::Path) -> Command {
 /// Runs `command` (printed first, as `what`), and fails unless it exits with success.
 pub(crate) fn status(command: &mut Command, what: &str) -> anyhow::Result<()> {
     eprintln!("{what}: {command:?}");
+    let started = std::time::Instant::now();
     let status = command.status().with_context(|| format!("{what}: cannot start cargo"))?;
+    let took = started.elapsed().as_secs_f64();
     if !status.success() {
-        bail!("{what} failed ({status})");
+        bail!("{what} failed ({status}) after {took:.0} s");
     }
+    eprintln!("{what}: done in {took:.0} s");
     Ok(())
 }
 

@@ -120,8 +120,7 @@ pub(crate) async fn run(options: &DemoOptions) -> anyhow::Result<()> {
 
 /// Builds the program (debug, as the tests build it) and returns its path.
 pub(crate) fn build_program(layout: &Layout) -> anyhow::Result<std::path::PathBuf> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(cargo)
+    let status = crate::cargo::command()
         .current_dir(&layout.workspace)
         .args(["build", "--quiet", "-p", PROGRAM])
         .status()

@@ -2,8 +2,6 @@
 //! formatting, clippy (the workspace, and the program with the optional features the workspace
 //! build leaves off), and the dependency graph's licences. The first that fails stops the run.
 
-use std::process::Command;
-
 use anyhow::Context as _;
 
 use crate::devstack;
@@ -15,11 +13,10 @@ const PROGRAM_FEATURES: &str = "experimental-widgets,e2ee-per-participant,v4l2,a
 /// Runs every gate; fails at the first that fails.
 pub(crate) fn run() -> anyhow::Result<()> {
     let workspace = devstack::Layout::new().workspace;
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let gate = |arguments: &[&str]| {
         let what = format!("cargo {}", arguments.join(" "));
         eprintln!("==> {what}");
-        crate::cross::status(Command::new(&cargo).current_dir(&workspace).args(arguments), &what)
+        crate::cross::status(crate::cargo::command().current_dir(&workspace).args(arguments), &what)
     };
 
     gate(&["fmt", "--all", "--check"])

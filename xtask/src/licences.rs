@@ -16,7 +16,6 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 
 use anyhow::{Context as _, bail};
 use serde::Deserialize;
@@ -283,15 +282,14 @@ struct Package {
 /// `cargo fetch --locked`, then `cargo metadata --format-version 1 --locked --offline
 /// --all-features`.
 fn metadata(workspace: &Path) -> anyhow::Result<Metadata> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     crate::cross::status(
-        Command::new(&cargo).current_dir(workspace).args(["fetch", "--locked"]),
+        crate::cargo::command().current_dir(workspace).args(["fetch", "--locked"]),
         "cargo fetch --locked",
     )?;
     let arguments =
         ["metadata", "--format-version", "1", "--locked", "--offline", "--all-features"];
     eprintln!("cargo {}", arguments.join(" "));
-    let output = Command::new(&cargo)
+    let output = crate::cargo::command()
         .current_dir(workspace)
         .args(arguments)
         .output()

@@ -28,6 +28,7 @@
 //!   LiveKit Python SDK.
 
 mod bench;
+mod cargo;
 mod chaos;
 mod cross;
 mod demo;

@@ -4,21 +4,53 @@
 //! the short chaos suite (`cargo xtask chaos --short`), then the demo in headless Chromium
 //! (`cargo xtask demo --headless`) on the same stack.
 
-use std::process::Command;
+use std::time::{Duration, Instant};
 
 use crate::devstack;
 
-/// Runs the gates; starts the stack (unless it runs already), runs `cargo test --workspace`, and
-/// stops the stack again if this command started it.
+/// Runs the gates; starts the stack (unless it runs already), runs every test against it, and
+/// stops the stack again if this command started it. Prints how long each step took, also when
+/// one fails.
 pub(crate) async fn run(cargo_args: &[String]) -> anyhow::Result<()> {
+    // Everything here is built once: incremental caches would only cost time and disk.
+    crate::cargo::without_incremental();
+    let mut steps = Steps::new();
+    let outcome = run_steps(&mut steps, cargo_args).await;
+    steps.print();
+    outcome
+}
+
+async fn run_steps(steps: &mut Steps, cargo_args: &[String]) -> anyhow::Result<()> {
     // Formatting, clippy and licences fail in minutes, before the half hour of the stack.
-    crate::gates::run()?;
+    steps.time("gates", async { crate::gates::run() }).await?;
     let layout = devstack::Layout::new();
     devstack::ensure_build_packages()?;
     let was_running = devstack::is_running(&layout).await;
-    let stack = devstack::up().await?;
+    let stack = steps.time("stack up", devstack::up()).await?;
     devstack::print_status(&stack);
 
+    let tests = stack_steps(steps, &layout, cargo_args).await;
+    // The README's first command, as a person would see it, checked by Chromium.
+    let demo = match &tests {
+        Ok(()) => steps.time("demo", crate::demo::run(&crate::demo::DemoOptions::headless())).await,
+        Err(_) => Ok(()),
+    };
+    if !was_running {
+        devstack::down()?;
+    }
+    tests?;
+    demo.map_err(|e| e.context("the headless demo failed"))
+}
+
+/// Every step on the running stack; the first that fails stops the others.
+async fn stack_steps(
+    steps: &mut Steps,
+    layout: &devstack::Layout,
+    cargo_args: &[String],
+) -> anyhow::Result<()> {
+    steps
+        .time("workspace tests", async { cargo_test(layout, &["--workspace"], cargo_args, None) })
+        .await?;
     // The encrypted Element Call tests and the hosted Element Call need the program's
     // `e2ee-per-participant` and `experimental-widgets` features, which `cargo test --workspace`
     // does not turn on. One at a time: two browsers and three programs at once on two cores
@@ -33,52 +65,71 @@ pub(crate) async fn run(cargo_args: &[String]) -> anyhow::Result<()> {
         "--test",
         "element_call_widget",
     ];
-    let tests = cargo_test(&layout, &["--workspace"], cargo_args, None)
-        .and_then(|()| cargo_test(&layout, &encrypted_call, cargo_args, Some(1)))
-        .and_then(|()| feature_builds(&layout));
+    steps
+        .time("encrypted call tests", async {
+            cargo_test(layout, &encrypted_call, cargo_args, Some(1))
+        })
+        .await?;
+    steps.time("feature builds", async { feature_builds(layout) }).await?;
     // ARM: the aarch64 build, its unit tests and its call under qemu; the armv7 build.
-    let tests = match tests {
-        Ok(()) => arm().await,
-        Err(error) => Err(error),
-    };
+    steps.time("ARM", arm()).await?;
     // Three minutes of the soak: no leak of memory, descriptors or threads, media flowing.
-    let tests = match tests {
-        Ok(()) => crate::soak::run(&crate::soak::SoakOptions { minutes: 3.0 })
-            .await
-            .map_err(|e| e.context("the 3-minute soak failed")),
-        Err(error) => Err(error),
-    };
+    steps
+        .time("soak", async {
+            crate::soak::run(&crate::soak::SoakOptions { minutes: 3.0 })
+                .await
+                .map_err(|e| e.context("the 3-minute soak failed"))
+        })
+        .await?;
     // Every fault once, shorter: recovered, nothing left behind.
-    let tests = match tests {
-        Ok(()) => crate::chaos::run(&crate::chaos::ChaosOptions {
-            short: true,
-            ..crate::chaos::ChaosOptions::default()
+    steps
+        .time("chaos", async {
+            let options =
+                crate::chaos::ChaosOptions { short: true, ..crate::chaos::ChaosOptions::default() };
+            crate::chaos::run(&options).await.map_err(|e| e.context("the short chaos suite failed"))
         })
         .await
-        .map_err(|e| e.context("the short chaos suite failed")),
-        Err(error) => Err(error),
-    };
-    // The README's first command, as a person would see it, checked by Chromium.
-    let demo = match &tests {
-        Ok(()) => crate::demo::run(&crate::demo::DemoOptions::headless()).await,
-        Err(_) => Ok(()),
-    };
-
-    if !was_running {
-        devstack::down()?;
-    }
-    tests?;
-    demo.map_err(|e| e.context("the headless demo failed"))
 }
 
-/// `cargo xtask cross aarch64 --unit-tests --call`, then `cargo xtask cross armv7`.
+/// How long each step of the run took.
+struct Steps {
+    started: Instant,
+    done: Vec<(&'static str, Duration, bool)>,
+}
+
+impl Steps {
+    fn new() -> Self {
+        Self { started: Instant::now(), done: Vec::new() }
+    }
+
+    /// Runs `step`, noting how long it took and whether it worked.
+    async fn time<T>(
+        &mut self,
+        name: &'static str,
+        step: impl Future<Output = anyhow::Result<T>>,
+    ) -> anyhow::Result<T> {
+        eprintln!("==> step: {name}");
+        let started = Instant::now();
+        let outcome = step.await;
+        self.done.push((name, started.elapsed(), outcome.is_ok()));
+        outcome
+    }
+
+    fn print(&self) {
+        eprintln!("cargo xtask test, the time of each step:");
+        for (name, took, worked) in &self.done {
+            let failed = if *worked { "" } else { "  (failed)" };
+            eprintln!("  {name:<22}{:>7.0} s{failed}", took.as_secs_f64());
+        }
+        eprintln!("  {:<22}{:>7.0} s", "all, from the start", self.started.elapsed().as_secs_f64());
+    }
+}
+
+/// `cargo xtask cross aarch64 --unit-tests --call`, then `cargo xtask cross armv7`, both without
+/// debug info (a faster build; nothing here reads it).
 async fn arm() -> anyhow::Result<()> {
     use crate::cross::{Arch, CrossOptions};
     let target = devstack::Layout::new().target();
-    // CI machines have little disk, and each foreign target's build takes gigabytes. The host's
-    // incremental caches only speed up a rebuild, which this run will not do, and a foreign
-    // target's build is not used by anything after its own step.
-    remove_build_dir(&target.join("debug").join("incremental"))?;
     for (arch, tested) in [(Arch::Aarch64, true), (Arch::Armv7, false)] {
         let options = CrossOptions {
             arch,
@@ -87,8 +138,11 @@ async fn arm() -> anyhow::Result<()> {
             call: tested,
             bench: None,
             publish_cpu: None,
+            no_debuginfo: true,
         };
         crate::cross::run(&options).await.map_err(|e| e.context(format!("cross {arch:?}")))?;
+        // CI machines have little disk, and each foreign target's build takes gigabytes; it is
+        // not used by anything after its own step.
         remove_build_dir(&target.join(arch.triple()))?;
     }
     Ok(())
@@ -127,8 +181,7 @@ fn cargo_test(
     cargo_args: &[String],
     test_threads: Option<usize>,
 ) -> anyhow::Result<()> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut command = Command::new(cargo);
+    let mut command = crate::cargo::command();
     command
         .current_dir(&layout.workspace)
         .arg("test")
@@ -150,9 +203,8 @@ fn cargo_test(
 /// stacks at once.
 fn feature_builds(layout: &devstack::Layout) -> anyhow::Result<()> {
     devstack::ensure_feature_packages()?;
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let check = |features: &[&str]| {
-        let output = Command::new(&cargo)
+        let output = crate::cargo::command()
             .current_dir(&layout.workspace)
             .args(["check", "--quiet", "-p", "example-rtc-livekit-join"])
             .args(features)

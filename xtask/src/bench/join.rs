@@ -202,8 +202,7 @@ pub(crate) async fn join(options: &JoinOptions) -> anyhow::Result<()> {
 }
 
 pub(super) fn build_release(layout: &Layout) -> anyhow::Result<std::path::PathBuf> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(cargo)
+    let status = crate::cargo::command()
         .current_dir(&layout.workspace)
         .args(["build", "--release", "--quiet", "-p", "example-rtc-livekit-join"])
         .status()

@@ -61,8 +61,7 @@ pub(crate) fn build_rust_example(
     hint: &str,
 ) -> anyhow::Result<PathBuf> {
     eprintln!("building {what} ({RUST_CRATE} example {example}, release)");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(cargo)
+    let status = crate::cargo::command()
         .current_dir(&layout.workspace)
         .args(["build", "--release", "-p", RUST_CRATE, "--example", example])
         .status()

@@ -220,9 +220,8 @@ fn ensure_livekit(layout: &Layout) -> anyhow::Result<PathBuf> {
 }
 
 fn build_auth(layout: &Layout) -> anyhow::Result<PathBuf> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     run(
-        Command::new(cargo).current_dir(&layout.workspace).args([
+        crate::cargo::command().current_dir(&layout.workspace).args([
             "build",
             "--quiet",
             "-p",
