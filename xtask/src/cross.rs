@@ -34,6 +34,14 @@ pub(crate) enum Arch {
 }
 
 impl Arch {
+    /// Its name on the command line.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Aarch64 => "aarch64",
+            Self::Armv7 => "armv7",
+        }
+    }
+
     pub(crate) fn triple(self) -> &'static str {
         match self {
             Self::Aarch64 => "aarch64-unknown-linux-gnu",
@@ -129,6 +137,54 @@ pub(crate) struct CrossOptions {
     /// Build without debug info (no line tables in backtraces): a faster build, as CI does.
     #[arg(long)]
     pub(crate) no_debuginfo: bool,
+    /// Only build (with `--unit-tests`, the unit tests too); run nothing.
+    #[arg(long)]
+    pub(crate) build_only: bool,
+    /// Cargo's target directory for the foreign build (default: the workspace's). The call test
+    /// itself is built for this machine in the workspace's.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) target_dir: Option<PathBuf>,
+}
+
+impl CrossOptions {
+    /// A debug build for `arch` without debug info in `target_dir`, the unit tests too when
+    /// `tested`: what CI builds (and runs, unless `build_only`).
+    pub(crate) fn ci(arch: Arch, tested: bool, build_only: bool, target_dir: PathBuf) -> Self {
+        Self {
+            arch,
+            release: false,
+            unit_tests: tested,
+            call: tested,
+            bench: None,
+            publish_cpu: None,
+            no_debuginfo: true,
+            build_only,
+            target_dir: Some(target_dir),
+        }
+    }
+
+    /// The subcommand's arguments for these options (another xtask process runs them).
+    pub(crate) fn to_args(&self) -> Vec<std::ffi::OsString> {
+        let mut args: Vec<std::ffi::OsString> = vec!["cross".into(), self.arch.name().into()];
+        let flags = [
+            (self.release, "--release"),
+            (self.unit_tests, "--unit-tests"),
+            (self.call, "--call"),
+            (self.no_debuginfo, "--no-debuginfo"),
+            (self.build_only, "--build-only"),
+        ];
+        args.extend(flags.iter().filter(|(on, _)| *on).map(|(_, flag)| (*flag).into()));
+        if let Some(filter) = &self.bench {
+            args.extend(["--bench".into(), filter.into()]);
+        }
+        if let Some(seconds) = self.publish_cpu {
+            args.extend(["--publish-cpu".into(), seconds.to_string().into()]);
+        }
+        if let Some(dir) = &self.target_dir {
+            args.extend(["--target-dir".into(), dir.into()]);
+        }
+        args
+    }
 }
 
 /// The program's features on every target: the defaults and the camera.
@@ -138,12 +194,12 @@ const UNIT_TESTED: &[&str] = &["rtc-media", "livekit-str0m", "matrix-sdk-rtc"];
 
 pub(crate) async fn run(options: &CrossOptions) -> anyhow::Result<()> {
     let arch = options.arch;
-    ensure_packages(arch)?;
     let layout = devstack::Layout::new();
-    ensure_rust_target(arch, &layout.workspace)?;
+    prepare(arch, &layout.workspace)?;
+    let target = options.target_dir.clone().unwrap_or_else(|| layout.target());
     let profile = if options.release { "release" } else { "debug" };
     let started = std::time::Instant::now();
-    let mut build = cargo(arch, &layout.workspace);
+    let mut build = cargo(arch, &layout.workspace, &target);
     if options.no_debuginfo {
         build.env(format!("CARGO_PROFILE_{}_DEBUG", profile_env(profile)), "false");
     }
@@ -161,7 +217,7 @@ pub(crate) async fn run(options: &CrossOptions) -> anyhow::Result<()> {
         }
     }
     status(&mut build, &format!("the {} build", arch.triple()))?;
-    let binary = binary(arch, &layout, profile);
+    let binary = target.join(arch.triple()).join(profile).join("example-rtc-livekit-join");
     let size = std::fs::metadata(&binary).with_context(|| binary.display().to_string())?.len();
     eprintln!(
         "built {} ({:.1} MB, {profile}) in {:.0} s",
@@ -184,9 +240,12 @@ pub(crate) async fn run(options: &CrossOptions) -> anyhow::Result<()> {
         );
     }
     eprintln!("under {}: {}", arch.qemu(), String::from_utf8_lossy(&version.stdout).trim());
+    if options.build_only {
+        return Ok(());
+    }
 
     if options.unit_tests {
-        let mut tests = cargo(arch, &layout.workspace);
+        let mut tests = cargo(arch, &layout.workspace, &target);
         if options.no_debuginfo {
             tests.env("CARGO_PROFILE_DEV_DEBUG", "false");
         }
@@ -196,10 +255,10 @@ pub(crate) async fn run(options: &CrossOptions) -> anyhow::Result<()> {
         status(&mut tests, &format!("the unit tests under {}", arch.qemu()))?;
     }
     if let Some(filter) = &options.bench {
-        let mut bench = cargo(arch, &layout.workspace);
+        let mut bench = cargo(arch, &layout.workspace, &target);
         bench.args(["bench", "-p", "rtc-media", "--bench", "media", "--", filter]);
         // Criterion's history per architecture: an emulated run is not a change of the native one.
-        bench.env("CRITERION_HOME", layout.target().join(arch.triple()).join("criterion"));
+        bench.env("CRITERION_HOME", target.join(arch.triple()).join("criterion"));
         status(&mut bench, &format!("the benches under {}", arch.qemu()))?;
     }
     if options.call {
@@ -327,13 +386,8 @@ fn call_test(
 /// The variable the program's tests read to run another build of it (`tests/common`).
 const PROGRAM_COMMAND_ENV: &str = "RTC_JOIN_PROGRAM_COMMAND";
 
-/// Where cargo puts the program for `arch`.
-pub(crate) fn binary(arch: Arch, layout: &devstack::Layout, profile: &str) -> PathBuf {
-    layout.target().join(arch.triple()).join(profile).join("example-rtc-livekit-join")
-}
-
-/// `cargo … --target <triple>` with the cross environment.
-pub(crate) fn cargo(arch: Arch, workspace: &std::path::Path) -> Command {
+/// `cargo … --target <triple>` with the cross environment, building in `target_dir`.
+fn cargo(arch: Arch, workspace: &std::path::Path, target_dir: &std::path::Path) -> Command {
     let triple = arch.triple();
     let under = triple.replace('-', "_");
     let upper = under.to_ascii_uppercase();
@@ -357,7 +411,8 @@ pub(crate) fn cargo(arch: Arch, workspace: &std::path::Path) -> Command {
             format!("BINDGEN_EXTRA_CLANG_ARGS_{under}"),
             format!("--sysroot=/usr/{gnu} -I/usr/include/{gnu}"),
         )
-        .env("CARGO_BUILD_TARGET", triple);
+        .env("CARGO_BUILD_TARGET", triple)
+        .env("CARGO_TARGET_DIR", target_dir);
     command
 }
 
@@ -372,6 +427,13 @@ pub(crate) fn status(command: &mut Command, what: &str) -> anyhow::Result<()> {
     }
     eprintln!("{what}: done in {took:.0} s");
     Ok(())
+}
+
+/// What a build for `arch` needs on this machine: the Debian packages (installed as root) and
+/// the target's standard library.
+pub(crate) fn prepare(arch: Arch, workspace: &std::path::Path) -> anyhow::Result<()> {
+    ensure_packages(arch)?;
+    ensure_rust_target(arch, workspace)
 }
 
 /// Adds the target's standard library to the workspace's toolchain (`rust-toolchain.toml`) with
@@ -415,4 +477,48 @@ fn ensure_packages(arch: Arch) -> anyhow::Result<()> {
         )?;
     }
     devstack::apt_install(&missing)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        command: Subcommand,
+    }
+
+    #[derive(clap::Subcommand)]
+    enum Subcommand {
+        Cross(CrossOptions),
+    }
+
+    fn round_trip(options: &CrossOptions) -> CrossOptions {
+        let args = std::iter::once("xtask".into()).chain(options.to_args());
+        let Subcommand::Cross(parsed) = Cli::try_parse_from(args).expect("parses").command;
+        parsed
+    }
+
+    #[test]
+    fn options_pass_to_another_xtask_unchanged() {
+        let every = CrossOptions {
+            arch: Arch::Armv7,
+            release: true,
+            unit_tests: true,
+            call: true,
+            bench: Some("convert/nv12".to_owned()),
+            publish_cpu: Some(30),
+            no_debuginfo: true,
+            build_only: true,
+            target_dir: Some(PathBuf::from("/tmp/a dir/cross")),
+        };
+        let none = CrossOptions::ci(Arch::Aarch64, false, false, PathBuf::from("t"));
+        let none = CrossOptions { no_debuginfo: false, target_dir: None, ..none };
+        for options in [every, none, CrossOptions::ci(Arch::Aarch64, true, true, "x".into())] {
+            assert_eq!(format!("{:?}", round_trip(&options)), format!("{options:?}"));
+        }
+    }
 }

@@ -1,12 +1,16 @@
-//! `cargo xtask test`: the gates first (`cargo xtask gates`: formatting, clippy, licences), then
-//! every test of the workspace against the local stack, the ARM builds
-//! (aarch64 unit tests and call under qemu, the armv7 build), a 3-minute soak,
-//! the short chaos suite (`cargo xtask chaos --short`), then the demo in headless Chromium
-//! (`cargo xtask demo --headless`) on the same stack.
+//! `cargo xtask test`: the gates first (`cargo xtask gates`: formatting, clippy, licences); the
+//! ARM builds started in the background (see [`arm`]); every test of the workspace against the
+//! local stack; the builds with the program's other features; a 3-minute soak; the short chaos
+//! suite (`cargo xtask chaos --short`); the aarch64 unit tests and call under qemu and the armv7
+//! program; then the demo in headless Chromium (`cargo xtask demo --headless`) on the same stack.
+//! At the end, how long each step took.
 
-use std::time::{Duration, Instant};
-
+use self::arm::ArmBuilds;
+use self::steps::Steps;
 use crate::devstack;
+
+mod arm;
+mod steps;
 
 /// Runs the gates; starts the stack (unless it runs already), runs every test against it, and
 /// stops the stack again if this command started it. Prints how long each step took, also when
@@ -26,10 +30,12 @@ async fn run_steps(steps: &mut Steps, cargo_args: &[String]) -> anyhow::Result<(
     let layout = devstack::Layout::new();
     devstack::ensure_build_packages()?;
     let was_running = devstack::is_running(&layout).await;
+    // Cross-compiling takes the CPU the tests on the stack leave idle.
+    let arm = steps.time("ARM builds started", async { ArmBuilds::start(&layout) }).await?;
     let stack = steps.time("stack up", devstack::up()).await?;
     devstack::print_status(&stack);
 
-    let tests = stack_steps(steps, &layout, cargo_args).await;
+    let tests = stack_steps(steps, &layout, cargo_args, arm).await;
     // The README's first command, as a person would see it, checked by Chromium.
     let demo = match &tests {
         Ok(()) => steps.time("demo", crate::demo::run(&crate::demo::DemoOptions::headless())).await,
@@ -47,6 +53,7 @@ async fn stack_steps(
     steps: &mut Steps,
     layout: &devstack::Layout,
     cargo_args: &[String],
+    arm: ArmBuilds,
 ) -> anyhow::Result<()> {
     steps
         .time("workspace tests", async { cargo_test(layout, &["--workspace"], cargo_args, None) })
@@ -71,8 +78,6 @@ async fn stack_steps(
         })
         .await?;
     steps.time("feature builds", async { feature_builds(layout) }).await?;
-    // ARM: the aarch64 build, its unit tests and its call under qemu; the armv7 build.
-    steps.time("ARM", arm()).await?;
     // Three minutes of the soak: no leak of memory, descriptors or threads, media flowing.
     steps
         .time("soak", async {
@@ -88,89 +93,12 @@ async fn stack_steps(
                 crate::chaos::ChaosOptions { short: true, ..crate::chaos::ChaosOptions::default() };
             crate::chaos::run(&options).await.map_err(|e| e.context("the short chaos suite failed"))
         })
-        .await
-}
-
-/// How long each step of the run took.
-struct Steps {
-    started: Instant,
-    done: Vec<(&'static str, Duration, bool)>,
-}
-
-impl Steps {
-    fn new() -> Self {
-        Self { started: Instant::now(), done: Vec::new() }
-    }
-
-    /// Runs `step`, noting how long it took and whether it worked.
-    async fn time<T>(
-        &mut self,
-        name: &'static str,
-        step: impl Future<Output = anyhow::Result<T>>,
-    ) -> anyhow::Result<T> {
-        eprintln!("==> step: {name}");
-        let started = Instant::now();
-        let outcome = step.await;
-        self.done.push((name, started.elapsed(), outcome.is_ok()));
-        outcome
-    }
-
-    fn print(&self) {
-        eprintln!("cargo xtask test, the time of each step:");
-        for (name, took, worked) in &self.done {
-            let failed = if *worked { "" } else { "  (failed)" };
-            eprintln!("  {name:<22}{:>7.0} s{failed}", took.as_secs_f64());
-        }
-        eprintln!("  {:<22}{:>7.0} s", "all, from the start", self.started.elapsed().as_secs_f64());
-    }
-}
-
-/// `cargo xtask cross aarch64 --unit-tests --call`, then `cargo xtask cross armv7`, both without
-/// debug info (a faster build; nothing here reads it).
-async fn arm() -> anyhow::Result<()> {
-    use crate::cross::{Arch, CrossOptions};
-    let target = devstack::Layout::new().target();
-    for (arch, tested) in [(Arch::Aarch64, true), (Arch::Armv7, false)] {
-        let options = CrossOptions {
-            arch,
-            release: false,
-            unit_tests: tested,
-            call: tested,
-            bench: None,
-            publish_cpu: None,
-            no_debuginfo: true,
-        };
-        crate::cross::run(&options).await.map_err(|e| e.context(format!("cross {arch:?}")))?;
-        // CI machines have little disk, and each foreign target's build takes gigabytes; it is
-        // not used by anything after its own step.
-        remove_build_dir(&target.join(arch.triple()))?;
-    }
+        .await?;
+    // ARM, last, when its builds had the most time: the aarch64 unit tests and call under qemu,
+    // the armv7 program started under qemu.
+    let built = steps.time("ARM", arm.finish()).await?;
+    steps.record("ARM builds (beside)", built, true);
     Ok(())
-}
-
-/// Removes a build directory, saying how much room that made.
-fn remove_build_dir(dir: &std::path::Path) -> anyhow::Result<()> {
-    let size = dir_size(dir);
-    match std::fs::remove_dir_all(dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => anyhow::bail!("cannot remove {}: {e}", dir.display()),
-    }
-    eprintln!("removed {} ({:.1} GB)", dir.display(), size as f64 / 1e9);
-    Ok(())
-}
-
-/// The bytes of the files under `dir` (0 for what cannot be read).
-fn dir_size(dir: &std::path::Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
-    entries
-        .flatten()
-        .map(|entry| match entry.file_type() {
-            Ok(kind) if kind.is_dir() => dir_size(&entry.path()),
-            Ok(_) => entry.metadata().map_or(0, |m| m.len()),
-            Err(_) => 0,
-        })
-        .sum()
 }
 
 /// `cargo test` with `which` and the caller's arguments, against the stack; `test_threads`
