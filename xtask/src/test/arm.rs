@@ -48,6 +48,18 @@ impl ArmBuilds {
         let xtask = std::env::current_exe().context("where is this xtask")?;
         let running = Arc::new(AtomicI32::new(0));
         let (dir, group) = (target_dir.clone(), running.clone());
+        // The builds have a process group of their own, which a Ctrl-C at the terminal does not
+        // reach: stop them here, then end as the signal would have.
+        let on_interrupt = running.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                let group = on_interrupt.swap(STOPPED, Ordering::SeqCst);
+                if group > 0 {
+                    stop(group);
+                }
+                std::process::exit(130);
+            }
+        });
         eprintln!("ARM builds: started in the background, their output in {}", log.display());
         let task = tokio::task::spawn_blocking(move || {
             let started = Instant::now();
@@ -93,9 +105,10 @@ impl ArmBuilds {
             Ok(took) => took,
             Err(error) => {
                 let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-                eprintln!("{log}");
+                let lines: Vec<&str> = log.lines().collect();
+                eprintln!("{}", lines[lines.len().saturating_sub(200)..].join("\n"));
                 return Err(error.context(format!(
-                    "the ARM builds (output above, and in {})",
+                    "the ARM builds (the end of their output above, all of it in {})",
                     self.log.display()
                 )));
             }
