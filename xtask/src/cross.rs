@@ -374,7 +374,9 @@ fn call_test(
     status(
         crate::cargo::command()
             .current_dir(&layout.workspace)
-            .args(["test", "-p", "example-rtc-livekit-join", "--test", "element_call"])
+            // The workspace's dependency graph, as `cargo test --workspace` builds it: nothing
+            // is compiled again after a run of every test.
+            .args(["test", "--workspace", "--test", "element_call"])
             // What the foreign program did, in CI's output too.
             .args(["--", "--nocapture"])
             .env(rtc_test_support::STACK_FILE_ENV, layout.stack_file())

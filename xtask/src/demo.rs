@@ -120,9 +120,8 @@ pub(crate) async fn run(options: &DemoOptions) -> anyhow::Result<()> {
 
 /// Builds the program (debug, as the tests build it) and returns its path.
 pub(crate) fn build_program(layout: &Layout) -> anyhow::Result<std::path::PathBuf> {
-    let status = crate::cargo::command()
+    let status = crate::cargo::build_programs(PROGRAM)
         .current_dir(&layout.workspace)
-        .args(["build", "--quiet", "-p", PROGRAM])
         .status()
         .context("running cargo build")?;
     if !status.success() {

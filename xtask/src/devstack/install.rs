@@ -221,12 +221,7 @@ fn ensure_livekit(layout: &Layout) -> anyhow::Result<PathBuf> {
 
 fn build_auth(layout: &Layout) -> anyhow::Result<PathBuf> {
     run(
-        crate::cargo::command().current_dir(&layout.workspace).args([
-            "build",
-            "--quiet",
-            "-p",
-            "matrixrtc-auth",
-        ]),
+        crate::cargo::build_programs("matrixrtc-auth").current_dir(&layout.workspace),
         "building matrixrtc-auth",
     )?;
     Ok(layout.target().join("debug/matrixrtc-auth"))

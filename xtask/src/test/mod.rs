@@ -17,7 +17,7 @@ mod steps;
 /// one fails.
 pub(crate) async fn run(cargo_args: &[String]) -> anyhow::Result<()> {
     // Everything here is built once: incremental caches would only cost time and disk.
-    crate::cargo::without_incremental();
+    crate::cargo::for_test_run();
     let mut steps = Steps::new();
     let outcome = run_steps(&mut steps, cargo_args).await;
     steps.print();
@@ -32,6 +32,18 @@ async fn run_steps(steps: &mut Steps, cargo_args: &[String]) -> anyhow::Result<(
     let was_running = devstack::is_running(&layout).await;
     // Cross-compiling takes the CPU the tests on the stack leave idle.
     let arm = steps.time("ARM builds started", async { ArmBuilds::start(&layout) }).await?;
+    // Every test, and the programs the stack, soak, chaos and demo run (see `cargo.rs`).
+    steps
+        .time("workspace tests build", async {
+            let what = crate::cargo::WORKSPACE_TESTS_BUILD.join(" ");
+            crate::cross::status(
+                crate::cargo::command()
+                    .current_dir(&layout.workspace)
+                    .args(crate::cargo::WORKSPACE_TESTS_BUILD),
+                &format!("cargo {what}"),
+            )
+        })
+        .await?;
     let stack = steps.time("stack up", devstack::up()).await?;
     devstack::print_status(&stack);
 
@@ -60,13 +72,13 @@ async fn stack_steps(
         .await?;
     // The encrypted Element Call tests and the hosted Element Call need the program's
     // `e2ee-per-participant` and `experimental-widgets` features, which `cargo test --workspace`
-    // does not turn on. One at a time: two browsers and three programs at once on two cores
-    // starve the video they measure.
+    // does not turn on. With the workspace's dependency graph, only the program is compiled
+    // again. One at a time: two browsers and three programs at once on two cores starve the
+    // video they measure.
     let encrypted_call = [
-        "-p",
-        "example-rtc-livekit-join",
+        "--workspace",
         "--features",
-        "e2ee-per-participant,experimental-widgets",
+        "example-rtc-livekit-join/e2ee-per-participant,example-rtc-livekit-join/experimental-widgets",
         "--test",
         "element_call_e2ee",
         "--test",
