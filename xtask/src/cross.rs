@@ -34,14 +34,6 @@ pub(crate) enum Arch {
 }
 
 impl Arch {
-    /// Its name on the command line.
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            Self::Aarch64 => "aarch64",
-            Self::Armv7 => "armv7",
-        }
-    }
-
     pub(crate) fn triple(self) -> &'static str {
         match self {
             Self::Aarch64 => "aarch64-unknown-linux-gnu",
@@ -165,7 +157,10 @@ impl CrossOptions {
 
     /// The subcommand's arguments for these options (another xtask process runs them).
     pub(crate) fn to_args(&self) -> Vec<std::ffi::OsString> {
-        let mut args: Vec<std::ffi::OsString> = vec!["cross".into(), self.arch.name().into()];
+        let mut args: Vec<std::ffi::OsString> = vec!["cross".into()];
+        if let Some(arch) = clap::ValueEnum::to_possible_value(&self.arch) {
+            args.push(arch.get_name().into());
+        }
         let flags = [
             (self.release, "--release"),
             (self.unit_tests, "--unit-tests"),
@@ -199,10 +194,7 @@ pub(crate) async fn run(options: &CrossOptions) -> anyhow::Result<()> {
     let target = options.target_dir.clone().unwrap_or_else(|| layout.target());
     let profile = if options.release { "release" } else { "debug" };
     let started = std::time::Instant::now();
-    let mut build = cargo(arch, &layout.workspace, &target);
-    if options.no_debuginfo {
-        build.env(format!("CARGO_PROFILE_{}_DEBUG", profile_env(profile)), "false");
-    }
+    let mut build = cargo(arch, &layout.workspace, &target, options.no_debuginfo);
     if options.unit_tests && !options.release {
         // One build for the program and the unit tests. The tests' dev-dependencies turn on
         // features (tokio's `test-util`) that a build of the program alone leaves off, so two
@@ -245,17 +237,14 @@ pub(crate) async fn run(options: &CrossOptions) -> anyhow::Result<()> {
     }
 
     if options.unit_tests {
-        let mut tests = cargo(arch, &layout.workspace, &target);
-        if options.no_debuginfo {
-            tests.env("CARGO_PROFILE_DEV_DEBUG", "false");
-        }
+        let mut tests = cargo(arch, &layout.workspace, &target, options.no_debuginfo);
         tests.args(["test", "--lib"]);
         // The packages and features of the build above: nothing is compiled again.
         select_unit_tested(&mut tests);
         status(&mut tests, &format!("the unit tests under {}", arch.qemu()))?;
     }
     if let Some(filter) = &options.bench {
-        let mut bench = cargo(arch, &layout.workspace, &target);
+        let mut bench = cargo(arch, &layout.workspace, &target, options.no_debuginfo);
         bench.args(["bench", "-p", "rtc-media", "--bench", "media", "--", filter]);
         // Criterion's history per architecture: an emulated run is not a change of the native one.
         bench.env("CRITERION_HOME", target.join(arch.triple()).join("criterion"));
@@ -278,15 +267,6 @@ fn select_unit_tested(command: &mut Command) {
     }
     command.args(["-p", "example-rtc-livekit-join", "--features"]);
     command.arg(format!("example-rtc-livekit-join/{FEATURES}"));
-}
-
-/// A profile's name as cargo's environment variables spell it (`CARGO_PROFILE_<NAME>_…`).
-fn profile_env(profile: &str) -> &'static str {
-    match profile {
-        "release" => "RELEASE",
-        // The `debug` directory is the `dev` profile's; `test` inherits from it.
-        _ => "DEV",
-    }
 }
 
 /// Runs `work` with the stack up; stops the stack again if it started it.
@@ -388,8 +368,15 @@ fn call_test(
 /// The variable the program's tests read to run another build of it (`tests/common`).
 const PROGRAM_COMMAND_ENV: &str = "RTC_JOIN_PROGRAM_COMMAND";
 
-/// `cargo … --target <triple>` with the cross environment, building in `target_dir`.
-fn cargo(arch: Arch, workspace: &std::path::Path, target_dir: &std::path::Path) -> Command {
+/// `cargo … --target <triple>` with the cross environment, building in `target_dir`; without
+/// debug info when `no_debuginfo` (the `dev` profile's, which `test` inherits; the shipped
+/// profile has none).
+fn cargo(
+    arch: Arch,
+    workspace: &std::path::Path,
+    target_dir: &std::path::Path,
+    no_debuginfo: bool,
+) -> Command {
     let triple = arch.triple();
     let under = triple.replace('-', "_");
     let upper = under.to_ascii_uppercase();
@@ -415,6 +402,9 @@ fn cargo(arch: Arch, workspace: &std::path::Path, target_dir: &std::path::Path) 
         )
         .env("CARGO_BUILD_TARGET", triple)
         .env("CARGO_TARGET_DIR", target_dir);
+    if no_debuginfo {
+        command.env("CARGO_PROFILE_DEV_DEBUG", "false");
+    }
     command
 }
 
